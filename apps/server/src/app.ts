@@ -1,0 +1,86 @@
+import { randomUUID } from 'node:crypto';
+import { type ApiDeps, appRouter, createInnerContext } from '@coderunner/api';
+import { QueryTypes } from '@coderunner/db';
+import { createExpressMiddleware } from '@trpc/server/adapters/express';
+import express from 'express';
+import { pinoHttp } from 'pino-http';
+import type { Logger } from './logger';
+
+export interface AppOptions {
+  deps: ApiDeps;
+  logger: Logger;
+  /** Largest JSON body tRPC accepts, in bytes. */
+  maxJsonBodyBytes?: number;
+}
+
+/** Resolves when the database answers within `timeoutMs`; rejects with a short reason otherwise. */
+async function checkDatabase(deps: ApiDeps, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      deps.sequelize.query('SELECT 1', { type: QueryTypes.SELECT }),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function reasonOf(err: unknown): string {
+  const e = err as { parent?: { code?: string }; original?: { code?: string }; message?: string };
+  const code = e.parent?.code ?? e.original?.code;
+  return code ? `database unreachable (${code})` : `database unreachable (${e.message ?? 'unknown error'})`;
+}
+
+export function createApp(opts: AppOptions): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+
+  app.use(
+    pinoHttp({
+      logger: opts.logger,
+      genReqId: (req, res) => {
+        const id = randomUUID();
+        res.setHeader('x-request-id', id);
+        return id;
+      },
+      autoLogging: { ignore: (req) => req.url === '/healthz' },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+      serializers: {
+        req: (req) => ({ id: req.id, method: req.method, url: String(req.url).split('?')[0] }),
+      },
+    }),
+  );
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await checkDatabase(opts.deps, 2_000);
+      res.json({ status: 'ready', database: 'ok' });
+    } catch (err) {
+      res.status(503).json({ status: 'unavailable', reason: reasonOf(err) });
+    }
+  });
+
+  app.use(
+    '/trpc',
+    createExpressMiddleware({
+      router: appRouter,
+      maxBodySize: opts.maxJsonBodyBytes ?? 1024 * 1024,
+      createContext: ({ req }) =>
+        createInnerContext({ deps: opts.deps, requestId: String(req.id), ip: req.ip }),
+    }),
+  );
+
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'not found' });
+  });
+
+  return app;
+}

@@ -1,0 +1,39 @@
+/** `pnpm start`: configuration from the environment, then serve until SIGTERM/SIGINT. */
+import { ConfigError, loadConfig } from './config';
+import { createLogger } from './logger';
+import { startServer } from './server';
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (err) {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(2);
+}
+
+const logger = createLogger(config.LOG_LEVEL);
+try {
+  const server = await startServer(config, logger);
+  logger.info({ url: server.url }, `CodeRunner is listening on ${server.url}`);
+  let signals = 0;
+  const shutdown = async (signal: string) => {
+    if (++signals > 1) {
+      logger.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    logger.info({ signal }, 'shutting down: draining requests');
+    try {
+      await server.close();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'error during shutdown');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+} catch (err) {
+  logger.fatal(`cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}

@@ -1,0 +1,78 @@
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ApiDeps } from '@coderunner/api';
+import { connect, type DatabaseTarget, migrateUp, resolveDatabase } from '@coderunner/db';
+import { createApp } from './app';
+import type { Config } from './config';
+import type { Logger } from './logger';
+
+export interface RunningServer {
+  /** e.g. http://127.0.0.1:8080 */
+  url: string;
+  port: number;
+  deps: ApiDeps;
+  httpServer: http.Server;
+  /** Stop accepting, let in-flight requests finish, close the pool, then stop the embedded database. */
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const target: DatabaseTarget = await resolveDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.dataDir,
+    embeddedPort: config.CODERUNNER_EMBEDDED_PG_PORT,
+  });
+  if (target.embedded) {
+    logger.info(
+      { dataDir: target.embedded.dataDir, port: target.embedded.port },
+      'embedded PostgreSQL started',
+    );
+  }
+  const sequelize = connect(target.url);
+  let httpServer: http.Server | undefined;
+  try {
+    const applied = await migrateUp(sequelize, (msg) => logger.debug(msg));
+    if (applied.length) logger.info({ applied }, 'migrations applied');
+
+    const deps: ApiDeps = {
+      sequelize,
+      logError: (err, meta) => logger.error({ err, ...meta }, 'unexpected error'),
+    };
+    const app = createApp({ deps, logger });
+    const server = app.listen(config.PORT, config.HOST);
+    httpServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new Error(`port ${config.PORT} on ${config.HOST} is already in use; set PORT to a free port`)
+            : err,
+        ),
+      );
+    });
+    const { port } = server.address() as AddressInfo;
+    const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= (async () => {
+        const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const force = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
+        await drained;
+        clearTimeout(force);
+        await sequelize.close();
+        await target.embedded?.stop();
+      })();
+      return closing;
+    };
+    return { url, port, deps, httpServer: server, close };
+  } catch (err) {
+    httpServer?.close();
+    await sequelize.close().catch(() => {});
+    await target.embedded?.stop();
+    throw err;
+  }
+}
