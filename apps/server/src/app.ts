@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { type ApiDeps, appRouter, createInnerContext } from '@coderunner/api';
+import { type ApiDeps, appRouter, createRequestContext } from '@coderunner/api';
 import { QueryTypes } from '@coderunner/db';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
+import cors from 'cors';
 import express from 'express';
+import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import type { Logger } from './logger';
 
@@ -11,6 +13,8 @@ export interface AppOptions {
   logger: Logger;
   /** Largest JSON body tRPC accepts, in bytes. */
   maxJsonBodyBytes?: number;
+  /** Browser origins allowed to call the API (CORS); empty: none. */
+  corsOrigins?: string[];
 }
 
 /** Resolves when the database answers within `timeoutMs`; rejects with a short reason otherwise. */
@@ -55,6 +59,17 @@ export function createApp(opts: AppOptions): express.Express {
     }),
   );
 
+  app.use(helmet());
+  if (opts.corsOrigins?.length) {
+    app.use(
+      cors({
+        origin: opts.corsOrigins.includes('*') ? true : opts.corsOrigins,
+        allowedHeaders: ['authorization', 'content-type', 'trpc-accept', 'x-trpc-source', 'last-event-id'],
+        maxAge: 600,
+      }),
+    );
+  }
+
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -73,8 +88,15 @@ export function createApp(opts: AppOptions): express.Express {
     createExpressMiddleware({
       router: appRouter,
       maxBodySize: opts.maxJsonBodyBytes ?? 1024 * 1024,
-      createContext: ({ req }) =>
-        createInnerContext({ deps: opts.deps, requestId: String(req.id), ip: req.ip }),
+      createContext: ({ req }) => createRequestContext(opts.deps, req, String(req.id)),
+      responseMeta({ errors }) {
+        // A rate-limited call tells the client when to retry, in the standard header too.
+        const waits = errors.map(
+          (e) => (e.cause as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds ?? 0,
+        );
+        const retryAfter = Math.max(0, ...waits);
+        return retryAfter > 0 ? { headers: { 'retry-after': String(retryAfter) } } : {};
+      },
     }),
   );
 

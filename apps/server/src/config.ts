@@ -1,3 +1,4 @@
+import { API_CONFIG_VARIABLES, type ApiConfig, apiConfigFromEnv } from '@coderunner/api';
 import { defaultDataDir } from '@coderunner/db';
 import { z } from 'zod';
 
@@ -21,12 +22,24 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Milliseconds in-flight requests get to finish on SIGTERM before their connections are cut. */
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  /** Comma-separated browser origins allowed by CORS (`*` for any). */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
+    ),
+  /** Largest JSON request body, in KiB. */
+  CODERUNNER_MAX_JSON_KB: z.coerce.number().int().min(1).default(1024),
 });
 
 /** Every environment variable the server reads. */
-export const CONFIG_VARIABLES = Object.keys(schema.shape);
+export const CONFIG_VARIABLES = [...Object.keys(schema.shape), ...API_CONFIG_VARIABLES];
 
-export type Config = z.infer<typeof schema> & { dataDir: string };
+export type Config = z.infer<typeof schema> & { dataDir: string; api: ApiConfig };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -41,5 +54,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
-  return { ...parsed.data, dataDir: defaultDataDir(present) };
+  const dataDir = defaultDataDir(present);
+  let api: ApiConfig;
+  try {
+    api = apiConfigFromEnv(present);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  return { ...parsed.data, dataDir, api };
 }

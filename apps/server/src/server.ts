@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ApiDeps } from '@coderunner/api';
+import { type ApiDeps, authSecretFromDataDir, createApiDeps } from '@coderunner/api';
 import { connect, type DatabaseTarget, migrateUp, resolveDatabase } from '@coderunner/db';
 import { createApp } from './app';
 import type { Config } from './config';
@@ -34,11 +34,17 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const applied = await migrateUp(sequelize, (msg) => logger.debug(msg));
     if (applied.length) logger.info({ applied }, 'migrations applied');
 
-    const deps: ApiDeps = {
+    const deps = createApiDeps({
       sequelize,
+      config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
       logError: (err, meta) => logger.error({ err, ...meta }, 'unexpected error'),
-    };
-    const app = createApp({ deps, logger });
+    });
+    const app = createApp({
+      deps,
+      logger,
+      corsOrigins: config.CORS_ORIGINS,
+      maxJsonBodyBytes: config.CODERUNNER_MAX_JSON_KB * 1024,
+    });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;
     await new Promise<void>((resolve, reject) => {

@@ -1,15 +1,41 @@
 import type { Sequelize } from '@coderunner/db';
+import { createPasswordHasher, type PasswordHasher } from './auth/password';
+import { createTokenService, type TokenService } from './auth/tokens';
+import type { ApiConfig } from './config';
+import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
 
-/** What every procedure may use; built once by the server, shared by all requests. */
+/** What every procedure may use; built once by the server (or a test), shared by all requests. */
 export interface ApiDeps {
   sequelize: Sequelize;
+  passwords: PasswordHasher;
+  tokens: TokenService;
+  rateLimits: RateLimits;
+  rateLimitStore: RateLimitStore;
   /** Logs an unexpected error with the request id the client was told. */
   logError?: (err: unknown, meta: { requestId: string; path?: string }) => void;
+}
+
+export function createApiDeps(opts: {
+  sequelize: Sequelize;
+  config: ApiConfig & { authSecret: Uint8Array };
+  rateLimitStore?: RateLimitStore;
+  logError?: ApiDeps['logError'];
+}): ApiDeps {
+  return {
+    sequelize: opts.sequelize,
+    passwords: createPasswordHasher(opts.config.passwordHashing),
+    tokens: createTokenService(opts.config.authSecret, opts.config.tokenTtlSeconds),
+    rateLimits: opts.config.rateLimits,
+    rateLimitStore: opts.rateLimitStore ?? createMemoryRateLimitStore(),
+    logError: opts.logError,
+  };
 }
 
 /** The part of the context that needs no HTTP request: tests build it directly for `createCaller`. */
 export interface InnerContextOptions {
   deps: ApiDeps;
+  /** The bearer token, if the caller sent one. */
+  token?: string | null;
   requestId?: string;
   /** Client address, for rate limits. */
   ip?: string;
@@ -18,9 +44,22 @@ export interface InnerContextOptions {
 export function createInnerContext(opts: InnerContextOptions) {
   return {
     deps: opts.deps,
+    token: opts.token ?? null,
     requestId: opts.requestId ?? crypto.randomUUID(),
     ip: opts.ip ?? 'local',
   };
+}
+
+/** The outer context: what the HTTP request says (the Authorization header, the client address). */
+export function createRequestContext(
+  deps: ApiDeps,
+  req: { headers: Record<string, string | string[] | undefined>; ip?: string | undefined },
+  requestId?: string,
+) {
+  const header = req.headers.authorization;
+  const value = Array.isArray(header) ? header[0] : header;
+  const token = value?.startsWith('Bearer ') ? value.slice(7).trim() : null;
+  return createInnerContext({ deps, token, requestId, ip: req.ip ?? 'unknown' });
 }
 
 export type Context = ReturnType<typeof createInnerContext>;

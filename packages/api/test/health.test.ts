@@ -1,19 +1,15 @@
-import { createMigratedTestDatabase, type MigratedTestDatabase } from '@coderunner/db/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appRouter, createCallerFactory, createInnerContext } from '../src/index';
+import { setupApi, type TestApi } from './helpers';
 
-let db: MigratedTestDatabase;
+let api: TestApi;
 beforeAll(async () => {
-  db = await createMigratedTestDatabase();
+  api = await setupApi();
 });
-afterAll(() => db.close());
-
-const createCaller = createCallerFactory(appRouter);
+afterAll(() => api.close());
 
 describe('health', () => {
   it('answers through createCaller with the inner context (no HTTP)', async () => {
-    const caller = createCaller(createInnerContext({ deps: { sequelize: db.sequelize } }));
-    const health = await caller.health();
+    const health = await api.caller().health();
     expect(health).toMatchObject({ status: 'ok', database: true });
     expect(health.time).toBeInstanceOf(Date);
   });

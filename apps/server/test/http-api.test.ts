@@ -1,0 +1,194 @@
+import { Writable } from 'node:stream';
+import { createClient } from '@coderunner/api/client';
+import { createTestDatabase, type TestDatabase } from '@coderunner/db/testing';
+import { TRPCClientError } from '@trpc/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config';
+import { createLogger } from '../src/logger';
+import { type RunningServer, startServer } from '../src/server';
+
+const PASSWORD = 'correct horse battery staple';
+const logLines: string[] = [];
+const capture = new Writable({
+  write(chunk, _enc, done) {
+    logLines.push(...String(chunk).trim().split('\n'));
+    done();
+  },
+});
+
+let db: TestDatabase;
+let server: RunningServer;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  server = await startServer(
+    loadConfig({
+      NODE_ENV: 'production',
+      DATABASE_URL: db.url,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      CODERUNNER_AUTH_SECRET: 'an-http-test-secret-of-enough-length!!',
+      CODERUNNER_RATE_LIMIT_LOGIN_FAILURES: '5',
+      CODERUNNER_RATE_LIMIT_AUTH_PER_IP: '1000',
+      CORS_ORIGINS: 'https://app.example.com',
+      CODERUNNER_MAX_JSON_KB: '64',
+    }),
+    createLogger('info', capture),
+  );
+});
+afterAll(async () => {
+  await server?.close();
+  await db?.drop();
+});
+
+const trpc = () => `${server.url}/trpc`;
+
+describe('the typed client over real HTTP', () => {
+  it('register → create → list round trip, dates as Date', async () => {
+    const anon = createClient({ url: trpc() });
+    const { token, user } = await anon.auth.register.mutate({
+      email: 'Round@Trip.example',
+      password: PASSWORD,
+    });
+    expect(user.email).toBe('round@trip.example');
+    const client = createClient({ url: trpc(), token });
+    const project = await client.projects.create.mutate({ name: 'web', description: 'site' });
+    expect(project.createdAt).toBeInstanceOf(Date);
+    const { items, nextCursor } = await client.projects.list.query();
+    expect(items).toEqual([project]);
+    expect(nextCursor).toBeNull();
+    expect((await client.auth.me.query()).id).toBe(user.id);
+  });
+
+  it('errors reach the client with their code and message', async () => {
+    const err = await createClient({ url: trpc() })
+      .auth.me.query()
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(TRPCClientError);
+    expect(err.data.code).toBe('UNAUTHORIZED');
+    expect(err.message).toMatch(/not logged in/);
+  });
+});
+
+describe('the wire format (what curl sees)', () => {
+  it('a query is a GET with superjson input; a mutation is a POST', async () => {
+    const reg = await fetch(`${trpc()}/auth.register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ json: { email: 'wire@example.com', password: PASSWORD } }),
+    });
+    expect(reg.status).toBe(200);
+    // biome-ignore lint/suspicious/noExplicitAny: raw wire JSON
+    const body: any = await reg.json();
+    expect(body.result.data.json.user.email).toBe('wire@example.com');
+    expect(body.result.data.meta.values).toMatchObject({ 'user.createdAt': ['Date'] });
+    const token = body.result.data.json.token;
+
+    const me = await fetch(`${trpc()}/auth.me`, { headers: { authorization: `Bearer ${token}` } });
+    expect(me.status).toBe(200);
+    expect(((await me.json()) as any).result.data.json.email).toBe('wire@example.com');
+
+    const asPost = await fetch(`${trpc()}/auth.me`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(asPost.status).toBe(405);
+  });
+
+  it('validation errors are 400 with the field and reason, no stack', async () => {
+    const res = await fetch(`${trpc()}/auth.register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ json: { email: 'nope', password: 'x' } }),
+    });
+    expect(res.status).toBe(400);
+    // biome-ignore lint/suspicious/noExplicitAny: raw wire JSON
+    const { error }: any = await res.json();
+    expect(error.json.message).toBe(
+      'email: must be an email address; password: must be at least 8 characters',
+    );
+    expect(error.json.data.code).toBe('BAD_REQUEST');
+    expect(JSON.stringify(error)).not.toMatch(/stack|\.ts:\d+/);
+  });
+
+  it('sets security headers, CORS for configured origins only, and limits JSON bodies', async () => {
+    const res = await fetch(`${server.url}/healthz`, { headers: { origin: 'https://app.example.com' } });
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('content-security-policy')).toBeTruthy();
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+    const other = await fetch(`${server.url}/healthz`, { headers: { origin: 'https://evil.example' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+
+    const big = await fetch(`${trpc()}/auth.login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ json: { email: 'a@b.co', password: 'x'.repeat(100 * 1024) } }),
+    });
+    expect(big.status).toBe(413);
+  });
+});
+
+describe('rate limiting over HTTP', () => {
+  it('a batch of 50 logins in one request counts as 50; refusals carry Retry-After', async () => {
+    const email = 'batch-target@example.com';
+    await createClient({ url: trpc() }).auth.register.mutate({ email, password: PASSWORD });
+    const calls = Array.from({ length: 50 }, () => ({ json: { email, password: 'wrong password' } }));
+    const input = Object.fromEntries(calls.map((c, i) => [i, c]));
+    const res = await fetch(`${trpc()}/${calls.map(() => 'auth.login').join(',')}?batch=1`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(input),
+    });
+    const results = (await res.json()) as { error: { json: { data: { code: string } } } }[];
+    const codes = results.map((r) => r.error.json.data.code);
+    expect(codes.filter((c) => c === 'UNAUTHORIZED').length).toBeLessThanOrEqual(5);
+    expect(codes.filter((c) => c === 'TOO_MANY_REQUESTS').length).toBeGreaterThanOrEqual(45);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+
+    // Even the right password is refused now, with the hint in the message.
+    const err = await createClient({ url: trpc() })
+      .auth.login.mutate({ email, password: PASSWORD })
+      .catch((e) => e);
+    expect(err.data.code).toBe('TOO_MANY_REQUESTS');
+    expect(err.message).toMatch(/try again in \d+ s/);
+  });
+});
+
+describe('nothing internal or secret leaks', () => {
+  it('an unexpected error is INTERNAL_SERVER_ERROR with a request id that is also in the server log', async () => {
+    const { token } = await createClient({ url: trpc() }).auth.register.mutate({
+      email: 'internal@example.com',
+      password: PASSWORD,
+    });
+    // Break the database under the server: the next list fails inside PostgreSQL.
+    await server.deps.sequelize.query('ALTER TABLE projects RENAME TO projects_gone');
+    try {
+      const res = await fetch(`${trpc()}/projects.list`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(500);
+      const text = await res.text();
+      const { error } = JSON.parse(text);
+      const requestId = error.json.data.requestId as string;
+      expect(error.json.message).toBe(`internal error (request id ${requestId})`);
+      expect(text).not.toMatch(/relation|SELECT|stack|Sequelize|does not exist/i);
+      expect(res.headers.get('x-request-id')).toBe(requestId);
+      const logged = logLines.find((l) => l.includes(requestId) && l.includes('unexpected error'));
+      expect(logged).toBeDefined();
+      expect(logged).toMatch(/relation .*projects.* does not exist/);
+    } finally {
+      await server.deps.sequelize.query('ALTER TABLE projects_gone RENAME TO projects');
+    }
+  });
+
+  it('no log line contains a password or a token', async () => {
+    const { token } = await createClient({ url: trpc() }).auth.register.mutate({
+      email: 'logs@example.com',
+      password: PASSWORD,
+    });
+    await createClient({ url: trpc(), token }).auth.me.query();
+    expect(logLines.length).toBeGreaterThan(5);
+    for (const line of logLines) {
+      expect(line).not.toContain(PASSWORD);
+      expect(line).not.toContain(token);
+    }
+  });
+});

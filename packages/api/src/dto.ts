@@ -1,0 +1,50 @@
+import type { PlanType } from '@coderunner/db';
+
+/** The API's outputs: plain objects, never Sequelize instances; no password hash ever. */
+export interface UserDto {
+  id: string;
+  email: string;
+  planType: PlanType;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface ProjectDto {
+  id: string;
+  name: string;
+  description: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export function toUserDto(u: {
+  id: string;
+  email: string;
+  planType: string;
+  createdAt: Date;
+  updatedAt: Date;
+}): UserDto {
+  return {
+    id: u.id,
+    email: u.email,
+    planType: u.planType as PlanType,
+    createdAt: u.createdAt,
+    updatedAt: u.updatedAt,
+  };
+}
+
+export function toProjectDto(p: {
+  id: string;
+  name: string;
+  description: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}): ProjectDto {
+  return {
+    id: p.id,
+    name: p.name,
+    description: p.description,
+    createdAt: p.createdAt,
+    updatedAt: p.updatedAt,
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * Every procedure that takes an object id, called by user B on user A's objects, must answer NOT_FOUND
+ * (exactly like a missing id) and change nothing. The matrix is data: a procedure added to the
+ * router without a row here (or an explicit exemption) fails the completeness test.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appRouter } from '../src/root';
+import { setupApi, type TestApi } from './helpers';
+
+type Caller = ReturnType<TestApi['caller']>;
+interface Fixture {
+  projectId: string;
+}
+
+/** path → how B attacks A's object. */
+const MATRIX: Record<string, (b: Caller, a: Fixture) => Promise<unknown>> = {
+  'projects.get': (b, a) => b.projects.get({ id: a.projectId }),
+  'projects.update': (b, a) => b.projects.update({ id: a.projectId, name: 'stolen', description: 'pwned' }),
+  'projects.delete': (b, a) => b.projects.delete({ id: a.projectId }),
+};
+
+/** Procedures that take no object id: they only ever act on the caller's own data. */
+const NO_OBJECT_ID = new Set([
+  'health',
+  'auth.register',
+  'auth.login',
+  'auth.me',
+  'auth.changePassword',
+  'projects.create',
+  'projects.list',
+]);
+
+let api: TestApi;
+let a: Fixture & { caller: Caller };
+let b: Caller;
+let snapshot: () => Promise<string>;
+
+beforeAll(async () => {
+  api = await setupApi();
+  const userA = await api.register();
+  const project = await userA.as.projects.create({ name: 'a-secret', description: 'only for A' });
+  a = { projectId: project.id, caller: userA.as };
+  b = (await api.register()).as;
+  await b.projects.create({ name: 'b-own' });
+  snapshot = async () => {
+    const [rows] = await api.db.sequelize.query(
+      'SELECT id, user_id, name, description, updated_at FROM projects ORDER BY id',
+    );
+    return JSON.stringify(rows);
+  };
+});
+afterAll(() => api.close());
+
+describe('authorization matrix', () => {
+  it('covers every procedure of the router', () => {
+    const all = Object.keys(appRouter._def.procedures);
+    const missing = all.filter((p) => !(p in MATRIX) && !NO_OBJECT_ID.has(p));
+    expect(missing, 'add a MATRIX row (or a NO_OBJECT_ID entry) for these procedures').toEqual([]);
+  });
+
+  for (const [path, attack] of Object.entries(MATRIX)) {
+    it(`${path}: B on A's object answers NOT_FOUND like a missing id, and changes nothing`, async () => {
+      const before = await snapshot();
+      const onForeign = (await attack(b, a).catch((e: { code: string; message: string }) => e)) as {
+        code: string;
+        message: string;
+      };
+      const onMissing = (await attack(b, { projectId: crypto.randomUUID() }).catch(
+        (e: { code: string; message: string }) => e,
+      )) as { code: string; message: string };
+      expect(onForeign.code).toBe('NOT_FOUND');
+      expect([onForeign.code, onForeign.message]).toEqual([onMissing.code, onMissing.message]);
+      expect(await snapshot()).toBe(before);
+      // A still sees its project untouched.
+      expect(await a.caller.projects.get({ id: a.projectId })).toMatchObject({
+        name: 'a-secret',
+        description: 'only for A',
+      });
+    });
+  }
+
+  it("B's list never contains A's projects", async () => {
+    const items = (await b.projects.list()).items;
+    expect(items.map((p) => p.name)).toEqual(['b-own']);
+  });
+});

@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { createMigratedTestDatabase, type MigratedTestDatabase } from '@coderunner/db/testing';
+import { OWASP_MIN } from '../src/auth/password';
+import type { ApiConfig } from '../src/config';
+import { type ApiDeps, createApiDeps, createInnerContext } from '../src/context';
+import { appRouter } from '../src/root';
+import { createCallerFactory } from '../src/trpc';
+
+export const PASSWORD = 'correct horse battery staple';
+export const TEST_SECRET = new TextEncoder().encode('test-secret-that-is-long-enough-for-hs256!!');
+
+export function testConfig(overrides: Partial<ApiConfig> = {}): ApiConfig & { authSecret: Uint8Array } {
+  return {
+    authSecret: TEST_SECRET,
+    tokenTtlSeconds: 3600,
+    passwordHashing: { ...OWASP_MIN, maxConcurrent: 2 },
+    rateLimits: { windowMs: 60_000, authPerIp: 100_000, failuresPerEmail: 100_000 },
+    ...overrides,
+  } as ApiConfig & { authSecret: Uint8Array };
+}
+
+const createCaller = createCallerFactory(appRouter);
+
+export interface TestApi {
+  db: MigratedTestDatabase;
+  deps: ApiDeps;
+  caller(token?: string | null, ip?: string): ReturnType<typeof createCaller>;
+  /** Registers a fresh user; returns its token and a caller acting as it. */
+  register(): Promise<{ token: string; email: string; userId: string; as: ReturnType<typeof createCaller> }>;
+  close(): Promise<void>;
+}
+
+export async function setupApi(overrides: Partial<ApiConfig> = {}): Promise<TestApi> {
+  const db = await createMigratedTestDatabase();
+  const deps = createApiDeps({ sequelize: db.sequelize, config: testConfig(overrides) });
+  const caller = (token?: string | null, ip?: string) =>
+    createCaller(createInnerContext({ deps, token: token ?? null, ip: ip ?? '127.0.0.1' }));
+  const run = randomBytes(3).toString('hex');
+  let n = 0;
+  return {
+    db,
+    deps,
+    caller,
+    async register() {
+      const email = `user${++n}-${run}@example.com`;
+      const { user, token } = await caller().auth.register({ email, password: PASSWORD });
+      return { token, email, userId: user.id, as: caller(token) };
+    },
+    close: () => db.close(),
+  };
+}
+
+/** The tRPC error code of a rejected call (fails the test when the call succeeded). */
+export async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (err) {
+    return (err as { code?: string }).code ?? 'NOT_A_TRPC_ERROR';
+  }
+  throw new Error('expected the call to fail');
+}

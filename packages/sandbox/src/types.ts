@@ -1,0 +1,129 @@
+/**
+ * The sandbox abstraction. Shaped after the E2B 1.x SDK (which AgentSphere forks) so that a cloud
+ * adapter maps onto it call for call, while a local adapter implements it with folders and child
+ * processes. Nothing here knows about tRPC, Sequelize or deployments' state.
+ */
+
+/** Labels stored with a sandbox; `list` filters on them. Values are strings, as in E2B. */
+export interface SandboxMetadata {
+  deploymentId: string;
+  projectId: string;
+  /** `app` or `db`. */
+  role: string;
+  [key: string]: string;
+}
+
+export interface CreateSandboxOptions {
+  metadata: SandboxMetadata;
+  /** Provider template (AgentSphere template id); the local provider ignores it. */
+  template?: string;
+  /** Environment given to every command run in the sandbox. */
+  envs?: Record<string, string>;
+  /** How long the sandbox lives without a keep-alive (cloud providers); default 5 minutes. */
+  timeoutMs?: number;
+}
+
+export interface CommandOptions {
+  /** Working directory relative to the sandbox's app folder (default: the app folder itself). */
+  cwd?: string;
+  envs?: Record<string, string>;
+  /** Kill the command (its whole process group) after this many ms; 0 = no limit. */
+  timeoutMs?: number;
+  onStdout?: (chunk: string) => void;
+  onStderr?: (chunk: string) => void;
+}
+
+export interface CommandResult {
+  exitCode: number;
+  /** Bounded tails of the output (the whole output goes through onStdout/onStderr). */
+  stdout: string;
+  stderr: string;
+}
+
+export interface StartAppOptions extends Omit<CommandOptions, 'timeoutMs'> {
+  command: string;
+  /** Port the app must listen on; it also receives it as PORT. */
+  port: number;
+  /** Called once when the app process exits on its own (not when stopApp/kill ended it). */
+  onExit?: (info: { exitCode: number | null; signal: string | null }) => void;
+}
+
+export interface AppHandle {
+  port: number;
+  /** Where the control plane can reach the app, e.g. http://127.0.0.1:41234 or https://8080-id.domain */
+  internalUrl: string;
+  pid?: number;
+}
+
+export interface FileEntry {
+  /** Relative to the sandbox's app folder. */
+  path: string;
+  data: Uint8Array | string;
+  /** POSIX mode bits (e.g. 0o755 for scripts). */
+  mode?: number;
+}
+
+export interface SandboxInfo {
+  id: string;
+  metadata: SandboxMetadata;
+  startedAt?: Date;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  readonly metadata: SandboxMetadata;
+  writeFiles(files: FileEntry[]): Promise<void>;
+  /** Run to completion; resolves with a non-zero exitCode instead of throwing; rejects on timeout. */
+  run(command: string, opts?: CommandOptions): Promise<CommandResult>;
+  /** Start a long-running app in the background (no timeout). One app per sandbox. */
+  startApp(opts: StartAppOptions): Promise<AppHandle>;
+  /** Is the app started by startApp still running? */
+  isAppRunning(): Promise<boolean>;
+  /** Stop the app (its whole process group); idempotent. */
+  stopApp(): Promise<void>;
+  /** Host (no scheme) where `port` of this sandbox is reachable from outside. */
+  getHost(port: number): string;
+  /** Extend the sandbox's life by `ms` from now (no-op for the local provider). */
+  keepAlive(ms: number): Promise<void>;
+  /** Kill everything and free the sandbox; idempotent. */
+  kill(): Promise<void>;
+}
+
+export interface SandboxProvider {
+  readonly name: 'local' | 'agentsphere';
+  create(opts: CreateSandboxOptions): Promise<Sandbox>;
+  /** Re-attach to an existing sandbox; rejects with SandboxNotFoundError when it is gone. */
+  connect(id: string): Promise<Sandbox>;
+  /** Kill by id; true when it existed, false when it was already gone (never throws for that). */
+  kill(id: string): Promise<boolean>;
+  /** Sandboxes whose metadata contains every given key/value. */
+  list(filter?: { metadata?: Partial<SandboxMetadata> }): Promise<SandboxInfo[]>;
+}
+
+export class SandboxError extends Error {
+  override name = 'SandboxError';
+}
+
+export class SandboxNotFoundError extends SandboxError {
+  override name = 'SandboxNotFoundError';
+  constructor(readonly sandboxId: string) {
+    super(`sandbox ${sandboxId} no longer exists`);
+  }
+}
+
+export class CommandTimeoutError extends SandboxError {
+  override name = 'CommandTimeoutError';
+  constructor(
+    readonly command: string,
+    readonly timeoutMs: number,
+    readonly stdout = '',
+    readonly stderr = '',
+  ) {
+    super(`command timed out after ${Math.round(timeoutMs / 1000)} s: ${command}`);
+  }
+}
+
+/** A transient provider failure (network, 429, 5xx) after retries; the message says what to do. */
+export class ProviderUnavailableError extends SandboxError {
+  override name = 'ProviderUnavailableError';
+}
