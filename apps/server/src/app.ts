@@ -15,6 +15,10 @@ export interface AppOptions {
   maxJsonBodyBytes?: number;
   /** Browser origins allowed to call the API (CORS); empty: none. */
   corsOrigins?: string[];
+  /** Largest body of `deployments.create` (the only route taking uploads), in bytes. */
+  maxUploadBytes?: number;
+  /** Serves deployments' public URLs (requests whose Host names a deployment). */
+  appProxy?: (req: express.Request, res: express.Response, next: () => void) => void;
 }
 
 /** Resolves when the database answers within `timeoutMs`; rejects with a short reason otherwise. */
@@ -59,6 +63,7 @@ export function createApp(opts: AppOptions): express.Express {
     }),
   );
 
+  if (opts.appProxy) app.use(opts.appProxy);
   app.use(helmet());
   if (opts.corsOrigins?.length) {
     app.use(
@@ -83,11 +88,10 @@ export function createApp(opts: AppOptions): express.Express {
     }
   });
 
-  app.use(
-    '/trpc',
+  const trpcHandler = (maxBodySize: number) =>
     createExpressMiddleware({
       router: appRouter,
-      maxBodySize: opts.maxJsonBodyBytes ?? 1024 * 1024,
+      maxBodySize,
       createContext: ({ req }) => createRequestContext(opts.deps, req, String(req.id)),
       responseMeta({ errors }) {
         // A rate-limited call tells the client when to retry, in the standard header too.
@@ -97,8 +101,30 @@ export function createApp(opts: AppOptions): express.Express {
         const retryAfter = Math.max(0, ...waits);
         return retryAfter > 0 ? { headers: { 'retry-after': String(retryAfter) } } : {};
       },
-    }),
-  );
+    });
+  const maxUpload = opts.maxUploadBytes ?? 50 * 1024 * 1024;
+  const jsonHandler = trpcHandler(opts.maxJsonBodyBytes ?? 1024 * 1024);
+  // Only the upload route accepts large bodies (with a slack for the multipart framing).
+  const uploadHandler = trpcHandler(maxUpload + 64 * 1024);
+  app.use('/trpc', (req, res, next) => {
+    if (req.path !== '/deployments.create') return jsonHandler(req, res, next);
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > maxUpload + 64 * 1024) {
+      // Refuse before reading a byte; the client learns the limit.
+      res.status(413).json({
+        error: {
+          json: {
+            message: `the upload is ${(declared / 1024 / 1024).toFixed(1)} MB; the limit is ${maxUpload / 1024 / 1024} MB (CODERUNNER_MAX_UPLOAD_MB)`,
+            code: -32013,
+            data: { code: 'PAYLOAD_TOO_LARGE', httpStatus: 413, path: 'deployments.create' },
+          },
+        },
+      });
+      req.resume();
+      return;
+    }
+    return uploadHandler(req, res, next);
+  });
 
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found' });

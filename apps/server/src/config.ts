@@ -34,6 +34,24 @@ const schema = z.object({
     ),
   /** Largest JSON request body, in KiB. */
   CODERUNNER_MAX_JSON_KB: z.coerce.number().int().min(1).default(1024),
+  /** Largest deployment upload (deployments.create only), in MiB. */
+  CODERUNNER_MAX_UPLOAD_MB: z.coerce.number().int().min(1).default(50),
+  /** Most files an uploaded archive may hold. */
+  CODERUNNER_MAX_FILES: z.coerce.number().int().min(1).default(10_000),
+  SANDBOX_PROVIDER: z.enum(['local', 'agentsphere']).default('local'),
+  /** Base of the apps' public URLs: http://<deployment id>.<host>:<port>/ (default http://localhost:<PORT>). */
+  CODERUNNER_APPS_BASE_URL: z.url('CODERUNNER_APPS_BASE_URL must be a URL').optional(),
+  WORKER_ENABLED: z
+    .enum(['true', 'false', '1', '0'], { error: 'WORKER_ENABLED must be true or false' })
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  CODERUNNER_INSTALL_TIMEOUT_S: z.coerce.number().int().min(1).default(600),
+  CODERUNNER_BUILD_TIMEOUT_S: z.coerce.number().int().min(1).default(600),
+  CODERUNNER_START_TIMEOUT_S: z.coerce.number().int().min(1).default(30),
+  /** A PROVISIONING/BUILDING deployment without a worker heartbeat for this long is retried. */
+  CODERUNNER_STUCK_AFTER_S: z.coerce.number().int().min(2).default(60),
+  CODERUNNER_RECONCILE_INTERVAL_S: z.coerce.number().int().min(1).default(15),
 });
 
 /** Every environment variable the server reads. */

@@ -4,7 +4,9 @@ import { type ApiDeps, authSecretFromDataDir, createApiDeps } from '@coderunner/
 import { connect, type DatabaseTarget, migrateUp, resolveDatabase } from '@coderunner/db';
 import { createApp } from './app';
 import type { Config } from './config';
+import { createDeploymentRuntime, type DeploymentRuntime } from './deployments';
 import type { Logger } from './logger';
+import { createAppProxy } from './proxy';
 
 export interface RunningServer {
   /** e.g. http://127.0.0.1:8080 */
@@ -30,23 +32,30 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
   const sequelize = connect(target.url);
   let httpServer: http.Server | undefined;
+  let runtime: DeploymentRuntime | undefined;
   try {
     const applied = await migrateUp(sequelize, (msg) => logger.debug(msg));
     if (applied.length) logger.info({ applied }, 'migrations applied');
 
+    runtime = createDeploymentRuntime(config, sequelize, target.url, logger);
     const deps = createApiDeps({
       sequelize,
       config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
       logError: (err, meta) => logger.error({ err, ...meta }, 'unexpected error'),
+      deployments: runtime.services,
     });
+    const proxy = createAppProxy((id) => runtime!.engine.resolveApp(id));
     const app = createApp({
       deps,
       logger,
       corsOrigins: config.CORS_ORIGINS,
       maxJsonBodyBytes: config.CODERUNNER_MAX_JSON_KB * 1024,
+      maxUploadBytes: config.CODERUNNER_MAX_UPLOAD_MB * 1024 * 1024,
+      appProxy: (req, res, next) => void proxy.web(req, res, next),
     });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;
+    server.on('upgrade', (req, socket, head) => void proxy.upgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', (err: NodeJS.ErrnoException) =>
@@ -58,6 +67,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       );
     });
     const { port } = server.address() as AddressInfo;
+    await runtime.start({ workers: config.WORKER_ENABLED, port });
     const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
@@ -69,6 +79,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         const force = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
         await drained;
         clearTimeout(force);
+        proxy.close();
+        // Builds in flight are abandoned to the reconciler; running apps keep running.
+        await runtime?.close();
         await sequelize.close();
         await target.embedded?.stop();
       })();
@@ -77,6 +90,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     return { url, port, deps, httpServer: server, close };
   } catch (err) {
     httpServer?.close();
+    await runtime?.close().catch(() => {});
     await sequelize.close().catch(() => {});
     await target.embedded?.stop();
     throw err;

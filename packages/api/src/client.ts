@@ -1,8 +1,20 @@
 /**
  * The typed client for frontends, the CLI and other apps. Imports only types from the server side,
  * so bundling it pulls in no server code.
+ *
+ * Links: subscriptions (deployments.watch, deployments.logs) go over SSE; FormData inputs (the
+ * deployments.create upload) over a plain httpLink, since batching needs JSON; everything else is
+ * batched.
  */
-import { createTRPCClient, httpBatchLink } from '@trpc/client';
+import {
+  createTRPCClient,
+  httpBatchLink,
+  httpLink,
+  httpSubscriptionLink,
+  isNonJsonSerializable,
+  splitLink,
+} from '@trpc/client';
+import { EventSource } from 'eventsource';
 import superjson from 'superjson';
 import type { AppRouter } from './root';
 
@@ -14,13 +26,30 @@ export interface ClientOptions {
 }
 
 export function createClient(opts: ClientOptions) {
+  const headers = (): Record<string, string> => (opts.token ? { authorization: `Bearer ${opts.token}` } : {});
+  const fetchImpl = opts.fetch ?? globalThis.fetch;
   return createTRPCClient<AppRouter>({
     links: [
-      httpBatchLink({
-        url: opts.url,
-        transformer: superjson,
-        headers: () => (opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-        ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      splitLink({
+        condition: (op) => op.type === 'subscription',
+        true: httpSubscriptionLink({
+          url: opts.url,
+          transformer: superjson,
+          // Node has no global EventSource; this one lets us send the token as a header (never in the URL).
+          EventSource,
+          eventSourceOptions: () => ({
+            fetch: (input, init) =>
+              fetchImpl(input, {
+                ...init,
+                headers: { ...(init?.headers as Record<string, string>), ...headers() },
+              }),
+          }),
+        }),
+        false: splitLink({
+          condition: (op) => isNonJsonSerializable(op.input),
+          true: httpLink({ url: opts.url, transformer: superjson, headers, fetch: fetchImpl }),
+          false: httpBatchLink({ url: opts.url, transformer: superjson, headers, fetch: fetchImpl }),
+        }),
       }),
     ],
   });

@@ -1,7 +1,11 @@
+import type { EventEmitter } from 'node:events';
 import type { Sequelize } from '@coderunner/db';
 import { createPasswordHasher, type PasswordHasher } from './auth/password';
 import { createTokenService, type TokenService } from './auth/tokens';
 import type { ApiConfig } from './config';
+import type { DeploymentEngine } from './deployments/engine';
+import type { LogStore } from './deployments/log-store';
+import type { SourceStore } from './deployments/source-store';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
 
 /** What every procedure may use; built once by the server (or a test), shared by all requests. */
@@ -13,6 +17,20 @@ export interface ApiDeps {
   rateLimitStore: RateLimitStore;
   /** Logs an unexpected error with the request id the client was told. */
   logError?: (err: unknown, meta: { requestId: string; path?: string }) => void;
+  /** Present on servers that run deployments. */
+  deployments?: DeploymentServices;
+}
+
+export interface DeploymentServices {
+  engine: DeploymentEngine;
+  sources: SourceStore;
+  logs: LogStore;
+  /** Emits `<deploymentId>` when its status changes (fed by LISTEN on the status channel). */
+  events: EventEmitter;
+  maxUploadBytes: number;
+  maxFiles: number;
+  /** Called after a deployment was queued (wakes this process's workers without waiting for NOTIFY). */
+  onQueued?: () => void;
 }
 
 export function createApiDeps(opts: {
@@ -20,6 +38,7 @@ export function createApiDeps(opts: {
   config: ApiConfig & { authSecret: Uint8Array };
   rateLimitStore?: RateLimitStore;
   logError?: ApiDeps['logError'];
+  deployments?: DeploymentServices;
 }): ApiDeps {
   return {
     sequelize: opts.sequelize,
@@ -28,6 +47,7 @@ export function createApiDeps(opts: {
     rateLimits: opts.config.rateLimits,
     rateLimitStore: opts.rateLimitStore ?? createMemoryRateLimitStore(),
     logError: opts.logError,
+    deployments: opts.deployments,
   };
 }
 

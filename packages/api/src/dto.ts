@@ -1,4 +1,4 @@
-import type { PlanType } from '@coderunner/db';
+import type { DeploymentStatus, PlanType } from '@coderunner/db';
 
 /** The API's outputs: plain objects, never Sequelize instances; no password hash ever. */
 export interface UserDto {
@@ -46,5 +46,40 @@ export function toProjectDto(p: {
     description: p.description,
     createdAt: p.createdAt,
     updatedAt: p.updatedAt,
+  };
+}
+
+export interface DeploymentDto {
+  id: string;
+  projectId: string;
+  status: DeploymentStatus;
+  runtimeType: string | null;
+  /** The app's public URL; set when it first ran, never changed or reused afterwards. */
+  publicUrl: string | null;
+  /** Whether the deployment has its own database (credentials only via deployments.databaseCredentials). */
+  hasDatabase: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export function toDeploymentDto(d: {
+  id: string;
+  projectId: string;
+  status: DeploymentStatus;
+  runtimeType: string | null;
+  publicUrl: string | null;
+  dbSandboxId: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}): DeploymentDto {
+  return {
+    id: d.id,
+    projectId: d.projectId,
+    status: d.status,
+    runtimeType: d.runtimeType,
+    publicUrl: d.publicUrl,
+    hasDatabase: d.dbSandboxId !== null,
+    createdAt: d.createdAt,
+    updatedAt: d.updatedAt,
   };
 }

@@ -11,9 +11,25 @@ export {
   createApiDeps,
   createInnerContext,
   createRequestContext,
+  type DeploymentServices,
   type InnerContextOptions,
 } from './context';
-export type { ProjectDto, UserDto } from './dto';
+export {
+  type DatabaseHooks,
+  DeploymentEngine,
+  type EngineOptions,
+  PENDING_CHANNEL,
+} from './deployments/engine';
+export {
+  ACTIVE_STATUSES,
+  canTransition,
+  STATUS_CHANNEL,
+  TRANSITIONS,
+  transition,
+} from './deployments/lifecycle';
+export { type LogLine, LogStore } from './deployments/log-store';
+export { readFilesForUpload, SourceStore } from './deployments/source-store';
+export type { DeploymentDto, ProjectDto, UserDto } from './dto';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } from './rate-limit';
 export { type AppRouter, appRouter } from './root';

@@ -1,4 +1,5 @@
 import { authRouter } from './routers/auth';
+import { deploymentsRouter } from './routers/deployments';
 import { healthProcedure } from './routers/health';
 import { projectsRouter } from './routers/projects';
 import { router } from './trpc';
@@ -7,6 +8,7 @@ export const appRouter = router({
   health: healthProcedure,
   auth: authRouter,
   projects: projectsRouter,
+  deployments: deploymentsRouter,
 });
 
 export type AppRouter = typeof appRouter;

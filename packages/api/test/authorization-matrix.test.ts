@@ -3,6 +3,11 @@
  * (exactly like a missing id) and change nothing. The matrix is data: a procedure added to the
  * router without a row here (or an explicit exemption) fails the completeness test.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Deployment } from '@coderunner/db';
+import { packDirectory } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appRouter } from '../src/root';
 import { setupApi, type TestApi } from './helpers';
@@ -10,6 +15,24 @@ import { setupApi, type TestApi } from './helpers';
 type Caller = ReturnType<TestApi['caller']>;
 interface Fixture {
   projectId: string;
+  deploymentId: string;
+}
+
+/** Runs a subscription far enough for its authorization to happen. */
+async function firstOf(iterable: Promise<AsyncIterable<unknown>>): Promise<unknown> {
+  for await (const item of await iterable) return item;
+  return undefined;
+}
+
+async function tinyUpload(projectId: string): Promise<FormData> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-matrix-'));
+  fs.writeFileSync(path.join(dir, 'package.json'), '{"scripts":{"start":"node server.js"}}');
+  fs.writeFileSync(path.join(dir, 'server.js'), '');
+  const form = new FormData();
+  form.set('projectId', projectId);
+  form.set('source', new Blob([await packDirectory(dir)]), 'source.tar.gz');
+  fs.rmSync(dir, { recursive: true });
+  return form;
 }
 
 /** path → how B attacks A's object. */
@@ -17,6 +40,19 @@ const MATRIX: Record<string, (b: Caller, a: Fixture) => Promise<unknown>> = {
   'projects.get': (b, a) => b.projects.get({ id: a.projectId }),
   'projects.update': (b, a) => b.projects.update({ id: a.projectId, name: 'stolen', description: 'pwned' }),
   'projects.delete': (b, a) => b.projects.delete({ id: a.projectId }),
+  'deployments.create': async (b, a) => b.deployments.create(await tinyUpload(a.projectId)),
+  'deployments.get': (b, a) => b.deployments.get({ id: a.deploymentId }),
+  'deployments.stop': (b, a) => b.deployments.stop({ id: a.deploymentId }),
+  'deployments.start': (b, a) => b.deployments.start({ id: a.deploymentId }),
+  'deployments.destroy': (b, a) => b.deployments.destroy({ id: a.deploymentId }),
+  'deployments.watch': (b, a) => firstOf(b.deployments.watch({ id: a.deploymentId })),
+  'deployments.logs': (b, a) => firstOf(b.deployments.logs({ id: a.deploymentId })),
+  'deployments.list': async (b, a) => {
+    // Filtering by another user's project shows nothing (a list answers empty, not NOT_FOUND).
+    const page = await b.deployments.list({ projectId: a.projectId });
+    if (page.items.length) throw new Error('leaked');
+    throw Object.assign(new Error('project not found'), { code: 'NOT_FOUND' });
+  },
 };
 
 /** Procedures that take no object id: they only ever act on the caller's own data. */
@@ -39,14 +75,19 @@ beforeAll(async () => {
   api = await setupApi();
   const userA = await api.register();
   const project = await userA.as.projects.create({ name: 'a-secret', description: 'only for A' });
-  a = { projectId: project.id, caller: userA.as };
+  // A STOPPED deployment: every deployments procedure has something to act on.
+  const deployment = await Deployment.create({ projectId: project.id, status: 'STOPPED' });
+  a = { projectId: project.id, deploymentId: deployment.id, caller: userA.as };
   b = (await api.register()).as;
   await b.projects.create({ name: 'b-own' });
   snapshot = async () => {
     const [rows] = await api.db.sequelize.query(
       'SELECT id, user_id, name, description, updated_at FROM projects ORDER BY id',
     );
-    return JSON.stringify(rows);
+    const [deployments] = await api.db.sequelize.query(
+      'SELECT id, status, updated_at FROM deployments ORDER BY id',
+    );
+    return JSON.stringify([rows, deployments]);
   };
 });
 afterAll(() => api.close());
@@ -65,9 +106,10 @@ describe('authorization matrix', () => {
         code: string;
         message: string;
       };
-      const onMissing = (await attack(b, { projectId: crypto.randomUUID() }).catch(
-        (e: { code: string; message: string }) => e,
-      )) as { code: string; message: string };
+      const onMissing = (await attack(b, {
+        projectId: crypto.randomUUID(),
+        deploymentId: crypto.randomUUID(),
+      }).catch((e: { code: string; message: string }) => e)) as { code: string; message: string };
       expect(onForeign.code).toBe('NOT_FOUND');
       expect([onForeign.code, onForeign.message]).toEqual([onMissing.code, onMissing.message]);
       expect(await snapshot()).toBe(before);

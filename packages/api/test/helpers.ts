@@ -1,8 +1,16 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createMigratedTestDatabase, type MigratedTestDatabase } from '@coderunner/db/testing';
+import { createLocalProvider, findFreePort } from '@coderunner/sandbox';
 import { OWASP_MIN } from '../src/auth/password';
 import type { ApiConfig } from '../src/config';
-import { type ApiDeps, createApiDeps, createInnerContext } from '../src/context';
+import { type ApiDeps, createApiDeps, createInnerContext, type DeploymentServices } from '../src/context';
+import { DeploymentEngine } from '../src/deployments/engine';
+import { LogStore } from '../src/deployments/log-store';
+import { SourceStore } from '../src/deployments/source-store';
 import { appRouter } from '../src/root';
 import { createCallerFactory } from '../src/trpc';
 
@@ -30,9 +38,59 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
+/** Deployment services on a temp data folder with the local provider (workers not started). */
+export function testDeploymentServices(sequelize: MigratedTestDatabase['sequelize']) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-api-deploy-'));
+  fs.chmodSync(dataDir, 0o711);
+  const provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
+  const logs = new LogStore(path.join(dataDir, 'logs'));
+  const sources = new SourceStore(path.join(dataDir, 'sources'));
+  const workDir = path.join(dataDir, 'work');
+  fs.mkdirSync(workDir);
+  const quiet = { info() {}, warn() {}, error() {} };
+  const engine = new DeploymentEngine({
+    sequelize,
+    provider,
+    logs,
+    sources,
+    workDir,
+    publicUrlFor: (id) => `http://${id}.localhost:1/`,
+    appPort: () => findFreePort(),
+    concurrency: 2,
+    installTimeoutMs: 120_000,
+    buildTimeoutMs: 120_000,
+    startTimeoutMs: 15_000,
+    stuckAfterMs: 60_000,
+    maxRetries: 1,
+    reconcileIntervalMs: 60_000,
+    logger: quiet,
+  });
+  const services: DeploymentServices = {
+    engine,
+    sources,
+    logs,
+    events: new EventEmitter(),
+    maxUploadBytes: 5 * 1024 * 1024,
+    maxFiles: 1000,
+  };
+  return {
+    services,
+    async close() {
+      await engine.stop();
+      for (const s of await provider.list()) await provider.kill(s.id);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
 export async function setupApi(overrides: Partial<ApiConfig> = {}): Promise<TestApi> {
   const db = await createMigratedTestDatabase();
-  const deps = createApiDeps({ sequelize: db.sequelize, config: testConfig(overrides) });
+  const deployments = testDeploymentServices(db.sequelize);
+  const deps = createApiDeps({
+    sequelize: db.sequelize,
+    config: testConfig(overrides),
+    deployments: deployments.services,
+  });
   const caller = (token?: string | null, ip?: string) =>
     createCaller(createInnerContext({ deps, token: token ?? null, ip: ip ?? '127.0.0.1' }));
   const run = randomBytes(3).toString('hex');
@@ -46,7 +104,10 @@ export async function setupApi(overrides: Partial<ApiConfig> = {}): Promise<Test
       const { user, token } = await caller().auth.register({ email, password: PASSWORD });
       return { token, email, userId: user.id, as: caller(token) };
     },
-    close: () => db.close(),
+    async close() {
+      await deployments.close();
+      await db.close();
+    },
   };
 }
 

@@ -79,6 +79,11 @@ export interface Sandbox {
   startApp(opts: StartAppOptions): Promise<AppHandle>;
   /** Is the app started by startApp still running? */
   isAppRunning(): Promise<boolean>;
+  /**
+   * The running app's handle, also from a Sandbox obtained by `connect` in a process that did not
+   * start it (a restarted server routing requests to apps that kept running); null when none runs.
+   */
+  getApp(): Promise<AppHandle | null>;
   /** Stop the app (its whole process group); idempotent. */
   stopApp(): Promise<void>;
   /** Host (no scheme) where `port` of this sandbox is reachable from outside. */

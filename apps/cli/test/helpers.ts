@@ -1,0 +1,261 @@
+/**
+ * Test support: a real server (real HTTP, a fresh database) started in-process on a random port, and
+ * the CLI run as a real child process exactly as `pnpm coderunner` runs it.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestDatabase, type TestDatabase } from '@coderunner/db/testing';
+import { createLogger, loadConfig, type RunningServer, startServer } from '@coderunner/server';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
+export const CLI_ROOT = path.resolve(import.meta.dirname, '..');
+export const MAIN = path.join(CLI_ROOT, 'src/main.ts');
+export const PASSWORD = 'correct horse battery staple';
+
+export interface TestServer {
+  /** e.g. http://127.0.0.1:40123 */
+  url: string;
+  db: TestDatabase;
+  server: RunningServer;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const db = await createTestDatabase('cr_cli');
+  const dataDir = tempDir('coderunner-cli-server-');
+  let server: RunningServer;
+  try {
+    server = await startServer(
+      loadConfig({
+        NODE_ENV: 'test',
+        DATABASE_URL: db.url,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'silent',
+        CODERUNNER_DATA_DIR: dataDir,
+        CODERUNNER_AUTH_SECRET: 'a-cli-test-secret-that-is-long-enough!!',
+        CODERUNNER_RATE_LIMIT_AUTH_PER_IP: '100000',
+        CODERUNNER_RATE_LIMIT_LOGIN_FAILURES: '1000',
+        WORKER_ENABLED: 'false',
+        ...env,
+      }),
+      createLogger('silent'),
+    );
+  } catch (err) {
+    await db.drop();
+    throw err;
+  }
+  return {
+    url: server.url,
+    db,
+    server,
+    async close() {
+      await server.close();
+      await db.drop();
+    },
+  };
+}
+
+const tempDirs: string[] = [];
+export function tempDir(prefix = 'coderunner-cli-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+export function removeTempDirs(): void {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** A folder for the CLI's config that does not exist yet (the CLI must create it, 0700). */
+export function freshConfigDir(): string {
+  return path.join(tempDir('coderunner-cli-home-'), 'coderunner');
+}
+
+export function readConfig(configDir: string): Record<string, string> {
+  return JSON.parse(fs.readFileSync(path.join(configDir, 'config.json'), 'utf8'));
+}
+
+export function writeConfig(configDir: string, config: Record<string, string>): void {
+  fs.mkdirSync(configDir, { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(configDir, 'config.json'), JSON.stringify(config), { mode: 0o600 });
+}
+
+export const uniqueEmail = (tag = 'user') => `${tag}-${randomBytes(5).toString('hex')}@example.com`;
+
+/** A port nothing listens on (bound once, then released). */
+export function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface CliOptions {
+  /** CODERUNNER_CONFIG_DIR */
+  configDir: string;
+  /** CODERUNNER_API_URL; null leaves it unset. */
+  apiUrl: string | null;
+  /** Extra environment (undefined removes a variable). */
+  env?: Record<string, string | undefined>;
+  /** Written to stdin, which is then closed (stdin is always a pipe: not a terminal). */
+  input?: string;
+  /** The program to run instead of the sources (e.g. the built bundle). */
+  command?: string[];
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as the one JSON document it must be. */
+  // biome-ignore lint/suspicious/noExplicitAny: tests index into parsed JSON freely
+  json<T = any>(): T;
+}
+
+/** The environment of the test run without anything that would steer the CLI. */
+export function cliEnv(opts: CliOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k.startsWith('CODERUNNER_') || ['NO_COLOR', 'FORCE_COLOR', 'XDG_CONFIG_HOME'].includes(k)) continue;
+    env[k] = v;
+  }
+  env.CODERUNNER_CONFIG_DIR = opts.configDir;
+  if (opts.apiUrl) env.CODERUNNER_API_URL = opts.apiUrl;
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
+export const sourceCommand = () => [process.execPath, '--import', 'tsx', MAIN];
+
+export function runCli(args: string[], opts: CliOptions): Promise<CliResult> {
+  const [bin, ...pre] = opts.command ?? sourceCommand();
+  const child = spawn(bin!, [...pre, ...args], {
+    cwd: REPO_ROOT,
+    env: cliEnv(opts),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  child.stdin.end(opts.input ?? '');
+  return collect(child);
+}
+
+function collect(child: ChildProcess): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({
+        code,
+        stdout,
+        stderr,
+        json() {
+          try {
+            return JSON.parse(stdout);
+          } catch {
+            throw new Error(`stdout is not one JSON document:\n${stdout}\nstderr:\n${stderr}`);
+          }
+        },
+      });
+    });
+  });
+}
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export interface PtySession {
+  /** Resolves once the terminal has shown `text` (anywhere in the output so far). */
+  waitFor(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  /** Types into the terminal. */
+  type(text: string): void;
+  /** Everything the terminal showed: prompts, echo, results (stdout and stderr both). */
+  readonly output: string;
+  exit: Promise<number | null>;
+}
+
+/**
+ * Runs the CLI on a pseudo-terminal with util-linux `script` (Debian's bsdutils, an Essential package:
+ * present on every Debian machine), so stdin and stdout are TTYs exactly as for a person.
+ */
+export function runInPty(args: string[], opts: CliOptions): PtySession {
+  const command = [...(opts.command ?? sourceCommand()), ...args].map(shellQuote).join(' ');
+  const child = spawn('script', ['-qfec', command, '/dev/null'], {
+    cwd: REPO_ROOT,
+    env: { ...cliEnv(opts), SHELL: '/bin/sh', TERM: 'xterm' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const listeners = new Set<() => void>();
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    output += d;
+    for (const l of listeners) l();
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    output += d;
+  });
+  const exit = collect(child).then((r) => r.code);
+  return {
+    get output() {
+      return output;
+    },
+    type: (text) => child.stdin.write(text),
+    exit,
+    waitFor(text, timeoutMs = 20_000) {
+      const seen = () => (typeof text === 'string' ? output.includes(text) : text.test(output));
+      if (seen()) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`terminal never showed ${String(text)}; it showed:\n${output}`));
+        }, timeoutMs);
+        const check = () => {
+          if (!seen()) return;
+          clearTimeout(timer);
+          listeners.delete(check);
+          resolve();
+        };
+        listeners.add(check);
+        void exit.then(() => {
+          if (!seen()) {
+            clearTimeout(timer);
+            listeners.delete(check);
+            reject(new Error(`the CLI exited before showing ${String(text)}; it showed:\n${output}`));
+          }
+        });
+      });
+    },
+  };
+}
+
+/** Registers a fresh account through the CLI (non-interactive); returns its email. */
+export async function registerViaCli(
+  server: TestServer,
+  configDir: string,
+  email = uniqueEmail(),
+): Promise<string> {
+  const r = await runCli(['register', '--email', email, '--password-stdin'], {
+    configDir,
+    apiUrl: server.url,
+    input: `${PASSWORD}\n`,
+  });
+  if (r.code !== 0) throw new Error(`register failed (${r.code}): ${r.stderr}`);
+  return email;
+}

@@ -1,0 +1,41 @@
+/**
+ * `pnpm --filter @coderunner/server worker`: a worker-only process (no HTTP). It claims deployments
+ * from the same database as the API servers; with the local provider it must share their data folder.
+ */
+import { connect, migrateUp, resolveDatabase } from '@coderunner/db';
+import { ConfigError, loadConfig } from './config';
+import { createDeploymentRuntime } from './deployments';
+import { createLogger } from './logger';
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (err) {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(2);
+}
+const logger = createLogger(config.LOG_LEVEL);
+try {
+  const target = await resolveDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.dataDir,
+    embeddedPort: config.CODERUNNER_EMBEDDED_PG_PORT,
+  });
+  const sequelize = connect(target.url);
+  await migrateUp(sequelize);
+  const runtime = createDeploymentRuntime(config, sequelize, target.url, logger);
+  await runtime.start({ workers: true });
+  logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'worker started');
+  const shutdown = async () => {
+    logger.info('worker stopping');
+    await runtime.close();
+    await sequelize.close();
+    await target.embedded?.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown());
+  process.on('SIGINT', () => void shutdown());
+} catch (err) {
+  logger.fatal(`cannot start the worker: ${(err as Error).message}`);
+  process.exit(1);
+}

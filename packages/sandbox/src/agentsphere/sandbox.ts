@@ -1,0 +1,289 @@
+/** One AgentSphere sandbox behind the `Sandbox` interface of ../types. */
+import { posix } from 'node:path';
+import type { CommandHandle, ProcessInfo, Sandbox as SdkSandbox } from 'agentsphere-sandbox-base';
+import {
+  type AppHandle,
+  type CommandOptions,
+  type CommandResult,
+  CommandTimeoutError,
+  type FileEntry,
+  type Sandbox,
+  SandboxError,
+  type SandboxMetadata,
+  SandboxNotFoundError,
+  type StartAppOptions,
+} from '../types';
+import { type AgentSphereClient, sleep } from './client';
+import { classifyFailure, isCommandExit } from './errors';
+
+/** The app folder: files and the `cwd` of commands are relative to it. */
+export const APP_DIR = '/home/user/app';
+/** Default limit for `run` (installs and builds can be slow; 0 still means no limit). */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 10 * 60_000;
+/** Upload batches: one multipart request each. */
+export const MAX_FILES_PER_BATCH = 50;
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/** Bounded tails kept in results and errors; the whole output goes through onStdout/onStderr. */
+const OUTPUT_TAIL_CHARS = 64 * 1024;
+/** Set in the app's environment so that a re-attached sandbox can find the app among its processes. */
+const APP_MARKER_ENV = 'CODERUNNER_APP';
+/** How long stopApp waits for the app to be gone after killing it. */
+const STOP_WAIT_MS = 5_000;
+
+interface RunningApp {
+  handle: CommandHandle;
+  port: number;
+  /** Settles when the app's process ends, whatever the reason. */
+  ended: Promise<void>;
+  exited: boolean;
+  /** Set before we kill it ourselves, so that onExit reports only exits of its own. */
+  stopping: boolean;
+}
+
+export class AgentSphereSandbox implements Sandbox {
+  private app: RunningApp | undefined;
+
+  constructor(
+    private readonly sdk: SdkSandbox,
+    readonly metadata: SandboxMetadata,
+    private readonly client: AgentSphereClient,
+  ) {}
+
+  get id(): string {
+    return this.sdk.sandboxId;
+  }
+
+  getHost(port: number): string {
+    return this.sdk.getHost(port);
+  }
+
+  /** Called right after create: commands run in the app folder, so it must exist before any file does. */
+  async prepareAppFolder(): Promise<void> {
+    await this.call('create the app folder', () => this.sdk.files.makeDir(APP_DIR, this.requestOpts), true);
+  }
+
+  async writeFiles(files: FileEntry[]): Promise<void> {
+    for (const batch of batchFiles(files)) {
+      const entries = batch.map((file) => ({ path: appPath(file.path), data: new Blob([file.data]) }));
+      await this.call(
+        `upload ${entries.length} files`,
+        () => this.sdk.files.write(entries, this.requestOpts),
+        true,
+      );
+    }
+    await this.applyModes(files);
+  }
+
+  async run(command: string, opts: CommandOptions = {}): Promise<CommandResult> {
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    const handle = await this.start(command, { ...opts, timeoutMs });
+    const outcome = await waitFor(handle, timeoutMs);
+    if (outcome.kind === 'done') {
+      return { exitCode: 0, stdout: tail(handle.stdout), stderr: tail(handle.stderr) };
+    }
+    if (outcome.kind === 'timeout' || classifyFailure(outcome.error).kind === 'deadline') {
+      await handle.kill().catch(() => undefined);
+      throw new CommandTimeoutError(command, timeoutMs, tail(handle.stdout), tail(handle.stderr));
+    }
+    const err = outcome.error;
+    if (isCommandExit(err)) {
+      return { exitCode: err.exitCode, stdout: tail(err.stdout), stderr: tail(err.stderr) };
+    }
+    throw await this.client.translate(err, classifyFailure(err), `run "${command}"`, 1, this.id);
+  }
+
+  async startApp(opts: StartAppOptions): Promise<AppHandle> {
+    if (await this.getApp()) throw new SandboxError(`sandbox ${this.id} already runs an app`);
+    const envs = { ...opts.envs, PORT: String(opts.port), [APP_MARKER_ENV]: '1' };
+    // timeoutMs 0: the SDK's default of 60 s would end a server after a minute.
+    const handle = await this.start(opts.command, { ...opts, envs, timeoutMs: 0 });
+    const app: RunningApp = {
+      handle,
+      port: opts.port,
+      ended: Promise.resolve(),
+      exited: false,
+      stopping: false,
+    };
+    app.ended = handle.wait().then(
+      () => this.appEnded(app, exitInfo(undefined), opts.onExit),
+      (err: unknown) => this.appEnded(app, exitInfo(err), opts.onExit),
+    );
+    this.app = app;
+    return this.appHandle(opts.port, handle.pid);
+  }
+
+  async isAppRunning(): Promise<boolean> {
+    return (await this.getApp()) !== null;
+  }
+
+  /** From this object's own startApp, else (a sandbox re-attached by connect) from envd's process list. */
+  async getApp(): Promise<AppHandle | null> {
+    if (this.app && !this.app.exited) return this.appHandle(this.app.port, this.app.handle.pid);
+    const [found] = await this.findAppProcesses();
+    return found ? this.appHandle(Number(found.envs.PORT), found.pid) : null;
+  }
+
+  async stopApp(): Promise<void> {
+    const app = this.app;
+    if (app) app.stopping = true;
+    try {
+      const pids = app && !app.exited ? [app.handle.pid] : (await this.findAppProcesses()).map((p) => p.pid);
+      for (const pid of pids) {
+        await this.call('stop the app', () => this.sdk.commands.kill(pid, this.requestOpts), true);
+      }
+      // Wait (bounded) until the app is really gone, so that its port is free afterwards.
+      if (app && !app.exited) await Promise.race([app.ended, sleep(STOP_WAIT_MS)]);
+      else if (pids.length > 0) await this.waitUntilAppGone(Date.now() + STOP_WAIT_MS);
+    } catch (err) {
+      // A sandbox that is gone runs no app: stopping is done.
+      if (!(err instanceof SandboxNotFoundError)) throw err;
+    }
+    this.app = undefined;
+  }
+
+  async keepAlive(ms: number): Promise<void> {
+    await this.call(
+      'extend the sandbox timeout',
+      () => this.client.SandboxClass.setTimeout(this.id, ms, this.client.connection),
+      true,
+    );
+  }
+
+  async kill(): Promise<void> {
+    if (this.app) this.app.stopping = true;
+    try {
+      await this.call(
+        'kill the sandbox',
+        () => this.client.SandboxClass.kill(this.id, this.client.connection),
+        true,
+      );
+    } catch (err) {
+      if (!(err instanceof SandboxNotFoundError)) throw err;
+    }
+    this.app = undefined;
+  }
+
+  private get requestOpts(): { requestTimeoutMs: number } {
+    return { requestTimeoutMs: this.client.requestTimeoutMs };
+  }
+
+  private call<T>(what: string, fn: () => Promise<T>, retry: boolean): Promise<T> {
+    return this.client.call(what, fn, { retry, sandboxId: this.id });
+  }
+
+  /** Starts a command in the background and returns its handle; never retried (it is not idempotent). */
+  private start(command: string, opts: CommandOptions & { timeoutMs: number }): Promise<CommandHandle> {
+    return this.call(
+      `start "${command}"`,
+      () =>
+        this.sdk.commands.run(command, {
+          background: true,
+          cwd: appPath(opts.cwd ?? '.'),
+          envs: opts.envs,
+          onStdout: opts.onStdout,
+          onStderr: opts.onStderr,
+          // The SDK's deadline is a backstop; waitFor's own timer fires first and kills the process.
+          timeoutMs: opts.timeoutMs > 0 ? opts.timeoutMs + 5_000 : 0,
+          requestTimeoutMs: this.client.requestTimeoutMs,
+        }),
+      false,
+    );
+  }
+
+  private appHandle(port: number, pid: number): AppHandle {
+    return { port, internalUrl: `https://${this.getHost(port)}`, pid };
+  }
+
+  private appEnded(app: RunningApp, info: AppExit, onExit: StartAppOptions['onExit']): void {
+    app.exited = true;
+    if (!app.stopping) onExit?.(info);
+  }
+
+  private async waitUntilAppGone(deadline: number): Promise<void> {
+    while (Date.now() < deadline && (await this.findAppProcesses()).length > 0) await sleep(100);
+  }
+
+  private async findAppProcesses(): Promise<ProcessInfo[]> {
+    const processes = await this.call('list processes', () => this.sdk.commands.list(this.requestOpts), true);
+    return processes.filter((p) => p.envs?.[APP_MARKER_ENV] === '1');
+  }
+
+  /** The upload API cannot set modes: chmod afterwards, one command per distinct mode. */
+  private async applyModes(files: FileEntry[]): Promise<void> {
+    const byMode = new Map<number, string[]>();
+    for (const file of files) {
+      if (file.mode === undefined) continue;
+      // Relative to the command's cwd (the app folder), like every path in a command.
+      const path = posix.relative(APP_DIR, appPath(file.path));
+      byMode.set(file.mode, [...(byMode.get(file.mode) ?? []), path]);
+    }
+    for (const [mode, paths] of byMode) {
+      const command = `chmod ${(mode & 0o7777).toString(8)} -- ${paths.map(shellQuote).join(' ')}`;
+      const result = await this.run(command, { timeoutMs: 60_000 });
+      if (result.exitCode !== 0) throw new SandboxError(`could not set file modes: ${result.stderr.trim()}`);
+    }
+  }
+}
+
+type WaitOutcome = { kind: 'done' } | { kind: 'failed'; error: unknown } | { kind: 'timeout' };
+
+function waitFor(handle: CommandHandle, timeoutMs: number): Promise<WaitOutcome> {
+  const finished = handle.wait().then(
+    (): WaitOutcome => ({ kind: 'done' }),
+    (error: unknown): WaitOutcome => ({ kind: 'failed', error }),
+  );
+  if (timeoutMs <= 0) return finished;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<WaitOutcome>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutMs);
+  });
+  return Promise.race([finished, expired]).finally(() => clearTimeout(timer));
+}
+
+const SIGNALS: Record<string, string> = { killed: 'SIGKILL', terminated: 'SIGTERM', interrupt: 'SIGINT' };
+
+type AppExit = Parameters<NonNullable<StartAppOptions['onExit']>>[0];
+
+/** envd reports a process ended by a signal as exit code -1 with error "signal: killed". */
+function exitInfo(err: unknown): AppExit {
+  if (err === undefined) return { exitCode: 0, signal: null };
+  if (!isCommandExit(err)) return { exitCode: null, signal: null };
+  const signal = /signal: (\w+)/.exec(err.error ?? '')?.[1];
+  if (signal) return { exitCode: null, signal: SIGNALS[signal] ?? signal };
+  return { exitCode: err.exitCode, signal: null };
+}
+
+/** Absolute path inside the app folder; refuses paths that would leave it. */
+export function appPath(relative: string): string {
+  const resolved = posix.resolve(APP_DIR, relative);
+  if (resolved !== APP_DIR && !resolved.startsWith(`${APP_DIR}/`)) {
+    throw new SandboxError(`path leaves the app folder: ${relative}`);
+  }
+  return resolved;
+}
+
+export function batchFiles(files: FileEntry[]): FileEntry[][] {
+  const batches: FileEntry[][] = [];
+  let current: FileEntry[] = [];
+  let bytes = 0;
+  for (const file of files) {
+    const size = typeof file.data === 'string' ? Buffer.byteLength(file.data) : file.data.byteLength;
+    if (current.length > 0 && (current.length >= MAX_FILES_PER_BATCH || bytes + size > MAX_BATCH_BYTES)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(file);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+export function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+function tail(text: string): string {
+  return text.length > OUTPUT_TAIL_CHARS ? text.slice(-OUTPUT_TAIL_CHARS) : text;
+}

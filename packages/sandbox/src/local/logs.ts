@@ -1,0 +1,165 @@
+/**
+ * Bounded log files in a sandbox's logs/ folder. A file over its cap is cut to its last half behind
+ * a marker line (the most recent output is what explains a failure). Logging is best effort: a full
+ * disk never fails a command or an app.
+ */
+import fs from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
+
+export const DEFAULT_LOG_MAX_BYTES = 5 * 1024 * 1024;
+const READ_CHUNK_BYTES = 256 * 1024;
+
+interface Trimmed {
+  /** Offset in the old file where the kept tail began … */
+  keptFrom: number;
+  /** … and where it begins now (after the marker). */
+  keptAt: number;
+}
+
+/**
+ * Cut `file` to its last half when it is over `maxBytes`. In place (truncate, then append), not by
+ * rename: an app holds its log open with O_APPEND and must keep writing into the same file. Output
+ * the app writes during the cut itself (microseconds) may be lost.
+ */
+export async function trimLog(file: string, maxBytes: number): Promise<Trimmed | null> {
+  const handle = await fs.promises.open(file, 'r+');
+  let kept: Buffer;
+  let keptFrom: number;
+  try {
+    const { size } = await handle.stat();
+    if (size <= maxBytes) return null;
+    const keep = Math.floor(maxBytes / 2);
+    const tail = Buffer.alloc(keep);
+    const { bytesRead } = await handle.read(tail, 0, keep, size - keep);
+    // Start at a line boundary when there is one nearby, rather than mid-line (or mid-character).
+    const newline = tail.subarray(0, Math.min(bytesRead, 4096)).indexOf(10);
+    kept = tail.subarray(newline + 1, bytesRead);
+    keptFrom = size - keep + newline + 1;
+    await handle.truncate(0);
+  } finally {
+    await handle.close();
+  }
+  const marker = Buffer.from(
+    `[coderunner: earlier output removed to keep this log under ${maxBytes} bytes]\n`,
+  );
+  await fs.promises.appendFile(file, Buffer.concat([marker, kept]));
+  return { keptFrom, keptAt: marker.length };
+}
+
+/** A log file this process writes (command output): appends in order, trims when over the cap. */
+export class LogWriter {
+  private queue: Promise<void> = Promise.resolve();
+  /** Known size of the file, so that most writes need no stat. */
+  private size: number | undefined;
+
+  constructor(
+    private readonly file: string,
+    private readonly maxBytes: number,
+  ) {}
+
+  write(text: string): void {
+    this.queue = this.queue
+      .then(async () => {
+        this.size ??= fileSize(this.file);
+        await fs.promises.appendFile(this.file, text);
+        this.size += Buffer.byteLength(text);
+        if (this.size > this.maxBytes) {
+          await trimLog(this.file, this.maxBytes);
+          this.size = fileSize(this.file);
+        }
+      })
+      .catch(() => {});
+  }
+
+  /** Resolves when everything written so far is on disk. */
+  flush(): Promise<void> {
+    return this.queue;
+  }
+}
+
+/**
+ * Follows a log file that an app writes itself (its stdout or stderr is the file, so the app keeps
+ * running when the server stops): polls for new output, hands it to `onText`, keeps the file bounded.
+ */
+export class LogFollower {
+  private offset = 0;
+  private readonly decoder = new StringDecoder('utf8');
+  private timer: NodeJS.Timeout | undefined;
+  private pending: Promise<void> | undefined;
+
+  constructor(
+    private readonly file: string,
+    private readonly maxBytes: number,
+    private readonly onText?: (text: string) => void,
+  ) {}
+
+  /** Follow from the file's current end (earlier output belongs to an earlier app). */
+  start(intervalMs: number): void {
+    this.offset = fileSize(this.file);
+    this.timer = setInterval(() => void this.poll(), intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stop following, after handing over what was written until now. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.poll();
+    const rest = this.decoder.end();
+    if (rest) this.deliver(rest);
+  }
+
+  /** One pass at a time; a pass asked for while one runs waits for it. */
+  poll(): Promise<void> {
+    this.pending ??= this.readNew().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  private async readNew(): Promise<void> {
+    try {
+      const handle = await fs.promises.open(this.file, 'r');
+      try {
+        const { size } = await handle.stat();
+        if (size < this.offset) this.offset = 0; // cut by someone else
+        if (!this.onText) this.offset = size;
+        const buffer = Buffer.alloc(READ_CHUNK_BYTES);
+        while (this.offset < size) {
+          const { bytesRead } = await handle.read(
+            buffer,
+            0,
+            Math.min(buffer.length, size - this.offset),
+            this.offset,
+          );
+          if (bytesRead === 0) break;
+          this.offset += bytesRead;
+          this.deliver(this.decoder.write(buffer.subarray(0, bytesRead)));
+        }
+      } finally {
+        await handle.close();
+      }
+      const trimmed = await trimLog(this.file, this.maxBytes);
+      // What was appended after our read sits in the kept tail: continue from the same point in it.
+      if (trimmed) this.offset = trimmed.keptAt + Math.max(0, this.offset - trimmed.keptFrom);
+    } catch {
+      // The file is gone (sandbox killed) or unreadable: nothing to follow.
+    }
+  }
+
+  private deliver(text: string): void {
+    if (!text || !this.onText) return;
+    try {
+      this.onText(text);
+    } catch {
+      // A throwing callback must not stop the following.
+    }
+  }
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * `SandboxProvider` on this machine: a sandbox is a folder under `rootDir` and the processes running
+ * in it (see layout.ts and sandbox.ts). For one-machine setups and tests; no network isolation.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  type CreateSandboxOptions,
+  SandboxError,
+  type SandboxInfo,
+  type SandboxMetadata,
+  SandboxNotFoundError,
+  type SandboxProvider,
+} from '../types';
+import {
+  ID_PATTERN,
+  readRecord,
+  removeSandboxFolder,
+  type SandboxRecord,
+  sandboxPaths,
+  writeRecord,
+} from './layout';
+import { DEFAULT_LOG_MAX_BYTES } from './logs';
+import { type LocalConfig, LocalSandbox } from './sandbox';
+import { type RunAs, resolveRunAs } from './user';
+
+export interface LocalProviderOptions {
+  /** Folder holding one folder per sandbox; created when missing. */
+  rootDir: string;
+  /**
+   * The OS user that runs sandbox code when the server runs as root (ignored otherwise). Default:
+   * `coderunner-sandbox`, created when missing; `nobody` when it cannot be created.
+   */
+  runAsUser?: string;
+  /** Between SIGTERM and SIGKILL when stopping processes (default 3 s). */
+  killGraceMs?: number;
+  /** Cap of each log file in a sandbox's logs/ folder (default 5 MB). */
+  logMaxBytes?: number;
+}
+
+export const DEFAULT_KILL_GRACE_MS = 3_000;
+
+export function createLocalProvider(options: LocalProviderOptions): SandboxProvider {
+  return new LocalProvider(options);
+}
+
+class LocalProvider implements SandboxProvider {
+  readonly name = 'local';
+  private readonly rootDir: string;
+  private config: Promise<LocalConfig> | undefined;
+
+  constructor(private readonly options: LocalProviderOptions) {
+    this.rootDir = path.resolve(options.rootDir);
+  }
+
+  async create(opts: CreateSandboxOptions): Promise<LocalSandbox> {
+    const config = await this.getConfig();
+    await prepareRoot(this.rootDir, config.runAs);
+    const id = `local-${randomBytes(6).toString('hex')}`;
+    const paths = sandboxPaths(this.rootDir, id);
+    const record: SandboxRecord = {
+      version: 1,
+      id,
+      createdAt: new Date().toISOString(),
+      metadata: { ...opts.metadata },
+      envs: { ...opts.envs },
+      app: null,
+    };
+    // Built under a temporary name, then renamed: list() and connect() never see half a sandbox.
+    const building = path.join(this.rootDir, `.creating-${id}`);
+    try {
+      // Searchable but not listable by the sandbox user, who may enter app/ and home/ only.
+      await fs.promises.mkdir(building, { mode: 0o711 });
+      await fs.promises.chmod(building, 0o711);
+      for (const dir of ['app', 'home', 'logs']) {
+        const full = path.join(building, dir);
+        await fs.promises.mkdir(full, { mode: 0o700 });
+        if (config.runAs && dir !== 'logs') await fs.promises.chown(full, config.runAs.uid, config.runAs.gid);
+      }
+      writeRecord(building, record);
+      await fs.promises.rename(building, paths.root);
+    } catch (err) {
+      await fs.promises.rm(building, { recursive: true, force: true });
+      throw err;
+    }
+    return new LocalSandbox(config, paths, record);
+  }
+
+  async connect(id: string): Promise<LocalSandbox> {
+    const config = await this.getConfig();
+    // The id becomes a path: anything but our own format (e.g. "../x") is simply not found.
+    const record = ID_PATTERN.test(id) ? readRecord(sandboxPaths(this.rootDir, id).root) : null;
+    if (!record) throw new SandboxNotFoundError(id);
+    return new LocalSandbox(config, sandboxPaths(this.rootDir, id), record);
+  }
+
+  async kill(id: string): Promise<boolean> {
+    if (!ID_PATTERN.test(id)) return false;
+    const root = sandboxPaths(this.rootDir, id).root;
+    if (!fs.existsSync(root)) return false;
+    try {
+      await (await this.connect(id)).kill();
+    } catch (err) {
+      if (!(err instanceof SandboxNotFoundError)) throw err;
+      // A folder without a readable record (a crash mid-way): nothing of it can run; remove it.
+      await removeSandboxFolder(root);
+    }
+    return true;
+  }
+
+  async list(filter: { metadata?: Partial<SandboxMetadata> } = {}): Promise<SandboxInfo[]> {
+    const wanted = Object.entries(filter.metadata ?? {}).filter(([, value]) => value !== undefined);
+    const names = await fs.promises.readdir(this.rootDir).catch(() => [] as string[]);
+    const found: SandboxInfo[] = [];
+    for (const name of names.filter((n) => ID_PATTERN.test(n)).sort()) {
+      const record = readRecord(sandboxPaths(this.rootDir, name).root);
+      if (!record || !wanted.every(([key, value]) => record.metadata[key] === value)) continue;
+      found.push({
+        id: record.id,
+        metadata: record.metadata as SandboxMetadata,
+        startedAt: new Date(record.createdAt),
+      });
+    }
+    return found;
+  }
+
+  private getConfig(): Promise<LocalConfig> {
+    this.config ??= resolveRunAs(this.options.runAsUser).then((runAs) => ({
+      runAs,
+      killGraceMs: this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
+      logMaxBytes: this.options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
+    }));
+    // A failed lookup is retried by the next call.
+    this.config.catch(() => {
+      this.config = undefined;
+    });
+    return this.config;
+  }
+}
+
+/**
+ * Create `rootDir`, and make sure the sandbox user can reach into it: a root folder under a private
+ * home (mode 0700) would make every command fail with a bare EACCES.
+ */
+async function prepareRoot(rootDir: string, runAs: RunAs | undefined): Promise<void> {
+  await fs.promises.mkdir(rootDir, { recursive: true, mode: 0o711 });
+  if (!runAs) return;
+  const searchable = (stat: fs.Stats) =>
+    (stat.mode & 0o001) !== 0 ||
+    (stat.uid === runAs.uid && (stat.mode & 0o100) !== 0) ||
+    (stat.gid === runAs.gid && (stat.mode & 0o010) !== 0);
+  // The sandboxes' own folder is ours to open (searchable, not listable); the folders above it are not.
+  const rootStat = await fs.promises.stat(rootDir);
+  if (!searchable(rootStat)) await fs.promises.chmod(rootDir, (rootStat.mode & 0o777) | 0o111);
+  for (let dir = path.dirname(rootDir); ; dir = path.dirname(dir)) {
+    if (!searchable(await fs.promises.stat(dir))) {
+      throw new SandboxError(
+        `the sandbox user ${runAs.name} cannot reach ${rootDir}, because ${dir} is closed to it: ` +
+          `allow it with \`chmod o+x ${dir}\`, or keep the sandboxes in another folder`,
+      );
+    }
+    if (dir === path.dirname(dir)) return;
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * How to install, build and start a project, decided from the files at the top of its folder:
+ * a `coderunner.json` manifest, else a Node.js `package.json`, else a Python entry point.
+ * Every error says what was looked for and what the user can add or fix.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+
+export type RuntimeType = 'nodejs' | 'python' | 'manifest';
+
+export interface BuildPlan {
+  runtime: RuntimeType;
+  /** Run once in the app folder before `build` (dependencies). */
+  install?: string;
+  build?: string;
+  /** The long-running command; it receives PORT. */
+  start: string;
+  /** The port the app listens on when it cannot take PORT (manifest only). */
+  port?: number;
+  /** Extra environment for install, build and start. */
+  env: Record<string, string>;
+  /** GET this path for readiness (2xx/3xx) instead of a bare TCP connect. */
+  healthcheckPath?: string;
+  database?: 'postgres';
+}
+
+/** The project cannot be deployed as it is; the message says why and what to change. */
+export class RuntimeDetectionError extends Error {
+  override name = 'RuntimeDetectionError';
+}
+
+export const MANIFEST_FILE = 'coderunner.json';
+const PYTHON_MARKERS = ['requirements.txt', 'pyproject.toml', 'main.py', 'app.py'];
+const LOOKED_FOR = `${MANIFEST_FILE} (any runtime), package.json (Node.js), or ${PYTHON_MARKERS.join(', ')} (Python)`;
+
+const command = (field: string) =>
+  z
+    .string({ error: `${field} must be a non-empty string` })
+    .trim()
+    .min(1, `${field} must be a non-empty string`);
+
+const manifestSchema = z.strictObject(
+  {
+    install: command('install').optional(),
+    build: command('build').optional(),
+    start: command('start'),
+    port: z
+      .number({ error: 'port must be a number' })
+      .int('port must be a whole number')
+      .min(1, 'port must be between 1 and 65535')
+      .max(65535, 'port must be between 1 and 65535')
+      .optional(),
+    env: z
+      .record(
+        z
+          .string()
+          .regex(
+            /^[A-Za-z_][A-Za-z0-9_]*$/,
+            'is not a valid variable name (letters, digits and _, not starting with a digit)',
+          ),
+        z.string({ error: 'must be a string (quote numbers and booleans)' }),
+        // Only for env itself; the messages of its keys and values come from above.
+        {
+          error: (issue) =>
+            issue.code === 'invalid_type' ? 'env must be an object of string values' : undefined,
+        },
+      )
+      .optional(),
+    healthcheckPath: z
+      .string({ error: 'healthcheckPath must be a string' })
+      .startsWith('/', 'healthcheckPath must start with "/"')
+      .optional(),
+    database: z
+      .literal('postgres', { error: 'database must be "postgres" (the only database offered)' })
+      .optional(),
+  },
+  { error: `${MANIFEST_FILE} must be a JSON object` },
+);
+
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/**
+ * The build plan for the project in `appDir`. With `requested`, that runtime is used (and its files
+ * must be there); without it, a manifest wins over package.json, which wins over Python files.
+ */
+export async function detectRuntime(appDir: string, requested?: RuntimeType): Promise<BuildPlan> {
+  const files = new Set(await fs.readdir(appDir).catch(() => [] as string[]));
+  const hasManifest = files.has(MANIFEST_FILE);
+  const hasPackage = files.has('package.json');
+  const hasPython = PYTHON_MARKERS.some((f) => files.has(f));
+
+  switch (requested) {
+    case 'manifest':
+      if (!hasManifest) throw missingFor('manifest', MANIFEST_FILE);
+      return manifestPlan(appDir);
+    case 'nodejs':
+      if (!hasPackage) throw missingFor('nodejs', 'package.json');
+      return nodePlan(appDir);
+    case 'python':
+      if (!hasPython) throw missingFor('python', 'requirements.txt, pyproject.toml, main.py or app.py');
+      return pythonPlan(appDir, files);
+    case undefined:
+      break;
+    default:
+      throw new RuntimeDetectionError(`unknown runtime "${requested}": use nodejs, python or manifest`);
+  }
+  if (hasManifest) return manifestPlan(appDir);
+  if (hasPackage) return nodePlan(appDir);
+  if (hasPython) return pythonPlan(appDir, files);
+  throw new RuntimeDetectionError(
+    `cannot tell how to run this project: looked for ${LOOKED_FOR}${await layoutHint(appDir, files)}`,
+  );
+}
+
+function missingFor(runtime: RuntimeType, what: string): RuntimeDetectionError {
+  return new RuntimeDetectionError(`runtime ${runtime} was requested, but the project folder has no ${what}`);
+}
+
+/** The usual mistake: packing the project folder itself rather than its contents. */
+async function layoutHint(appDir: string, files: Set<string>): Promise<string> {
+  if (files.size === 0) return ' (the project folder is empty)';
+  const [only] = [...files];
+  if (files.size !== 1 || !only)
+    return ` at the top of the project folder (found ${[...files].slice(0, 8).join(', ')})`;
+  const stat = await fs.stat(path.join(appDir, only)).catch(() => null);
+  if (!stat?.isDirectory()) return '';
+  return ` at the top of the project folder; it holds only the folder "${only}": upload the contents of that folder instead`;
+}
+
+async function readJson(appDir: string, file: string): Promise<unknown> {
+  const text = await fs.readFile(path.join(appDir, file), 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new RuntimeDetectionError(`${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+async function manifestPlan(appDir: string): Promise<BuildPlan> {
+  const manifest = parseManifest(await readJson(appDir, MANIFEST_FILE));
+  return withoutUndefined({
+    runtime: 'manifest',
+    install: manifest.install,
+    build: manifest.build,
+    start: manifest.start,
+    port: manifest.port,
+    env: manifest.env ?? {},
+    healthcheckPath: manifest.healthcheckPath,
+    database: manifest.database,
+  });
+}
+
+/** Validate a parsed coderunner.json; the error lists every problem, e.g. "coderunner.json: start must be …". */
+export function parseManifest(value: unknown): Manifest {
+  const result = manifestSchema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    if (issue.code === 'unrecognized_keys') {
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: ${Object.keys(manifestSchema.shape).join(', ')})`;
+    }
+    // Messages name their field already, except those about one variable of env.
+    const [field, key] = issue.path;
+    if (field !== 'env' || key === undefined) return issue.message;
+    const message =
+      issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? 'is not valid') : issue.message;
+    return `env.${String(key)} ${message}`;
+  });
+  const message = problems.join('; ');
+  throw new RuntimeDetectionError(
+    message.startsWith(MANIFEST_FILE) ? message : `${MANIFEST_FILE}: ${message}`,
+  );
+}
+
+const packageSchema = z.looseObject({
+  main: z.string().optional().catch(undefined),
+  scripts: z.record(z.string(), z.unknown()).optional().catch(undefined),
+});
+
+async function nodePlan(appDir: string): Promise<BuildPlan> {
+  const parsed = packageSchema.safeParse(await readJson(appDir, 'package.json'));
+  if (!parsed.success) throw new RuntimeDetectionError('package.json must be a JSON object');
+  const pkg = parsed.data;
+  const script = (name: string) => {
+    const value = pkg.scripts?.[name];
+    return typeof value === 'string' && value.trim() !== '';
+  };
+  const locked = (await exists(appDir, 'package-lock.json')) || (await exists(appDir, 'npm-shrinkwrap.json'));
+  return withoutUndefined({
+    runtime: 'nodejs',
+    install: `${locked ? 'npm ci' : 'npm install'} --no-audit --no-fund`,
+    build: script('build') ? 'npm run build' : undefined,
+    start: script('start') ? 'npm start' : `node ${shellWord(await nodeEntry(appDir, pkg.main))}`,
+    env: {},
+  });
+}
+
+/** Without a start script: package.json's `main`, else server.js, else index.js. */
+async function nodeEntry(appDir: string, main: string | undefined): Promise<string> {
+  if (main !== undefined && main.trim() !== '') {
+    const entry = path.posix.normalize(main.trim());
+    if (entry.startsWith('/') || entry === '..' || entry.startsWith('../')) {
+      throw new RuntimeDetectionError(
+        `package.json: main "${main}" must be a path inside the project folder`,
+      );
+    }
+    // Node resolves `main` like require(): as given, with .js, or as a folder's index.js.
+    for (const candidate of [entry, `${entry}.js`, `${entry}/index.js`]) {
+      if (await isFile(path.join(appDir, candidate))) return entry;
+    }
+    throw new RuntimeDetectionError(
+      `package.json: main "${main}" does not exist in the project folder; fix it or add a "start" script`,
+    );
+  }
+  for (const candidate of ['server.js', 'index.js']) {
+    if (await isFile(path.join(appDir, candidate))) return candidate;
+  }
+  throw new RuntimeDetectionError(
+    'package.json has no "start" script and no "main", and there is no server.js or index.js: ' +
+      'add "scripts": { "start": "node <your entry file>" } to package.json',
+  );
+}
+
+async function pythonPlan(appDir: string, files: Set<string>): Promise<BuildPlan> {
+  const hasPyproject = files.has('pyproject.toml');
+  const requirements = files.has('requirements.txt')
+    ? (await fs.readFile(path.join(appDir, 'requirements.txt'), 'utf8'))
+        .split('\n')
+        .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
+        .filter((line) => line !== '')
+    : [];
+  const entry = ['main.py', 'app.py'].find((f) => files.has(f));
+  if (!entry) {
+    const found = PYTHON_MARKERS.filter((f) => files.has(f)).join(' and ');
+    throw new RuntimeDetectionError(
+      `found ${found} but no main.py or app.py to start: add one, or give the start command in ${MANIFEST_FILE}`,
+    );
+  }
+  // A venv only when there is something to install: the system interpreter starts faster and needs no pip.
+  const venv = requirements.length > 0 || hasPyproject;
+  let install: string | undefined;
+  if (venv) {
+    const target = requirements.length > 0 ? '-r requirements.txt' : '.';
+    install = `python3 -m venv .venv && .venv/bin/pip install --no-input ${target}`;
+  }
+  return withoutUndefined({
+    runtime: 'python',
+    install,
+    start: `${venv ? '.venv/bin/python' : 'python3'} ${entry}`,
+    // Print as it happens: otherwise Python buffers stdout when it is not a terminal and logs lag.
+    env: { PYTHONUNBUFFERED: '1' },
+  });
+}
+
+async function exists(appDir: string, file: string): Promise<boolean> {
+  return fs.access(path.join(appDir, file)).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function isFile(file: string): Promise<boolean> {
+  return (await fs.stat(file).catch(() => null))?.isFile() ?? false;
+}
+
+/** Quote for /bin/sh only when needed, so that plain names read naturally in logs. */
+function shellWord(word: string): string {
+  return /^[\w./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,432 @@
+/**
+ * The local provider with real processes: apps answer HTTP, run as an unprivileged user (when the
+ * tests run as root), see none of the server's environment, and leave nothing running once stopped.
+ */
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLocalProvider, findFreePort } from '../src/local';
+import { waitForApp } from '../src/readiness';
+import { detectRuntime } from '../src/runtime';
+import {
+  CommandTimeoutError,
+  type Sandbox,
+  SandboxError,
+  type SandboxMetadata,
+  SandboxNotFoundError,
+  type SandboxProvider,
+} from '../src/types';
+import {
+  eventually,
+  fixtureDir,
+  fixtureFiles,
+  groupMembers,
+  isAlive,
+  isRoot,
+  sandboxProcesses,
+  tempRoot,
+} from './fixtures/local/helpers';
+
+const SECRET = `secret-${process.pid}-${Date.now()}`;
+const root = tempRoot('coderunner-local-');
+let provider: SandboxProvider;
+const created: Sandbox[] = [];
+
+const metadata = (extra: Partial<SandboxMetadata> = {}): SandboxMetadata => ({
+  deploymentId: 'd-1',
+  projectId: 'p-1',
+  role: 'app',
+  ...extra,
+});
+
+async function newSandbox(
+  extra: Partial<SandboxMetadata> = {},
+  envs?: Record<string, string>,
+): Promise<Sandbox> {
+  const sandbox = await provider.create({ metadata: metadata(extra), envs });
+  created.push(sandbox);
+  return sandbox;
+}
+
+/** Start the app and wait until it listens. */
+async function startAndWait(
+  sandbox: Sandbox,
+  command: string,
+  extra: Partial<Parameters<Sandbox['startApp']>[0]> = {},
+) {
+  const port = await findFreePort();
+  const app = await sandbox.startApp({ command, port, ...extra });
+  await waitForApp({ host: '127.0.0.1', port, timeoutMs: 15_000, isAlive: () => sandbox.isAppRunning() });
+  return app;
+}
+
+async function getJson(url: string): Promise<Record<string, unknown>> {
+  const res = await fetch(url);
+  expect(res.status).toBe(200);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+function appDir(sandbox: Sandbox): string {
+  return path.join(root.rootDir, sandbox.id, 'app');
+}
+
+beforeAll(() => {
+  // Set in the server's own environment: no sandbox process may see it.
+  process.env.CODERUNNER_TEST_SECRET = SECRET;
+  provider = createLocalProvider({ rootDir: root.rootDir, killGraceMs: 1_000 });
+});
+
+afterEach(async () => {
+  await Promise.all(created.splice(0).map((s) => s.kill()));
+});
+
+afterAll(async () => {
+  delete process.env.CODERUNNER_TEST_SECRET;
+  // Nothing any sandbox started may outlive the tests.
+  await eventually(() => expect(sandboxProcesses(root.rootDir)).toEqual([]), 5_000);
+  root.cleanup();
+});
+
+describe('local provider: apps', () => {
+  it('runs a Node app that answers HTTP, as an unprivileged user, without the server environment', async () => {
+    const sandbox = await newSandbox({}, { SANDBOX_LEVEL: 'from-create' });
+    await sandbox.writeFiles(fixtureFiles('node-hello'));
+    const plan = await detectRuntime(fixtureDir('node-hello'));
+    expect(plan.start).toBe('node server.js');
+    const lines: string[] = [];
+    const app = await startAndWait(sandbox, plan.start, {
+      envs: { APP_LEVEL: 'from-start' },
+      onStdout: (text) => lines.push(text),
+    });
+    expect(app.internalUrl).toBe(`http://127.0.0.1:${app.port}`);
+    expect(sandbox.getHost(app.port)).toBe(`127.0.0.1:${app.port}`);
+
+    const body = await getJson(app.internalUrl);
+    const env = body.env as Record<string, string>;
+    if (isRoot) expect(body.uid).not.toBe(0);
+    expect(Object.values(env).join('\n')).not.toContain(SECRET);
+    expect(env.CODERUNNER_TEST_SECRET).toBeUndefined();
+    expect(env.PATH).toBe('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+    expect(env.HOME).toBe(path.join(root.rootDir, sandbox.id, 'home'));
+    expect(env).toMatchObject({
+      PORT: String(app.port),
+      SANDBOX_LEVEL: 'from-create',
+      APP_LEVEL: 'from-start',
+    });
+    await eventually(() => expect(lines.join('')).toContain(`listening on ${app.port}`));
+  });
+
+  it('runs a Python standard-library app with the system python3', async () => {
+    const sandbox = await newSandbox();
+    await sandbox.writeFiles(fixtureFiles('python-hello'));
+    const plan = await detectRuntime(fixtureDir('python-hello'));
+    expect(plan).toMatchObject({ runtime: 'python', start: 'python3 main.py' });
+    expect(plan.install).toBeUndefined();
+    const app = await startAndWait(sandbox, plan.start, { envs: plan.env });
+    const body = await getJson(app.internalUrl);
+    expect(body.runtime).toBe('python');
+    if (isRoot) expect(body.uid).not.toBe(0);
+    expect(JSON.stringify(body.env)).not.toContain(SECRET);
+  });
+
+  it('stops the whole process group, and processes that left it, with stopApp', async () => {
+    const sandbox = await newSandbox();
+    await sandbox.writeFiles(fixtureFiles('node-hello'));
+    // A child in the app's group, and a daemon that left it with setsid.
+    const app = await startAndWait(
+      sandbox,
+      'sleep 1000 & setsid sleep 1001 & echo $! > daemon.pid; exec node server.js',
+    );
+    const pgid = app.pid!;
+    await eventually(() => expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(2));
+    const daemon = Number(fs.readFileSync(path.join(appDir(sandbox), 'daemon.pid'), 'utf8'));
+    expect(isAlive(daemon)).toBe(true);
+
+    await sandbox.stopApp();
+    expect(groupMembers(pgid)).toEqual([]);
+    expect(isAlive(daemon)).toBe(false);
+    expect(await sandbox.isAppRunning()).toBe(false);
+    expect(await sandbox.getApp()).toBeNull();
+    await sandbox.stopApp(); // idempotent
+  });
+
+  it('reports an app that crashes after starting through onExit, after its last output', async () => {
+    const sandbox = await newSandbox();
+    const events: string[] = [];
+    const exited = new Promise<{ exitCode: number | null; signal: string | null }>((resolve) => {
+      void sandbox.startApp({
+        command: `node -e "setTimeout(() => { console.error('boom'); process.exit(3); }, 300)"`,
+        port: 1,
+        onStderr: (text) => events.push(`stderr:${text.trim()}`),
+        onExit: (info) => {
+          events.push('exit');
+          resolve(info);
+        },
+      });
+    });
+    expect(await exited).toEqual({ exitCode: 3, signal: null });
+    expect(events).toEqual(['stderr:boom', 'exit']);
+    expect(await sandbox.isAppRunning()).toBe(false);
+  });
+
+  it('does not call onExit when stopApp or kill ended the app', async () => {
+    const sandbox = await newSandbox();
+    await sandbox.writeFiles(fixtureFiles('node-hello'));
+    let exits = 0;
+    await startAndWait(sandbox, 'node server.js', { onExit: () => exits++ });
+    await sandbox.stopApp();
+    await startAndWait(sandbox, 'node server.js', { onExit: () => exits++ });
+    await sandbox.kill();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(exits).toBe(0);
+  });
+
+  it('runs one app at a time', async () => {
+    const sandbox = await newSandbox();
+    await sandbox.writeFiles(fixtureFiles('node-hello'));
+    await startAndWait(sandbox, 'node server.js');
+    await expect(sandbox.startApp({ command: 'node server.js', port: await findFreePort() })).rejects.toThrow(
+      /already runs an app/,
+    );
+  });
+
+  it('keeps app logs bounded while every line still reaches the callbacks', async () => {
+    const small = createLocalProvider({ rootDir: root.rootDir, logMaxBytes: 64 * 1024, killGraceMs: 500 });
+    const sandbox = await small.create({ metadata: metadata() });
+    created.push(sandbox);
+    let received = '';
+    // 1 MiB of numbered lines, then a last line, then it idles.
+    await sandbox.startApp({
+      command: `node -e "for (let i = 0; i < 8192; i++) console.log(String(i).padStart(127, '.')); setTimeout(() => console.log('LAST'), 300); setInterval(() => {}, 1000)"`,
+      port: 1,
+      onStdout: (text) => {
+        received += text;
+      },
+    });
+    await eventually(() => expect(received).toContain('LAST'), 10_000);
+    const log = path.join(root.rootDir, sandbox.id, 'logs', 'app.stdout.log');
+    await eventually(() => expect(fs.statSync(log).size).toBeLessThanOrEqual(64 * 1024));
+    const text = fs.readFileSync(log, 'utf8');
+    expect(text).toMatch(/^\[coderunner: earlier output removed/);
+    expect(text.trimEnd().endsWith('LAST')).toBe(true);
+    // Lines cut while the file was trimmed can only be missing from the file, not mangled.
+    expect(received.length).toBeGreaterThan(1024 * 1024 * 0.9);
+    expect(received).toContain(`${'.'.repeat(123)}8191\n`);
+
+    // Command output goes to its own bounded log.
+    const result = await sandbox.run(`node -e "for (let i = 0; i < 4096; i++) console.log('y'.repeat(255))"`);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout.length).toBe(64 * 1024);
+    expect(fs.statSync(path.join(root.rootDir, sandbox.id, 'logs', 'commands.log')).size).toBeLessThanOrEqual(
+      64 * 1024,
+    );
+  });
+});
+
+describe('local provider: commands', () => {
+  it('runs commands in the app folder with a clean environment and returns exit codes and output', async () => {
+    const sandbox = await newSandbox({}, { FROM_SANDBOX: 'yes' });
+    await sandbox.writeFiles([
+      { path: 'bin/hello.sh', data: '#!/bin/sh\necho "hello $1"\n', mode: 0o755 },
+      { path: 'sub/data.txt', data: 'data' },
+    ]);
+    const chunks: string[] = [];
+    const result = await sandbox.run('./bin/hello.sh world; echo oops >&2; id -u; env; exit 7', {
+      envs: { FROM_COMMAND: 'also' },
+      onStdout: (text) => chunks.push(text),
+    });
+    expect(result.exitCode).toBe(7);
+    expect(result.stdout).toContain('hello world');
+    expect(result.stderr).toBe('oops\n');
+    expect(chunks.join('')).toBe(result.stdout);
+    expect(result.stdout).toContain('FROM_SANDBOX=yes');
+    expect(result.stdout).toContain('FROM_COMMAND=also');
+    expect(result.stdout).not.toContain(SECRET);
+    const uid = Number(result.stdout.split('\n')[1]);
+    if (isRoot) expect(uid).not.toBe(0);
+    else expect(uid).toBe(process.getuid?.());
+    expect((await sandbox.run('cat data.txt', { cwd: 'sub' })).stdout).toBe('data');
+    await expect(sandbox.run('true', { cwd: '../..' })).rejects.toThrow(SandboxError);
+    await expect(sandbox.run('true', { cwd: 'missing' })).rejects.toThrow(/does not exist/);
+  });
+
+  it('kills the whole group of a command that times out', async () => {
+    const sandbox = await newSandbox();
+    const started = Date.now();
+    const error = await sandbox
+      .run('echo $$ > run.pid; echo before; sleep 1000 & sleep 1001', { timeoutMs: 500 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CommandTimeoutError);
+    expect((error as CommandTimeoutError).stdout).toBe('before\n');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const pgid = Number(fs.readFileSync(path.join(appDir(sandbox), 'run.pid'), 'utf8'));
+    expect(groupMembers(pgid)).toEqual([]);
+  });
+
+  it('returns when a command ends, and stops what it left running in the background', async () => {
+    const sandbox = await newSandbox();
+    const started = Date.now();
+    const result = await sandbox.run('echo $$ > run.pid; sleep 1000 & echo done');
+    expect(result).toEqual({ exitCode: 0, stdout: 'done\n', stderr: '' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const pgid = Number(fs.readFileSync(path.join(appDir(sandbox), 'run.pid'), 'utf8'));
+    expect(groupMembers(pgid)).toEqual([]);
+  });
+
+  it('refuses file paths outside the app folder', async () => {
+    const sandbox = await newSandbox();
+    await expect(sandbox.writeFiles([{ path: '../escape.txt', data: 'x' }])).rejects.toThrow(/outside/);
+    await expect(sandbox.writeFiles([{ path: '/tmp/escape.txt', data: 'x' }])).rejects.toThrow(/outside/);
+    expect(fs.existsSync(path.join(root.rootDir, sandbox.id, 'escape.txt'))).toBe(false);
+  });
+
+  it.runIf(isRoot)(
+    'writes files with the sandbox user rights, so a planted symlink leads nowhere',
+    async () => {
+      const sandbox = await newSandbox();
+      const outside = path.join(root.base, 'outside');
+      fs.mkdirSync(outside, { mode: 0o755 });
+      await sandbox.run(`ln -s ${outside} planted`);
+      await expect(sandbox.writeFiles([{ path: 'planted/owned.txt', data: 'x' }])).rejects.toThrow(
+        SandboxError,
+      );
+      expect(fs.readdirSync(outside)).toEqual([]);
+      // Files it can write are the sandbox user's.
+      await sandbox.writeFiles([{ path: 'mine.txt', data: 'x', mode: 0o600 }]);
+      const stat = fs.statSync(path.join(appDir(sandbox), 'mine.txt'));
+      expect(stat.uid).not.toBe(0);
+      expect(stat.mode & 0o777).toBe(0o600);
+    },
+  );
+});
+
+describe('local provider: lifecycle', () => {
+  it('connect() from a fresh provider sees the running app and can stop it', async () => {
+    const sandbox = await newSandbox();
+    await sandbox.writeFiles(fixtureFiles('node-hello'));
+    const app = await startAndWait(sandbox, 'node server.js');
+
+    const fresh = createLocalProvider({ rootDir: root.rootDir });
+    const again = await fresh.connect(sandbox.id);
+    expect(again.metadata).toEqual(metadata());
+    expect(await again.isAppRunning()).toBe(true);
+    expect(await again.getApp()).toEqual(app);
+    await again.stopApp();
+    expect(await sandbox.isAppRunning()).toBe(false);
+    expect(isAlive(app.pid!)).toBe(false);
+  });
+
+  it('an app outlives the server process that started it; a restarted server finds it and stops it', async () => {
+    const port = await findFreePort();
+    const started = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
+      { cwd: path.resolve(import.meta.dirname, '..') },
+    );
+    const { id, pid } = JSON.parse(started.stdout) as { id: string; pid: number };
+    const restarted = createLocalProvider({ rootDir: root.rootDir, killGraceMs: 500 });
+    const sandbox = await restarted.connect(id);
+    created.push(sandbox);
+    expect(await sandbox.isAppRunning()).toBe(true);
+    expect(await sandbox.getApp()).toEqual({ port, internalUrl: `http://127.0.0.1:${port}`, pid });
+    await waitForApp({ host: '127.0.0.1', port, timeoutMs: 10_000, isAlive: () => sandbox.isAppRunning() });
+    // It logs on every request into a file nobody follows, and keeps running.
+    for (let i = 0; i < 3; i++)
+      expect(await (await fetch(`http://127.0.0.1:${port}/r${i}`)).text()).toBe('still here');
+    await eventually(() =>
+      expect(fs.readFileSync(path.join(root.rootDir, id, 'logs', 'app.stdout.log'), 'utf8')).toContain(
+        'request /r2',
+      ),
+    );
+    await sandbox.stopApp();
+    expect(isAlive(pid)).toBe(false);
+    expect(await sandbox.isAppRunning()).toBe(false);
+  });
+
+  it('does not take a reused pid for the app', async () => {
+    const sandbox = await newSandbox();
+    // Some unrelated process that happens to have the recorded pid now.
+    const stranger = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const recordFile = path.join(root.rootDir, sandbox.id, 'sandbox.json');
+      const record = JSON.parse(fs.readFileSync(recordFile, 'utf8'));
+      const bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      for (const app of [
+        { startTime: '1', bootId }, // same pid, started at another time
+        { startTime: '1', bootId: 'another-boot' },
+      ]) {
+        record.app = {
+          pid: stranger.pid,
+          port: 1,
+          command: 'x',
+          startedAt: new Date().toISOString(),
+          ...app,
+        };
+        fs.writeFileSync(recordFile, JSON.stringify(record));
+        const fresh = await createLocalProvider({ rootDir: root.rootDir }).connect(sandbox.id);
+        expect(await fresh.isAppRunning()).toBe(false);
+        await fresh.stopApp();
+        expect(isAlive(stranger.pid!)).toBe(true);
+      }
+    } finally {
+      stranger.kill('SIGKILL');
+    }
+  });
+
+  it('lists sandboxes by metadata', async () => {
+    const a = await newSandbox({ projectId: 'p-list-a', deploymentId: 'd-a' });
+    const b = await newSandbox({ projectId: 'p-list-b', deploymentId: 'd-b' });
+    const c = await newSandbox({ projectId: 'p-list-b', deploymentId: 'd-c', role: 'db' });
+    const ids = async (filter?: Partial<SandboxMetadata>) =>
+      (await provider.list(filter ? { metadata: filter } : undefined)).map((s) => s.id).sort();
+    expect(await ids({ projectId: 'p-list-a' })).toEqual([a.id]);
+    expect(await ids({ projectId: 'p-list-b' })).toEqual([b.id, c.id].sort());
+    expect(await ids({ projectId: 'p-list-b', role: 'db' })).toEqual([c.id]);
+    expect(await ids({ projectId: 'nobody' })).toEqual([]);
+    expect(await ids()).toEqual(expect.arrayContaining([a.id, b.id, c.id]));
+    const [info] = await provider.list({ metadata: { deploymentId: 'd-a' } });
+    expect(info?.metadata).toEqual(metadata({ projectId: 'p-list-a', deploymentId: 'd-a' }));
+    expect(info?.startedAt).toBeInstanceOf(Date);
+  });
+
+  it('kill() stops everything, removes the folder, and is idempotent', async () => {
+    const sandbox = await newSandbox();
+    await sandbox.writeFiles(fixtureFiles('node-hello'));
+    const app = await startAndWait(sandbox, 'node server.js');
+    const folder = path.join(root.rootDir, sandbox.id);
+    const running = sandbox.run('sleep 1000').catch((e: unknown) => e);
+    await eventually(() => expect(sandboxProcesses(folder).length).toBeGreaterThanOrEqual(2));
+
+    await sandbox.kill();
+    expect(fs.existsSync(folder)).toBe(false);
+    expect(sandboxProcesses(folder)).toEqual([]);
+    expect(isAlive(app.pid!)).toBe(false);
+    expect(await running).toBeInstanceOf(SandboxNotFoundError);
+    await sandbox.kill();
+    expect(await provider.kill(sandbox.id)).toBe(false);
+    await expect(provider.connect(sandbox.id)).rejects.toThrow(SandboxNotFoundError);
+    await expect(sandbox.run('true')).rejects.toThrow(SandboxNotFoundError);
+    expect((await provider.list()).map((s) => s.id)).not.toContain(sandbox.id);
+  });
+
+  it('provider.kill(id) says whether the sandbox existed; unknown ids are not found', async () => {
+    const sandbox = await provider.create({ metadata: metadata() });
+    expect(await provider.kill(sandbox.id)).toBe(true);
+    expect(await provider.kill(sandbox.id)).toBe(false);
+    expect(await provider.kill('local-000000000000')).toBe(false);
+    expect(await provider.kill('../../etc')).toBe(false);
+    await expect(provider.connect('local-000000000000')).rejects.toThrow(SandboxNotFoundError);
+    await expect(provider.connect('../sandboxes/..')).rejects.toThrow(SandboxNotFoundError);
+  });
+
+  it('findFreePort() gives a port that can be listened on', async () => {
+    const port = await findFreePort();
+    expect(port).toBeGreaterThan(1024);
+    const sandbox = await newSandbox();
+    await sandbox.writeFiles(fixtureFiles('node-hello'));
+    const app = await sandbox.startApp({ command: 'node server.js', port });
+    await waitForApp({ host: '127.0.0.1', port: app.port, timeoutMs: 10_000 });
+  });
+});
