@@ -55,9 +55,26 @@ const schema = z.object({
 });
 
 /** Every environment variable the server reads. */
-export const CONFIG_VARIABLES = [...Object.keys(schema.shape), ...API_CONFIG_VARIABLES];
+export const CONFIG_VARIABLES = [
+  ...Object.keys(schema.shape),
+  ...API_CONFIG_VARIABLES,
+  'CODERUNNER_ENCRYPTION_KEYS',
+  'CODERUNNER_APPS_DATABASE_URL',
+  'CODERUNNER_APPS_EMBEDDED_PG_PORT',
+  'AGENTSPHERE_API_KEY',
+  'AGENTSPHERE_DOMAIN',
+  'AGENTSPHERE_TEMPLATE',
+  'AGENTSPHERE_TEMPLATE_NODEJS',
+  'AGENTSPHERE_TEMPLATE_PYTHON',
+  'AGENTSPHERE_DB_TEMPLATE',
+];
 
-export type Config = z.infer<typeof schema> & { dataDir: string; api: ApiConfig };
+export type Config = z.infer<typeof schema> & {
+  dataDir: string;
+  api: ApiConfig;
+  /** The environment as given (the sandbox and key settings read their own variables from it). */
+  env: NodeJS.ProcessEnv;
+};
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -79,5 +96,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  return { ...parsed.data, dataDir, api };
+  return { ...parsed.data, dataDir, api, env: present };
 }

@@ -2,14 +2,27 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
+  createDatabaseHooks,
+  type DatabaseBackend,
   DeploymentEngine,
   type DeploymentServices,
+  type Keyring,
   LogStore,
+  loadKeyring,
   SourceStore,
   STATUS_CHANNEL,
 } from '@coderunner/api';
 import type { Sequelize } from '@coderunner/db';
-import { createLocalProvider, findFreePort, type SandboxProvider } from '@coderunner/sandbox';
+import {
+  agentSphereConfigFromEnv,
+  createAgentSphereProvider,
+  createLocalDatabaseProvisioner,
+  createLocalProvider,
+  findFreePort,
+  localDatabaseOptionsFromEnv,
+  provisionAgentSphereDatabase,
+  type SandboxProvider,
+} from '@coderunner/sandbox';
 import pg from 'pg';
 import type { Config } from './config';
 import type { Logger } from './logger';
@@ -78,7 +91,40 @@ export function createDeploymentRuntime(
   const dataDir = config.dataDir;
   const workDir = path.join(dataDir, 'work');
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
-  const provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
+  const env = config.env;
+  let provider: SandboxProvider;
+  let databases: DatabaseBackend & { start?(): Promise<{ warnings: string[] }>; stop?(): Promise<void> };
+  if (config.SANDBOX_PROVIDER === 'agentsphere') {
+    // Throws a clear message when AGENTSPHERE_API_KEY is missing: the SDK would only fail at the first call.
+    const agentsphere = agentSphereConfigFromEnv(env);
+    provider = createAgentSphereProvider(agentsphere);
+    databases = {
+      provision: async (d) => {
+        const db = await provisionAgentSphereDatabase(provider, {
+          deploymentId: d.id,
+          projectId: d.projectId,
+        });
+        return { sandboxId: db.sandboxId, connectionInfo: db.connectionInfo };
+      },
+      destroy: async (d) => {
+        await provider.kill(d.dbSandboxId);
+      },
+    };
+  } else {
+    provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
+    const local = createLocalDatabaseProvisioner({
+      ...localDatabaseOptionsFromEnv(env, dataDir),
+      log: (msg) => logger.debug({ msg }, 'app databases'),
+    });
+    databases = {
+      provision: (d) => local.provision(d.id),
+      destroy: (d) => local.destroy(d.id),
+      // A shared cluster is checked (and warned about) at start; the embedded one starts on first use.
+      start: env.CODERUNNER_APPS_DATABASE_URL ? () => local.start() : undefined,
+      stop: () => local.stop(),
+    };
+  }
+  const keyring: Keyring = loadKeyring({ env, dataDir });
   const logs = new LogStore(path.join(dataDir, 'logs'));
   const sources = new SourceStore(path.join(dataDir, 'sources'));
   const events = new EventEmitter();
@@ -93,7 +139,8 @@ export function createDeploymentRuntime(
     logs,
     sources,
     workDir,
-    publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
+    publicUrlFor: (id, sandbox, port) =>
+      provider.name === 'local' ? publicUrlFor(baseUrl(), id) : `https://${sandbox.getHost(port)}/`,
     appPort: async (plan) => (provider.name === 'local' ? findFreePort() : (plan.port ?? 8080)),
     concurrency: config.WORKER_CONCURRENCY,
     installTimeoutMs: config.CODERUNNER_INSTALL_TIMEOUT_S * 1000,
@@ -102,6 +149,7 @@ export function createDeploymentRuntime(
     stuckAfterMs: config.CODERUNNER_STUCK_AFTER_S * 1000,
     maxRetries: 1,
     reconcileIntervalMs: config.CODERUNNER_RECONCILE_INTERVAL_S * 1000,
+    database: createDatabaseHooks(databases, keyring),
     logger,
     listen: async () => {
       const c = new pg.Client({ connectionString: databaseUrl, keepAlive: true });
@@ -115,6 +163,7 @@ export function createDeploymentRuntime(
     sources,
     logs,
     events,
+    keyring,
     maxUploadBytes: config.CODERUNNER_MAX_UPLOAD_MB * 1024 * 1024,
     maxFiles: config.CODERUNNER_MAX_FILES,
     onQueued: () => engine.poke(),
@@ -125,12 +174,17 @@ export function createDeploymentRuntime(
     provider,
     async start({ workers, port }) {
       if (port) listeningPort = port;
+      if (databases.start) {
+        const { warnings } = await databases.start();
+        for (const warning of warnings) logger.warn(warning);
+      }
       await status.start();
       if (workers) await engine.start();
     },
     async close() {
       await engine.stop();
       await status.close();
+      await databases.stop?.();
     },
   };
 }

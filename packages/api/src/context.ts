@@ -7,6 +7,7 @@ import type { DeploymentEngine } from './deployments/engine';
 import type { LogStore } from './deployments/log-store';
 import type { SourceStore } from './deployments/source-store';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
+import type { Keyring } from './secrets';
 
 /** What every procedure may use; built once by the server (or a test), shared by all requests. */
 export interface ApiDeps {
@@ -27,6 +28,8 @@ export interface DeploymentServices {
   logs: LogStore;
   /** Emits `<deploymentId>` when its status changes (fed by LISTEN on the status channel). */
   events: EventEmitter;
+  /** Decrypts db_connection_info for deployments.databaseCredentials (absent: no databases here). */
+  keyring?: Keyring;
   maxUploadBytes: number;
   maxFiles: number;
   /** Called after a deployment was queued (wakes this process's workers without waiting for NOTIFY). */

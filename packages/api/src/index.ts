@@ -15,6 +15,13 @@ export {
   type InnerContextOptions,
 } from './context';
 export {
+  type ConnectionInfo,
+  createDatabaseHooks,
+  type DatabaseBackend,
+  databaseEnv,
+  openConnectionInfo,
+} from './deployments/database-hooks';
+export {
   type DatabaseHooks,
   DeploymentEngine,
   type EngineOptions,
@@ -33,6 +40,7 @@ export type { DeploymentDto, ProjectDto, UserDto } from './dto';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } from './rate-limit';
 export { type AppRouter, appRouter } from './root';
+export * from './secrets';
 export { createCallerFactory } from './trpc';
 
 export type RouterInputs = inferRouterInputs<AppRouter>;

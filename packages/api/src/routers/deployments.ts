@@ -12,6 +12,7 @@ import { detectRuntime, extractTarGz } from '@coderunner/sandbox';
 import { tracked } from '@trpc/server';
 import { z } from 'zod';
 import type { Context } from '../context';
+import { openConnectionInfo } from '../deployments/database-hooks';
 import { PENDING_CHANNEL } from '../deployments/engine';
 import { ACTIVE_STATUSES, STATUS_CHANNEL } from '../deployments/lifecycle';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
@@ -284,6 +285,40 @@ export const deploymentsRouter = router({
   destroy: ownedDeploymentProcedure.mutation(async ({ ctx }) => {
     if (ctx.deployment.status !== 'DESTROYED') await services(ctx).engine.destroyDeployment(ctx.deployment);
     return toDeploymentDto(await loadOwned(ctx, ctx.deployment.id));
+  }),
+
+  /**
+   * The deployment's database credentials, decrypted for its owner only. Nothing else (list, get,
+   * watch, logs, errors) ever carries them.
+   */
+  databaseCredentials: ownedDeploymentProcedure.query(({ ctx }) => {
+    const { keyring } = services(ctx);
+    if (!ctx.deployment.dbSandboxId || !ctx.deployment.dbConnectionInfo) {
+      throw new TRPCError({
+        code: 'PRECONDITION_FAILED',
+        message: "this deployment has no database; deploy with database: 'postgres' to get one",
+      });
+    }
+    if (!keyring)
+      throw new TRPCError({ code: 'PRECONDITION_FAILED', message: 'this server has no encryption keys' });
+    try {
+      const info = openConnectionInfo(keyring, ctx.deployment.id, ctx.deployment.dbConnectionInfo);
+      return {
+        host: info.host,
+        port: info.port,
+        user: info.user,
+        password: info.password,
+        database: info.database,
+        url: info.url,
+      };
+    } catch (err) {
+      // SecretBoxError messages name key ids, never key material or plaintext.
+      throw new TRPCError({
+        code: 'PRECONDITION_FAILED',
+        message: `cannot decrypt the credentials: ${(err as Error).message}`,
+        cause: err,
+      });
+    }
   }),
 
   /** Status changes of one deployment: its current state first, then each change; ends once DESTROYED. */

@@ -1,0 +1,124 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@coderunner/api/client';
+import { QueryTypes } from '@coderunner/db';
+import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appFolder, curl, deployFolder, processesOfSandbox, waitForStatus } from './fixtures/deploy-helpers';
+
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.ts');
+let db: MigratedTestDatabase;
+let dataDir: string;
+let port: number;
+const children: ChildProcess[] = [];
+
+function startServerProcess(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', main], {
+    env: {
+      ...process.env,
+      DATABASE_URL: db.url,
+      PORT: String(port),
+      CODERUNNER_DATA_DIR: dataDir,
+      CODERUNNER_AUTH_SECRET: 'restart-test-secret-restart-test-secret',
+      CODERUNNER_STUCK_AFTER_S: '2',
+      CODERUNNER_RECONCILE_INTERVAL_S: '1',
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('CodeRunner is listening')) resolve(child);
+    });
+    child.stderr!.on('data', (d) => {
+      out += d;
+    });
+    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+  });
+}
+
+beforeAll(async () => {
+  db = await createMigratedTestDatabase();
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-restart-'));
+  fs.chmodSync(dataDir, 0o711);
+  port = await freePort();
+});
+afterAll(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  await db.close();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('a server killed mid-build', () => {
+  it('after SIGKILL during BUILDING and a restart, the deployment ends RUNNING and no orphan process remains', async () => {
+    const first = await startServerProcess();
+    const url = `http://127.0.0.1:${port}/trpc`;
+    const { token } = await createClient({ url }).auth.register.mutate({
+      email: 'kill@example.com',
+      password: 'kill password',
+    });
+    const client = createClient({ url, token });
+    const project = await client.projects.create.mutate({ name: 'slow' });
+    const d = await deployFolder(
+      client,
+      project.id,
+      appFolder({
+        'package.json': JSON.stringify({
+          scripts: { build: 'sleep 4 && echo built', start: 'node server.js' },
+        }),
+        'server.js':
+          "require('http').createServer((q, s) => s.end('survived')).listen(process.env.PORT, '127.0.0.1');",
+      }),
+    );
+    await waitForStatus(client, d.id, ['BUILDING'], 30_000);
+    await new Promise((r) => setTimeout(r, 500)); // the build command is running
+    const [{ sandbox }] = (await db.sequelize.query(
+      'SELECT app_sandbox_id AS sandbox FROM deployments WHERE id = :id',
+      {
+        type: QueryTypes.SELECT,
+        replacements: { id: d.id },
+      },
+    )) as [{ sandbox: string }];
+    expect(processesOfSandbox(sandbox).length).toBeGreaterThan(0);
+
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    await startServerProcess();
+    const settled = await waitForStatus(client, d.id, ['RUNNING', 'FAILED'], 60_000);
+    expect(settled.status).toBe('RUNNING');
+    expect((await curl(settled.publicUrl!)).body).toBe('survived');
+    expect(processesOfSandbox(sandbox)).toEqual([]); // the build the dead server left was killed
+    expect(fs.existsSync(path.join(dataDir, 'sandboxes', sandbox))).toBe(false);
+
+    // A restart leaves running apps alone: the new server routes to the app that kept running.
+    children.at(-1)!.kill('SIGKILL');
+    await new Promise((r) => children.at(-1)!.once('exit', r));
+    await startServerProcess();
+    expect((await curl(settled.publicUrl!)).body).toBe('survived');
+
+    // A host reboot kills the apps too: the restarted server brings them back from the stored source.
+    const [{ current }] = (await db.sequelize.query(
+      'SELECT app_sandbox_id AS current FROM deployments WHERE id = :id',
+      {
+        type: QueryTypes.SELECT,
+        replacements: { id: d.id },
+      },
+    )) as [{ current: string }];
+    children.at(-1)!.kill('SIGKILL');
+    await new Promise((r) => children.at(-1)!.once('exit', r));
+    for (const pid of processesOfSandbox(current)) process.kill(pid, 'SIGKILL');
+    await startServerProcess();
+    await waitForStatus(client, d.id, ['PENDING', 'PROVISIONING', 'BUILDING'], 30_000).catch(() => null);
+    const restored = await waitForStatus(client, d.id, ['RUNNING', 'FAILED'], 60_000);
+    expect(restored.status).toBe('RUNNING');
+    expect(restored.publicUrl).toBe(settled.publicUrl);
+    expect((await curl(restored.publicUrl!)).body).toBe('survived');
+    await client.deployments.destroy.mutate({ id: d.id });
+  });
+});

@@ -1,0 +1,57 @@
+import { type Keyring, open, seal } from '../secrets';
+import type { DatabaseHooks } from './engine';
+
+/** What a database provider hands back: the plaintext connection info never leaves the server. */
+export interface ConnectionInfo {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  url: string;
+}
+
+export interface DatabaseBackend {
+  provision(d: {
+    id: string;
+    projectId: string;
+  }): Promise<{ sandboxId: string; connectionInfo: ConnectionInfo }>;
+  destroy(d: { id: string; dbSandboxId: string }): Promise<void>;
+}
+
+/** The variables an app with a database receives. */
+export function databaseEnv(info: ConnectionInfo): Record<string, string> {
+  return {
+    DATABASE_URL: info.url,
+    PGHOST: info.host,
+    PGPORT: String(info.port),
+    PGUSER: info.user,
+    PGPASSWORD: info.password,
+    PGDATABASE: info.database,
+  };
+}
+
+/**
+ * Connection info is sealed (AES-256-GCM) before it reaches the database, with the deployment id as
+ * additional data: a sealed box copied onto another row does not open.
+ */
+export function openConnectionInfo(keyring: Keyring, deploymentId: string, box: unknown): ConnectionInfo {
+  return open<ConnectionInfo>(keyring, box, deploymentId);
+}
+
+export function createDatabaseHooks(backend: DatabaseBackend, keyring: Keyring): DatabaseHooks {
+  return {
+    async provision(d) {
+      const { sandboxId, connectionInfo } = await backend.provision(d);
+      return {
+        dbSandboxId: sandboxId,
+        sealed: seal(keyring, connectionInfo, d.id) as unknown as Record<string, unknown>,
+        env: databaseEnv(connectionInfo),
+      };
+    },
+    async envFor(d) {
+      return databaseEnv(openConnectionInfo(keyring, d.id, d.dbConnectionInfo));
+    },
+    destroy: (d) => backend.destroy(d),
+  };
+}
