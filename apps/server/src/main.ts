@@ -1,15 +1,9 @@
 /** `pnpm start`: configuration from the environment, then serve until SIGTERM/SIGINT. */
-import { ConfigError, loadConfig } from './config';
+import { loadConfigOrExit } from './config';
 import { createLogger } from './logger';
 import { startServer } from './server';
 
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig();
-} catch (err) {
-  console.error(err instanceof ConfigError ? err.message : err);
-  process.exit(2);
-}
+const config = loadConfigOrExit();
 
 const logger = createLogger(config.LOG_LEVEL);
 try {

@@ -3,17 +3,11 @@
  * from the same database as the API servers; with the local provider it must share their data folder.
  */
 import { connect, migrateUp, resolveDatabase } from '@coderunner/db';
-import { ConfigError, loadConfig } from './config';
+import { loadConfigOrExit } from './config';
 import { createDeploymentRuntime } from './deployments';
 import { createLogger } from './logger';
 
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig();
-} catch (err) {
-  console.error(err instanceof ConfigError ? err.message : err);
-  process.exit(2);
-}
+const config = loadConfigOrExit();
 const logger = createLogger(config.LOG_LEVEL);
 try {
   const target = await resolveDatabase({

@@ -39,3 +39,17 @@ export const pageInput = {
   cursor: cursorSchema.nullish(),
   limit: z.number().int().min(1).max(100).default(20),
 };
+
+/** A page of `limit` rows from a query that fetched `limit + 1`: the extra row says there is more. */
+export function toPage<Row extends { id: string; cursorTs: string }, Item>(
+  rows: Row[],
+  limit: number,
+  toItem: (row: Row) => Item,
+): { items: Item[]; nextCursor: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    items: page.map(toItem),
+    nextCursor: rows.length > limit && last ? encodeCursor({ createdAt: last.cursorTs, id: last.id }) : null,
+  };
+}

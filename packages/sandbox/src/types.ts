@@ -63,6 +63,17 @@ export interface FileEntry {
   mode?: number;
 }
 
+/** Everything needed to reach a deployment's database (what db_connection_info holds, sealed). */
+export interface DatabaseConnectionInfo {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  /** `postgres://user:password@host:port/database` */
+  url: string;
+}
+
 export interface SandboxInfo {
   id: string;
   metadata: SandboxMetadata;

@@ -1,15 +1,9 @@
+import type { DatabaseConnectionInfo } from '@coderunner/sandbox';
 import { type Keyring, open, seal } from '../secrets';
 import type { DatabaseHooks } from './engine';
 
 /** What a database provider hands back: the plaintext connection info never leaves the server. */
-export interface ConnectionInfo {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  url: string;
-}
+export type ConnectionInfo = DatabaseConnectionInfo;
 
 export interface DatabaseBackend {
   provision(d: {

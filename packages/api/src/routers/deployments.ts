@@ -16,7 +16,7 @@ import { openConnectionInfo } from '../deployments/database-hooks';
 import { PENDING_CHANNEL } from '../deployments/engine';
 import { ACTIVE_STATUSES, STATUS_CHANNEL } from '../deployments/lifecycle';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
-import { CURSOR_TS_SQL, encodeCursor, pageInput } from '../pagination';
+import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
 import { quotaFor } from '../quotas';
 import { protectedProcedure, router, TRPCError } from '../trpc';
 
@@ -223,13 +223,7 @@ export const deploymentsRouter = router({
           },
         },
       );
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        items: page.map(toDeploymentDto),
-        nextCursor:
-          rows.length > limit && last ? encodeCursor({ createdAt: last.cursorTs, id: last.id }) : null,
-      };
+      return toPage(rows, limit, toDeploymentDto);
     }),
 
   get: ownedDeploymentProcedure.query(({ ctx }) => toDeploymentDto(ctx.deployment)),

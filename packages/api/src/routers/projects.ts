@@ -1,7 +1,7 @@
 import { Project, QueryTypes, type Transaction, User } from '@coderunner/db';
 import { z } from 'zod';
 import { type ProjectDto, toProjectDto } from '../dto';
-import { CURSOR_TS_SQL, encodeCursor, pageInput } from '../pagination';
+import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
 import { quotaFor } from '../quotas';
 import { protectedProcedure, router, TRPCError } from '../trpc';
 
@@ -97,13 +97,7 @@ export const projectsRouter = router({
           },
         },
       );
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        items: page.map(toProjectDto),
-        nextCursor:
-          rows.length > limit && last ? encodeCursor({ createdAt: last.cursorTs, id: last.id }) : null,
-      };
+      return toPage(rows, limit, toProjectDto);
     }),
 
   get: ownedProjectProcedure.query(({ ctx }) => toProjectDto(ctx.project)),

@@ -23,20 +23,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { scramSha256Verifier } from '../database/scram';
-import { SandboxError, type SandboxProvider } from '../types';
+import { type DatabaseConnectionInfo, SandboxError, type SandboxProvider } from '../types';
 import { describeError } from './errors';
 
 export const POSTGRES_PORT = 5432;
 const DEFAULT_READY_TIMEOUT_MS = 60_000;
 
-export interface AgentSphereDatabaseConnectionInfo {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  url: string;
-}
+export type AgentSphereDatabaseConnectionInfo = DatabaseConnectionInfo;
 
 export interface AgentSphereDatabase {
   sandboxId: string;

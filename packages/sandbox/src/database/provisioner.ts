@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '@coderunner/db/embedded';
 import pg from 'pg';
-import { SandboxError } from '../types';
+import { type DatabaseConnectionInfo, SandboxError } from '../types';
 import { localDatabaseName, localDatabaseSandboxId } from './names';
 import { scramSha256Verifier } from './scram';
 
@@ -29,15 +29,7 @@ const MIN_SERVER_VERSION = 130000; // DROP DATABASE … WITH (FORCE)
 export const TRUST_WARNING =
   'CODERUNNER_APPS_DATABASE_URL points at a cluster that trusts local connections: app databases are not isolated from each other';
 
-export interface LocalDatabaseConnectionInfo {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  /** `postgres://user:password@host:port/database` */
-  url: string;
-}
+export type LocalDatabaseConnectionInfo = DatabaseConnectionInfo;
 
 export interface DatabaseInfo {
   /** `localdb-<name>`: unique per deployment, stored in `deployments.db_sandbox_id`. */
