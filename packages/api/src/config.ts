@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { OWASP_MIN, type PasswordHashing } from './auth/password';
@@ -23,7 +24,8 @@ const schema = z.object({
   ARGON2_MEMORY_KIB: int(OWASP_MIN.memoryCost).default(OWASP_MIN.memoryCost),
   ARGON2_TIME_COST: int(OWASP_MIN.timeCost).default(OWASP_MIN.timeCost),
   ARGON2_PARALLELISM: int(OWASP_MIN.parallelism).default(OWASP_MIN.parallelism),
-  ARGON2_MAX_CONCURRENT: int(1).default(2),
+  /** Default: half the cores (at least 1), so hashing never takes every core from request handling. */
+  ARGON2_MAX_CONCURRENT: int(1).default(Math.max(1, Math.floor(os.availableParallelism() / 2))),
   CODERUNNER_RATE_LIMIT_WINDOW_S: int(1).default(15 * 60),
   CODERUNNER_RATE_LIMIT_AUTH_PER_IP: int(1).default(100),
   CODERUNNER_RATE_LIMIT_LOGIN_FAILURES: int(1).default(10),
