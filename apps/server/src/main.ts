@@ -1,6 +1,6 @@
 /** `pnpm start`: configuration from the environment, then serve until SIGTERM/SIGINT. */
 import { loadConfigOrExit } from './config';
-import { createLogger } from './logger';
+import { createLogger, flushLogger } from './logger';
 import { startServer } from './server';
 
 const config = loadConfigOrExit();
@@ -19,9 +19,11 @@ try {
     try {
       await server.close();
       logger.info('stopped');
-      process.exit(0);
+      await flushLogger(logger);
+    process.exit(0);
     } catch (err) {
       logger.error({ err }, 'error during shutdown');
+      await flushLogger(logger);
       process.exit(1);
     }
   };
@@ -29,5 +31,6 @@ try {
   process.on('SIGINT', () => void shutdown('SIGINT'));
 } catch (err) {
   logger.fatal(`cannot start: ${(err as Error).message}`);
+  await flushLogger(logger);
   process.exit(1);
 }

@@ -5,7 +5,7 @@
 import { connect, migrateUp, resolveDatabase } from '@coderunner/db';
 import { loadConfigOrExit } from './config';
 import { createDeploymentRuntime } from './deployments';
-import { createLogger } from './logger';
+import { createLogger, flushLogger } from './logger';
 
 const config = loadConfigOrExit();
 const logger = createLogger(config.LOG_LEVEL);
@@ -25,11 +25,13 @@ try {
     await runtime.close();
     await sequelize.close();
     await target.embedded?.stop();
+    await flushLogger(logger);
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown());
   process.on('SIGINT', () => void shutdown());
 } catch (err) {
   logger.fatal(`cannot start the worker: ${(err as Error).message}`);
+  await flushLogger(logger);
   process.exit(1);
 }
