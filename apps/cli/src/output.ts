@@ -63,6 +63,21 @@ export class Output {
     this.errColour = colourAllowed(streams.stderr, env);
   }
 
+  /** stderr itself, for progress drawn in place (a status line) when it is a terminal. */
+  get stderr(): Streams['stderr'] {
+    return this.streams.stderr;
+  }
+
+  /** Whether colours may be used on stderr. */
+  get stderrColour(): boolean {
+    return this.errColour;
+  }
+
+  /** One line on stdout, also under --json (for NDJSON streams, which are the result). */
+  printLine(text: string): void {
+    this.streams.stdout.write(`${text}\n`);
+  }
+
   style(text: string, style: Style, forStderr = false): string {
     if (!(forStderr ? this.errColour : this.colour)) return text;
     const [on, off] = CODES[style];

@@ -4,7 +4,11 @@
  */
 import { Command } from 'commander';
 import { registerAuthCommands } from './commands/auth';
+import { registerDbCommands } from './commands/db';
+import { registerDeployCommand } from './commands/deploy';
+import { registerDeploymentCommands, registerOpenCommand } from './commands/deployments';
 import { examples } from './commands/help';
+import { registerLogsCommand } from './commands/logs';
 import { registerProjectCommands } from './commands/projects';
 import { DEFAULT_API_URL } from './context';
 import { VERSION } from './version';
@@ -14,20 +18,22 @@ Environment:
   CODERUNNER_API_URL     server address, used when --api-url is not given
   CODERUNNER_TOKEN       token to use instead of the saved one (for CI)
   CODERUNNER_CONFIG_DIR  folder of config.json (default: $XDG_CONFIG_HOME/coderunner or ~/.config/coderunner)
+  CODERUNNER_PROJECT     project to deploy into when deploy has no --project
   NO_COLOR               set to turn colours off
 
 Exit codes:
-  0  success
-  1  the operation failed (the server's reason is printed)
-  2  usage error: unknown command or option, missing argument
-  3  not logged in, or the session expired: run coderunner login
-  4  the server cannot be reached
+  0    success
+  1    the operation failed (the server's reason is printed; a deployment that FAILED)
+  2    usage error: unknown command or option, missing argument
+  3    not logged in, or the session expired: run coderunner login
+  4    the server cannot be reached
+  130  interrupted: Ctrl-C at a prompt, or while deploy follows the build (logs --follow ends with 0)
 `;
 
 export function createProgram(): Command {
   const program = new Command('coderunner')
     .description(
-      'Deploy code into sandboxes and get a URL for it: accounts and projects on a CodeRunner server.',
+      'Deploy code into sandboxes and get a URL for it: accounts, projects and deployments on a CodeRunner server.',
     )
     .version(VERSION, '-V, --version', 'print the version')
     .option(
@@ -45,11 +51,17 @@ export function createProgram(): Command {
 
   registerAuthCommands(program);
   registerProjectCommands(program);
+  registerDeployCommand(program);
+  registerDeploymentCommands(program);
+  registerLogsCommand(program);
+  registerDbCommands(program);
+  registerOpenCommand(program);
 
   examples(program, [
     'coderunner register',
     'coderunner projects create web',
-    'coderunner projects list --json',
+    'coderunner deploy ./my-app --project web',
+    'coderunner logs 3f0c2a1b --follow',
   ]);
   program.addHelpText('after', MORE_HELP);
   return program;

@@ -39,3 +39,61 @@ export const projectJson = (p: Project): ProjectJson => ({
   createdAt: p.createdAt.toISOString(),
   updatedAt: p.updatedAt.toISOString(),
 });
+
+export type Deployment = RouterOutputs['deployments']['get'];
+export type DatabaseCredentials = RouterOutputs['deployments']['databaseCredentials'];
+/** What deployments.logs yields for each line (a tracked event's data). */
+export interface LogLine {
+  id: number;
+  time: Date;
+  source: string;
+  stream: string;
+  text: string;
+}
+
+export interface DeploymentJson {
+  id: string;
+  projectId: string;
+  status: string;
+  runtimeType: string | null;
+  publicUrl: string | null;
+  hasDatabase: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface LogLineJson {
+  id: number;
+  time: string;
+  source: string;
+  stream: string;
+  text: string;
+}
+
+export const deploymentJson = (d: Deployment): DeploymentJson => ({
+  id: d.id,
+  projectId: d.projectId,
+  status: d.status,
+  runtimeType: d.runtimeType,
+  publicUrl: d.publicUrl,
+  hasDatabase: d.hasDatabase,
+  createdAt: d.createdAt.toISOString(),
+  updatedAt: d.updatedAt.toISOString(),
+});
+
+export const logLineJson = (l: LogLine): LogLineJson => ({
+  id: l.id,
+  time: new Date(l.time).toISOString(),
+  source: l.source,
+  stream: l.stream,
+  text: l.text,
+});
+
+export const databaseCredentialsJson = (c: DatabaseCredentials) => ({
+  host: c.host,
+  port: c.port,
+  user: c.user,
+  password: c.password,
+  database: c.database,
+  url: c.url,
+});

@@ -69,7 +69,7 @@ describe('the bundle (dist/coderunner.js)', () => {
     expect(unknown.code).toBe(2);
   });
 
-  it('works against a real server: register, create, list, exit codes', async () => {
+  it('works against a real server: register, create, list, deploy, logs, exit codes', async () => {
     const configDir = freshConfigDir();
     const command = [process.execPath, bundle];
     const email = uniqueEmail('bundle');
@@ -86,6 +86,26 @@ describe('the bundle (dist/coderunner.js)', () => {
     expect(list.json().map((p: { name: string }) => p.name)).toEqual(['b']);
     const dup = await runCli(['projects', 'create', 'b'], { configDir, apiUrl: null, command });
     expect(dup.code).toBe(1);
+    // Packing (node-tar, ignore) and the log stream (eventsource) are bundled too.
+    const app = tempDir('coderunner-cli-app-');
+    fs.writeFileSync(path.join(app, 'coderunner.json'), JSON.stringify({ start: 'node app.js' }));
+    fs.writeFileSync(path.join(app, 'app.js'), '');
+    fs.writeFileSync(path.join(app, '.gitignore'), 'secret.txt\n');
+    fs.writeFileSync(path.join(app, 'secret.txt'), 'x');
+    const deployed = await runCli(['deploy', app, '--project', 'b', '--detach', '--json'], {
+      configDir,
+      apiUrl: null,
+      command,
+    });
+    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(deployed.json()).toMatchObject({ deployment: { status: 'PENDING' }, upload: { files: 3 } });
+    const logs = await runCli(['logs', deployed.json().deployment.id.slice(0, 8)], {
+      configDir,
+      apiUrl: null,
+      command,
+    });
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/system queued \(/);
     const down = await runCli(['whoami', '--api-url', 'http://127.0.0.1:9'], {
       configDir,
       apiUrl: null,

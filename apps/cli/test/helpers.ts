@@ -2,13 +2,14 @@
  * Test support: a real server (real HTTP, a fresh database) started in-process on a random port, and
  * the CLI run as a real child process exactly as `pnpm coderunner` runs it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createTestDatabase, type TestDatabase } from '@coderunner/db/testing';
+import { User } from '@coderunner/db';
+import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
 import { createLogger, loadConfig, type RunningServer, startServer } from '@coderunner/server';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -66,9 +67,37 @@ export function tempDir(prefix = 'coderunner-cli-test-'): string {
   tempDirs.push(dir);
   return dir;
 }
+
+/** CLI processes started by this test file and not known to have ended. */
+const children = new Set<ChildProcess>();
+function track(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
+/** Kills every CLI process still running (a follow, a test that failed midway). */
+export function killChildren(): void {
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
+}
+
+/**
+ * Removes this file's temporary folders. CLI processes still running are killed first: one writing
+ * its config after the removal would leave a folder behind again.
+ */
 export function removeTempDirs(): void {
+  killChildren();
   for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
+
+// Also when a file ends without its afterAll (a crash, a timeout in a hook).
+process.once('exit', () => {
+  try {
+    removeTempDirs();
+  } catch {
+    // nothing more to do while exiting
+  }
+});
 
 /** A folder for the CLI's config that does not exist yet (the CLI must create it, 0700). */
 export function freshConfigDir(): string {
@@ -109,6 +138,10 @@ export interface CliOptions {
   input?: string;
   /** The program to run instead of the sources (e.g. the built bundle). */
   command?: string[];
+  /** Killed (SIGKILL) after this long; default 30 s. */
+  timeoutMs?: number;
+  /** The working folder; default the repository's root. */
+  cwd?: string;
 }
 
 export interface CliResult {
@@ -136,29 +169,111 @@ export function cliEnv(opts: CliOptions): NodeJS.ProcessEnv {
   return env;
 }
 
-export const sourceCommand = () => [process.execPath, '--import', 'tsx', MAIN];
+/** tsx by its full address, so the CLI also runs with another working folder (a folder to deploy). */
+const TSX = import.meta.resolve('tsx');
+export const sourceCommand = () => [process.execPath, '--import', TSX, MAIN];
 
 export function runCli(args: string[], opts: CliOptions): Promise<CliResult> {
   const [bin, ...pre] = opts.command ?? sourceCommand();
   const child = spawn(bin!, [...pre, ...args], {
-    cwd: REPO_ROOT,
+    cwd: opts.cwd ?? REPO_ROOT,
     env: cliEnv(opts),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  track(child);
   child.stdin.end(opts.input ?? '');
-  return collect(child);
+  return collect(child, opts.timeoutMs);
 }
 
-function collect(child: ChildProcess): Promise<CliResult> {
+/** A CLI process that runs on while the test goes on (a follow): read its output as it comes. */
+export interface LiveCli {
+  child: ChildProcess;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Resolves once the output passes `test` (rejects when the process ends first, or after timeoutMs). */
+  waitFor(test: (out: { stdout: string; stderr: string }) => boolean, timeoutMs?: number): Promise<void>;
+  /** The process's end, with everything it printed. */
+  result: Promise<CliResult>;
+}
+
+export function startCli(args: string[], opts: CliOptions): LiveCli {
+  const [bin, ...pre] = opts.command ?? sourceCommand();
+  const child = spawn(bin!, [...pre, ...args], {
+    cwd: opts.cwd ?? REPO_ROOT,
+    env: cliEnv(opts),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  track(child);
+  child.stdin.end(opts.input ?? '');
   let stdout = '';
   let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+  const listeners = new Set<() => void>();
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
     stdout += d;
+    for (const l of listeners) l();
   });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
+    for (const l of listeners) l();
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const result = collect(child, opts.timeoutMs ?? 120_000, false);
+  let ended = false;
+  void result.then(() => {
+    ended = true;
+    for (const l of listeners) l();
+  });
+  return {
+    child,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    result: result.then((r) => ({
+      code: r.code,
+      stdout,
+      stderr,
+      json() {
+        return JSON.parse(stdout);
+      },
+    })),
+    waitFor(test, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`the output never matched; stdout:\n${stdout}\nstderr:\n${stderr}`));
+        }, timeoutMs);
+        const check = () => {
+          if (test({ stdout, stderr })) {
+            clearTimeout(timer);
+            listeners.delete(check);
+            resolve();
+          } else if (ended) {
+            clearTimeout(timer);
+            listeners.delete(check);
+            reject(new Error(`the CLI exited first; stdout:\n${stdout}\nstderr:\n${stderr}`));
+          }
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+  };
+}
+
+function collect(child: ChildProcess, timeoutMs = 30_000, read = true): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  if (read) {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+  }
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) => {
@@ -196,12 +311,17 @@ export interface PtySession {
  * present on every Debian machine), so stdin and stdout are TTYs exactly as for a person.
  */
 export function runInPty(args: string[], opts: CliOptions): PtySession {
-  const command = [...(opts.command ?? sourceCommand()), ...args].map(shellQuote).join(' ');
-  const child = spawn('script', ['-qfec', command, '/dev/null'], {
-    cwd: REPO_ROOT,
+  // exec: the CLI replaces the shell, so Ctrl-C (SIGINT to the terminal's process group) reaches the
+  // CLI alone, as in an interactive shell, and its exit code is the session's.
+  const command = `exec ${[...(opts.command ?? sourceCommand()), ...args].map(shellQuote).join(' ')}`;
+  // By its full path: a test may give the CLI a PATH without it.
+  const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p)) ?? 'script';
+  const child = spawn(script, ['-qfec', command, '/dev/null'], {
+    cwd: opts.cwd ?? REPO_ROOT,
     env: { ...cliEnv(opts), SHELL: '/bin/sh', TERM: 'xterm' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  track(child);
   let output = '';
   const listeners = new Set<() => void>();
   child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -211,7 +331,7 @@ export function runInPty(args: string[], opts: CliOptions): PtySession {
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     output += d;
   });
-  const exit = collect(child).then((r) => r.code);
+  const exit = collect(child, opts.timeoutMs, false).then((r) => r.code);
   return {
     get output() {
       return output;
@@ -258,4 +378,104 @@ export async function registerViaCli(
   });
   if (r.code !== 0) throw new Error(`register failed (${r.code}): ${r.stderr}`);
   return email;
+}
+
+/** A server that runs deployments (local sandboxes), restartable on the same port, database and data. */
+export interface DeployServer {
+  readonly url: string;
+  readonly port: number;
+  readonly server: RunningServer;
+  db: TestDatabase;
+  dataDir: string;
+  /**
+   * Stop the server (running apps keep running) and start a new one on the same port; `whileDown`
+   * runs in between.
+   */
+  restart(whileDown?: () => void | Promise<void>): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startDeployServer(env: Record<string, string> = {}): Promise<DeployServer> {
+  const db = await createTestDatabase('cr_cli_deploy');
+  const dataDir = tempDir('coderunner-cli-data-');
+  fs.chmodSync(dataDir, 0o711); // sandboxes run as another user and need to pass through
+  const base = {
+    NODE_ENV: 'test',
+    DATABASE_URL: db.url,
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    CODERUNNER_DATA_DIR: dataDir,
+    CODERUNNER_AUTH_SECRET: 'a-cli-deploy-test-secret-long-enough!!',
+    CODERUNNER_RATE_LIMIT_AUTH_PER_IP: '100000',
+    CODERUNNER_APPS_EMBEDDED_PG_PORT: String(await freePort()),
+    CODERUNNER_START_TIMEOUT_S: '15',
+    WORKER_CONCURRENCY: '4',
+    // Open streams (log follows) are cut at once on close, as a crash would.
+    SHUTDOWN_TIMEOUT_MS: '100',
+    ...env,
+  };
+  const start = (port: number) =>
+    startServer(loadConfig({ ...base, PORT: String(port) }), createLogger('silent'));
+  let server: RunningServer;
+  try {
+    server = await start(0);
+  } catch (err) {
+    await db.drop();
+    throw err;
+  }
+  const port = server.port;
+  const killSandboxes = async () => {
+    const provider = server.deps.deployments?.engine.provider;
+    for (const s of (await provider?.list().catch(() => [])) ?? [])
+      await provider!.kill(s.id).catch(() => {});
+  };
+  return {
+    get url() {
+      return server.url;
+    },
+    port,
+    get server() {
+      return server;
+    },
+    db,
+    dataDir,
+    async restart(whileDown) {
+      await server.close();
+      await whileDown?.();
+      server = await start(port);
+    },
+    async close() {
+      await killSandboxes();
+      await server.close();
+      await db.drop();
+    },
+  };
+}
+
+/** Registers an account through the CLI and gives it the team plan (several running deployments). */
+export async function registerTeamAccount(server: { url: string }, configDir: string): Promise<string> {
+  const email = await registerViaCli(server as TestServer, configDir);
+  await User.update({ planType: 'team' }, { where: { email } });
+  return email;
+}
+
+/** Writes `files` into a fresh temporary folder and returns it. */
+export function appFolder(files: Record<string, string>): string {
+  const dir = tempDir('coderunner-cli-app-');
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
+
+/** curl, as a user would: it resolves *.localhost to loopback by itself. */
+export function curl(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-s', '--max-time', '5', '-w', '\n%{http_code}', url], (err, stdout) => {
+      if (err && !stdout) return resolve({ status: 0, body: '' });
+      const cut = stdout.lastIndexOf('\n');
+      resolve({ status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) });
+    });
+  });
 }

@@ -24,6 +24,17 @@ const COMMANDS = [
   ['projects', 'show'],
   ['projects', 'rename'],
   ['projects', 'delete'],
+  ['deploy'],
+  ['deployments'],
+  ['deployments', 'list'],
+  ['deployments', 'show'],
+  ['deployments', 'stop'],
+  ['deployments', 'start'],
+  ['deployments', 'destroy'],
+  ['logs'],
+  ['db'],
+  ['db', 'credentials'],
+  ['open'],
 ];
 
 describe('help and version', () => {
@@ -43,11 +54,24 @@ describe('help and version', () => {
   it('the top-level help lists the commands, the environment and the exit codes', async () => {
     const r = await cli(['--help']);
     expect(r.code).toBe(0);
-    for (const word of ['register', 'login', 'logout', 'whoami', 'passwd', 'projects']) {
+    for (const word of [
+      'register',
+      'login',
+      'logout',
+      'whoami',
+      'passwd',
+      'projects',
+      'deploy',
+      'deployments',
+      'logs',
+      'db',
+      'open',
+    ]) {
       expect(r.stdout).toMatch(new RegExp(`\\n {2}${word}\\b`));
     }
     expect(r.stdout).toContain('CODERUNNER_TOKEN');
-    expect(r.stdout).toContain('3  not logged in');
+    expect(r.stdout).toMatch(/\n {2}3 +not logged in/);
+    expect(r.stdout).toMatch(/\n {2}130 +interrupted/);
   });
 
   it('--version prints the package version', async () => {
@@ -69,6 +93,15 @@ describe('usage errors are exit 2, with one error line on stderr and nothing on 
     [['login', '--email'], /^error: option '--email <email>' argument missing/],
     [['--api-url'], /^error: option '--api-url <url>' argument missing/],
     [['projects', 'list', '--limit', 'many'], /^error: option '--limit <n>' argument 'many' is invalid/],
+    [['deploy', '--runtime', 'cobol'], /^error: option '--runtime <runtime>' argument 'cobol' is invalid/],
+    [['deploy', '--database', 'mysql'], /^error: option '--database <kind>' argument 'mysql' is invalid/],
+    [['deploy', 'a', 'b'], /^error: too many arguments for 'deploy'/],
+    [['deployments', 'show'], /^error: missing required argument 'deployment'/],
+    [['deployments', 'list', '--status', 'x'], /^error: option '--status <status>' argument 'x' is invalid/],
+    [['logs'], /^error: missing required argument 'deployment'/],
+    [['logs', 'abc', '--tail', '0'], /^error: option '-n, --tail <n>' argument '0' is invalid/],
+    [['db', 'credentials'], /^error: missing required argument 'deployment'/],
+    [['open'], /^error: missing required argument 'deployment'/],
   ])('%j', async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);

@@ -20,7 +20,7 @@ try {
       await server.close();
       logger.info('stopped');
       await flushLogger(logger);
-    process.exit(0);
+      process.exit(0);
     } catch (err) {
       logger.error({ err }, 'error during shutdown');
       await flushLogger(logger);

@@ -1,0 +1,274 @@
+/**
+ * `coderunner deploy [dir]`: pack the folder, upload it, then follow the deployment (status and build
+ * log) until it runs (the URL is printed last, alone on its line of stdout) or fails (exit 1 with
+ * the reason).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CodeRunnerClient } from '@coderunner/api/client';
+import { type Command, Option } from 'commander';
+import { type Context, handler } from '../context';
+import { CliError, ExitCode, InterruptedError, UsageError } from '../errors';
+import { handleInterrupt, streamLogs, watchDeployment } from '../follow';
+import { printable } from '../output';
+import { formatSize, packFolder } from '../pack';
+import { formatLogLine, StatusLine } from '../progress';
+import { resolveProject } from '../resolve';
+import { type Deployment, deploymentJson, type LogLine } from '../views';
+import { examples } from './help';
+
+interface DeployOptions {
+  project?: string;
+  database?: 'postgres';
+  runtime?: 'nodejs' | 'python' | 'manifest';
+  detach?: boolean;
+}
+
+const RUNTIMES = ['nodejs', 'python', 'manifest'] as const;
+/** After RUNNING or FAILED, how long to wait for the log line that tells about it. */
+const LOG_GRACE_MS = 2_000;
+
+const statusText = (d: Deployment) => {
+  switch (d.status) {
+    case 'PENDING':
+      return 'queued: waiting for a worker';
+    case 'PROVISIONING':
+      return 'provisioning a sandbox';
+    case 'BUILDING':
+      return 'installing, building and starting';
+    default:
+      return d.status.toLowerCase();
+  }
+};
+
+/** Follows a fresh deployment until RUNNING or FAILED; returns the final deployment and its log. */
+async function follow(
+  ctx: Context,
+  client: CodeRunnerClient,
+  created: Deployment,
+): Promise<{ deployment: Deployment; lines: LogLine[] }> {
+  const status = new StatusLine(ctx.out, ctx.json);
+  const short = created.id.slice(0, 8);
+  const lines: LogLine[] = [];
+  let deployment = created;
+  let lastLineId: number | null = null;
+
+  const logsAbort = new AbortController();
+  const watchAbort = new AbortController();
+  let interrupted = false;
+  let settle: (() => void) | undefined;
+  const terminal = new Promise<void>((resolve) => {
+    settle = resolve;
+  });
+  // Lines that tell that the deployment reached its end (logged around the status change).
+  let wantLine: ((l: LogLine) => boolean) | undefined;
+  let lineSeen: (() => void) | undefined;
+
+  const onConnection = (state: 'lost' | 'back') => {
+    if (state === 'lost')
+      status.line(ctx.out.style('connection to the server lost; reconnecting…', 'yellow', true));
+    else status.line(ctx.out.style('reconnected', 'dim', true));
+  };
+
+  const removeInterrupt = handleInterrupt(() => {
+    interrupted = true;
+    settle?.();
+  });
+
+  const logs = streamLogs(client, {
+    id: created.id,
+    follow: true,
+    signal: logsAbort.signal,
+    apiUrl: ctx.apiUrl,
+    onConnection,
+    onLine: (line) => {
+      lines.push(line);
+      lastLineId = line.id;
+      status.line(formatLogLine(line, ctx.out, { time: false, forStderr: true }));
+      if (wantLine?.(line)) lineSeen?.();
+    },
+  });
+  const watch = watchDeployment(client, {
+    id: created.id,
+    signal: watchAbort.signal,
+    apiUrl: ctx.apiUrl,
+    onConnection,
+    onStatus: (d) => {
+      deployment = d;
+      if (['RUNNING', 'FAILED', 'STOPPED', 'DESTROYED'].includes(d.status)) settle?.();
+      else status.set(`${short} ${statusText(d)}`, `status: ${d.status}`);
+    },
+  });
+  // Whichever stream fails first (server gone at the start, session expired) ends the command.
+  const failure = Promise.race([logs, watch]).then(
+    () => new Promise<never>(() => {}),
+    (err: unknown) => err,
+  );
+  try {
+    const err = await Promise.race([terminal.then(() => undefined), failure]);
+    watchAbort.abort();
+    if (err !== undefined) throw err;
+    if (interrupted) {
+      logsAbort.abort();
+      status.done();
+      ctx.out.info(
+        `interrupted: deployment ${created.id} goes on without you; follow it with \`coderunner logs ${created.id.slice(0, 8)} --follow\``,
+      );
+      throw new InterruptedError();
+    }
+    // The log tells why it failed (written just before the status change) or where it runs (just
+    // after it): wait a moment for that line, then read whatever is still missing.
+    const wanted =
+      deployment.status === 'RUNNING'
+        ? (l: LogLine) => l.source === 'system' && l.text.startsWith('running at ')
+        : (l: LogLine) => l.source === 'system' && l.text.startsWith('FAILED: ');
+    if (!lines.some(wanted)) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, LOG_GRACE_MS);
+        wantLine = wanted;
+        lineSeen = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    logsAbort.abort();
+    await logs.catch(() => {});
+    if (!lines.some(wanted)) {
+      await streamLogs(client, {
+        id: created.id,
+        follow: false,
+        afterId: lastLineId,
+        apiUrl: ctx.apiUrl,
+        onLine: (line) => {
+          lines.push(line);
+          status.line(formatLogLine(line, ctx.out, { time: false, forStderr: true }));
+        },
+      }).catch(() => {});
+    }
+    return { deployment, lines };
+  } finally {
+    removeInterrupt();
+    watchAbort.abort();
+    logsAbort.abort();
+    status.done();
+  }
+}
+
+export function registerDeployCommand(program: Command): void {
+  const deploy = program
+    .command('deploy')
+    .description(
+      'deploy a folder: pack it (respecting .gitignore and .coderunnerignore), upload it, and follow the build until it runs',
+    )
+    .argument('[dir]', 'the folder to deploy', '.')
+    .option(
+      '-p, --project <project>',
+      'the project (name or id) to deploy into (default: $CODERUNNER_PROJECT)',
+    )
+    .addOption(
+      new Option(
+        '--runtime <runtime>',
+        'how to build and start it (default: detected from the files)',
+      ).choices(RUNTIMES),
+    )
+    .addOption(new Option('--database <kind>', 'give the deployment its own database').choices(['postgres']))
+    .option('-d, --detach', 'return right after the upload, printing the deployment id')
+    .addHelpText(
+      'after',
+      `
+Left out of the upload: node_modules and .git always; .venv and __pycache__ unless an ignore file
+says otherwise (!.venv/); whatever .gitignore files (at the top and in subfolders) and a
+.coderunnerignore (same syntax, read after .gitignore) say, whether or not the folder is a git
+repository.
+
+Output: the build log and the status on stderr; on stdout only the URL, once the app runs (its last
+line). With --detach, the deployment id instead. With --json, one JSON document on stdout:
+{ "deployment": {...}, "url": "http://..." | null, "upload": { "files": n, "bytes": n } }, plus
+"reason" when it failed; nothing on stderr but errors.
+
+Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the reason is printed);
+130 Ctrl-C (the deployment goes on on the server).`,
+    );
+  examples(deploy, [
+    'coderunner deploy --project web',
+    'coderunner deploy ./api --project api --database postgres',
+    'URL=$(coderunner deploy --project web) && curl "$URL"',
+    'coderunner deploy --project web --detach --json | jq -r .deployment.id',
+  ]).action(
+    handler<DeployOptions>(async (ctx, [dirArg], opts) => {
+      const dir = path.resolve(dirArg ?? '.');
+      let stat: fs.Stats;
+      try {
+        stat = fs.statSync(dir);
+      } catch {
+        throw new UsageError(`no such folder: ${dirArg}`);
+      }
+      if (!stat.isDirectory()) throw new UsageError(`not a folder: ${dirArg}`);
+      const projectRef = opts.project ?? ctx.env.CODERUNNER_PROJECT?.trim();
+      if (!projectRef) {
+        throw new UsageError(
+          'which project? pass --project <name or id> (or set CODERUNNER_PROJECT); `coderunner projects list` shows yours',
+        );
+      }
+      const client = ctx.client();
+      const project = await resolveProject(client, projectRef);
+
+      let packed: Awaited<ReturnType<typeof packFolder>>;
+      try {
+        packed = await packFolder(dir);
+      } catch (err) {
+        throw new CliError(`cannot pack ${dir}: ${(err as Error).message}`, ExitCode.failed, { cause: err });
+      }
+      for (const skipped of packed.skipped)
+        ctx.out.warn(`not uploaded (not a file, folder or link): ${skipped}`);
+      if (!ctx.json) {
+        ctx.out.info(
+          `Uploading ${formatSize(packed.archive.length)} (${packed.files} file${packed.files === 1 ? '' : 's'}, ${formatSize(packed.bytes)} unpacked) to project ${printable(project.name)}…`,
+        );
+      }
+      const form = new FormData();
+      form.set('projectId', project.id);
+      if (opts.runtime) form.set('runtime', opts.runtime);
+      if (opts.database) form.set('database', opts.database);
+      form.set('source', new Blob([new Uint8Array(packed.archive)]), 'source.tar.gz');
+      const created = await client.deployments.create.mutate(form);
+      const upload = { files: packed.files, bytes: packed.archive.length };
+
+      if (opts.detach) {
+        if (ctx.json) {
+          ctx.out.printJson({ deployment: deploymentJson(created), url: null, upload });
+          return;
+        }
+        ctx.out.info(
+          `Deployment ${created.id} queued; follow it with \`coderunner logs ${created.id.slice(0, 8)} --follow\``,
+        );
+        ctx.out.print(created.id);
+        return;
+      }
+      if (!ctx.json) ctx.out.info(`Deployment ${created.id} queued`);
+
+      const { deployment, lines } = await follow(ctx, client, created);
+      if (deployment.status === 'RUNNING' && deployment.publicUrl) {
+        if (ctx.json) {
+          ctx.out.printJson({ deployment: deploymentJson(deployment), url: deployment.publicUrl, upload });
+        } else {
+          ctx.out.info(ctx.out.style(`Deployment ${deployment.id} is running`, 'green', true));
+          ctx.out.print(deployment.publicUrl);
+        }
+        return;
+      }
+      const failedLine = lines.findLast((l) => l.source === 'system' && l.text.startsWith('FAILED: '));
+      const reason =
+        deployment.status === 'FAILED'
+          ? (failedLine?.text.slice('FAILED: '.length) ?? 'no reason in the log')
+          : `it was ${deployment.status.toLowerCase()} before it ran`;
+      if (ctx.json) {
+        ctx.out.printJson({ deployment: deploymentJson(deployment), url: null, upload, reason });
+      }
+      throw new CliError(
+        `deployment ${deployment.id} ${deployment.status}: ${reason}\n(the whole log: coderunner logs ${deployment.id.slice(0, 8)})`,
+      );
+    }),
+  );
+}

@@ -1,0 +1,263 @@
+/** Deployment commands: deployments list | show | stop | start | destroy, and open. */
+import { spawn } from 'node:child_process';
+import type { CodeRunnerClient } from '@coderunner/api/client';
+import { type Command, InvalidArgumentError } from 'commander';
+import { type Context, handler } from '../context';
+import { CliError, UsageError } from '../errors';
+import { cell, printable, type Style, shortDate } from '../output';
+import { isInteractive, withPrompter } from '../prompt';
+import {
+  allDeployments,
+  allProjects,
+  DEPLOYMENT_STATUSES,
+  type DeploymentFilter,
+  resolveDeployment,
+  resolveProject,
+  uniquePrefixLength,
+} from '../resolve';
+import { type Deployment, deploymentJson } from '../views';
+import { examples } from './help';
+
+const STATUS_STYLE: Partial<Record<string, Style>> = {
+  RUNNING: 'green',
+  FAILED: 'red',
+  PENDING: 'yellow',
+  PROVISIONING: 'yellow',
+  BUILDING: 'yellow',
+  STOPPED: 'dim',
+  DESTROYED: 'dim',
+};
+
+const styledStatus = (ctx: Context, status: string) => {
+  const style = STATUS_STYLE[status];
+  return style ? ctx.out.style(status, style) : status;
+};
+
+/** Project names by id (for tables); a project deleted meanwhile shows as its id. */
+async function projectNames(client: CodeRunnerClient): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  for await (const p of allProjects(client)) names.set(p.id, p.name);
+  return names;
+}
+
+const DEPLOYMENT_ARG = 'deployment id, or the start of one (e.g. 3f0c2a1b)';
+
+function showDeployment(ctx: Context, d: Deployment, projectName: string | undefined) {
+  if (ctx.json) {
+    ctx.out.printJson(deploymentJson(d));
+    return;
+  }
+  ctx.out.fields([
+    ['id', d.id],
+    ['project', projectName === undefined ? d.projectId : `${printable(projectName)} (${d.projectId})`],
+    ['status', styledStatus(ctx, d.status)],
+    ['runtime', d.runtimeType ?? '-'],
+    ['url', d.publicUrl ?? '-'],
+    ['database', d.hasDatabase ? 'postgres (coderunner db credentials)' : '-'],
+    ['created', shortDate(d.createdAt)],
+    ['updated', shortDate(d.updatedAt)],
+  ]);
+}
+
+async function projectName(client: CodeRunnerClient, id: string): Promise<string | undefined> {
+  try {
+    return (await client.projects.get.query({ id })).name;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens `url` with the desktop's opener; a missing opener is a warning, never a failure. */
+function openInBrowser(ctx: Context, url: string): Promise<void> {
+  const opener = process.platform === 'darwin' ? 'open' : 'xdg-open';
+  return new Promise((resolve) => {
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(opener, [url], { detached: true, stdio: 'ignore' });
+    } catch (err) {
+      ctx.out.warn(`could not open a browser (${opener}: ${(err as Error).message})`);
+      return resolve();
+    }
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      ctx.out.warn(
+        err.code === 'ENOENT'
+          ? `could not open a browser: ${opener} is not installed`
+          : `could not open a browser (${opener}: ${err.message})`,
+      );
+      resolve();
+    });
+    child.once('spawn', () => {
+      child.unref();
+      resolve();
+    });
+  });
+}
+
+export function registerDeploymentCommands(program: Command): void {
+  const deployments = program
+    .command('deployments')
+    .description('list, show, stop, start and destroy your deployments');
+  examples(deployments, ['coderunner deployments list', 'coderunner deployments show 3f0c2a1b']);
+
+  examples(
+    deployments
+      .command('list')
+      .alias('ls')
+      .description('list your deployments, newest first (the ID column shows the shortest unique start)')
+      .option('-p, --project <project>', 'only this project’s (name or id)')
+      .option(
+        '--status <status>',
+        `only deployments in this status: ${DEPLOYMENT_STATUSES.map((s) => s.toLowerCase()).join(', ')}`,
+        (v: string) => {
+          const upper = v.trim().toUpperCase();
+          if (!(DEPLOYMENT_STATUSES as readonly string[]).includes(upper)) {
+            throw new InvalidArgumentError(
+              `must be one of ${DEPLOYMENT_STATUSES.map((s) => s.toLowerCase()).join(', ')}`,
+            );
+          }
+          return upper;
+        },
+      ),
+    [
+      'coderunner deployments list',
+      'coderunner deployments list --project web --status running',
+      'coderunner deployments list --json | jq -r ".[].publicUrl"',
+    ],
+  ).action(
+    handler<{ project?: string; status?: DeploymentFilter['status'] }>(async (ctx, _args, opts) => {
+      const client = ctx.client();
+      const filter: DeploymentFilter = {};
+      if (opts.project) filter.projectId = (await resolveProject(client, opts.project)).id;
+      if (opts.status) filter.status = opts.status;
+      const found: Deployment[] = [];
+      for await (const d of allDeployments(client, filter)) found.push(d);
+      if (ctx.json) {
+        ctx.out.printJson(found.map(deploymentJson));
+        return;
+      }
+      if (!found.length) {
+        ctx.out.print(
+          opts.project || opts.status
+            ? 'No deployments match'
+            : 'No deployments yet: deploy a folder with `coderunner deploy --project <project>`',
+        );
+        return;
+      }
+      const names = await projectNames(client);
+      const n = uniquePrefixLength(found.map((d) => d.id));
+      ctx.out.table(
+        ['ID', 'PROJECT', 'STATUS', 'RUNTIME', 'DB', 'CREATED', 'URL'],
+        found.map((d) => [
+          d.id.slice(0, n),
+          cell(names.get(d.projectId) ?? d.projectId, 30),
+          styledStatus(ctx, d.status),
+          d.runtimeType ?? '-',
+          d.hasDatabase ? 'pg' : '-',
+          shortDate(d.createdAt),
+          d.publicUrl ?? '-',
+        ]),
+      );
+    }),
+  );
+
+  examples(
+    deployments
+      .command('show')
+      .alias('get')
+      .description('show one deployment')
+      .argument('<deployment>', DEPLOYMENT_ARG),
+    ['coderunner deployments show 3f0c2a1b', 'coderunner deployments show 3f0c --json'],
+  ).action(
+    handler(async (ctx, [ref]) => {
+      const client = ctx.client();
+      const d = await resolveDeployment(client, ref!);
+      showDeployment(ctx, d, ctx.json ? undefined : await projectName(client, d.projectId));
+    }),
+  );
+
+  examples(
+    deployments
+      .command('stop')
+      .description('stop a running deployment (its URL answers 503 until it is started again)')
+      .argument('<deployment>', DEPLOYMENT_ARG),
+    ['coderunner deployments stop 3f0c2a1b'],
+  ).action(
+    handler(async (ctx, [ref]) => {
+      const client = ctx.client();
+      const d = await client.deployments.stop.mutate({ id: (await resolveDeployment(client, ref!)).id });
+      if (ctx.json) ctx.out.printJson(deploymentJson(d));
+      else ctx.out.print(`Stopped deployment ${d.id}`);
+    }),
+  );
+
+  examples(
+    deployments
+      .command('start')
+      .description(
+        'start a stopped deployment again from its stored source (queued; follow it with `coderunner logs <deployment> --follow`)',
+      )
+      .argument('<deployment>', DEPLOYMENT_ARG),
+    ['coderunner deployments start 3f0c2a1b', 'coderunner deployments start 3f0c && coderunner logs 3f0c -f'],
+  ).action(
+    handler(async (ctx, [ref]) => {
+      const client = ctx.client();
+      const d = await client.deployments.start.mutate({ id: (await resolveDeployment(client, ref!)).id });
+      if (ctx.json) ctx.out.printJson(deploymentJson(d));
+      else ctx.out.print(`Starting deployment ${d.id} (${d.status})`);
+    }),
+  );
+
+  examples(
+    deployments
+      .command('destroy')
+      .alias('rm')
+      .description(
+        'destroy a deployment: its app, its database and its stored source (asks first unless --yes)',
+      )
+      .argument('<deployment>', DEPLOYMENT_ARG)
+      .option('-y, --yes', 'do not ask for confirmation (needed when there is no terminal)'),
+    ['coderunner deployments destroy 3f0c2a1b', 'coderunner deployments destroy 3f0c --yes --json'],
+  ).action(
+    handler<{ yes?: boolean }>(async (ctx, [ref], opts) => {
+      const client = ctx.client();
+      const d = await resolveDeployment(client, ref!);
+      if (!opts.yes) {
+        if (!isInteractive()) {
+          throw new UsageError(
+            `not destroying deployment ${d.id} without confirmation: there is no terminal to ask on, pass --yes`,
+          );
+        }
+        const what = d.hasDatabase ? ', its database and everything in it' : '';
+        const ok = await withPrompter((p) => p.confirm(`Destroy deployment ${d.id} (${d.status})${what}?`));
+        if (!ok) throw new CliError('not destroyed');
+      }
+      const destroyed = await client.deployments.destroy.mutate({ id: d.id });
+      if (ctx.json) ctx.out.printJson(deploymentJson(destroyed));
+      else ctx.out.print(`Destroyed deployment ${destroyed.id}`);
+    }),
+  );
+}
+
+export function registerOpenCommand(program: Command): void {
+  examples(
+    program
+      .command('open')
+      .description("print a deployment's URL; with --browser, also open it (only when stdout is a terminal)")
+      .argument('<deployment>', DEPLOYMENT_ARG)
+      .option('--browser', 'open the URL with xdg-open (open on macOS) too'),
+    ['coderunner open 3f0c2a1b', 'coderunner open 3f0c --browser', 'curl "$(coderunner open 3f0c)"'],
+  ).action(
+    handler<{ browser?: boolean }>(async (ctx, [ref], opts) => {
+      const d = await resolveDeployment(ctx.client(), ref!);
+      if (!d.publicUrl) {
+        throw new CliError(
+          `deployment ${d.id} has no URL yet (it is ${d.status}); it gets one when it first runs`,
+        );
+      }
+      if (ctx.json) ctx.out.printJson({ id: d.id, status: d.status, url: d.publicUrl });
+      else ctx.out.print(d.publicUrl);
+      if (d.status !== 'RUNNING') ctx.out.warn(`deployment ${d.id} is ${d.status}: its URL answers 503`);
+      if (opts.browser && process.stdout.isTTY) await openInBrowser(ctx, d.publicUrl);
+    }),
+  );
+}

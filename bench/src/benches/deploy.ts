@@ -1,0 +1,301 @@
+/**
+ * deploy: create → RUNNING for a dependency-free Node hello-world on the local provider. 20 sequential
+ * deploys (median, and how the time splits between the control plane and the sandbox, from the
+ * deployment's log timestamps), then 20 created at once (wall time until all are RUNNING).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CodeRunnerClient } from '@coderunner/api/client';
+import { packDirectory } from '@coderunner/sandbox';
+import type { BenchContext, BenchOutput } from '../lib/context';
+import { client, register, withPg } from '../lib/http';
+import { sleep } from '../lib/scope';
+import { freshDatabase, newAuthSecret, startCodeRunner, tempDir } from '../lib/services';
+import { fmt, median, ms, percentile, ratio, seconds } from '../lib/stats';
+
+const SEQUENTIAL = 20;
+const CONCURRENT = 20;
+const DEPLOY_TIMEOUT_MS = 60_000;
+
+const APP = {
+  'package.json': JSON.stringify({
+    name: 'hello',
+    version: '1.0.0',
+    private: true,
+    scripts: { start: 'node server.js' },
+  }),
+  // The app stamps its own boot and listen times: the log follower reads app output every 200 ms.
+  'server.js': `console.log('boot ' + Date.now());
+require('http').createServer((req, res) => res.end('hello')).listen(process.env.PORT, '127.0.0.1', () => console.log('listening ' + Date.now()));
+`,
+};
+
+interface StoredLine {
+  i: number;
+  t: number;
+  s: string;
+  m: string;
+}
+
+/** Phase boundaries (epoch ms) from the deployment's log, as the engine writes it (packages/api/src/deployments/engine.ts). */
+interface Timeline {
+  queued: number;
+  provisioning: number;
+  upload: number;
+  install: number;
+  starting: number;
+  boot: number;
+  listening: number;
+  running: number;
+}
+
+async function readTimeline(logFile: string): Promise<Timeline> {
+  const deadline = Date.now() + 3_000;
+  for (;;) {
+    const lines = fs.existsSync(logFile)
+      ? fs
+          .readFileSync(logFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as StoredLine)
+      : [];
+    const sys = (prefix: string) => lines.find((l) => l.s === 'system' && l.m.startsWith(prefix))?.t;
+    const app = (word: string) => {
+      const m = lines.map((l) => new RegExp(`^${word} (\\d+)$`).exec(l.m)).find(Boolean);
+      return m ? Number(m[1]) : undefined;
+    };
+    const t = {
+      queued: sys('queued'),
+      provisioning: sys('runtime '),
+      upload: sys('uploading the source'),
+      install: sys('install: '),
+      starting: sys('starting: '),
+      boot: app('boot'),
+      listening: app('listening'),
+      running: sys('running at '),
+    };
+    if (Object.values(t).every((v) => v !== undefined)) return t as Timeline;
+    if (Date.now() > deadline) {
+      const missing = Object.entries(t)
+        .filter(([, v]) => v === undefined)
+        .map(([k]) => k);
+      throw new Error(`log ${logFile} lacks ${missing.join(', ')}:\n${lines.map((l) => l.m).join('\n')}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** Resolves with the time the client saw RUNNING (deployments.watch, pushed on the status NOTIFY). */
+function waitRunning(api: CodeRunnerClient, id: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sub.unsubscribe();
+      reject(new Error(`deployment ${id} not RUNNING within ${DEPLOY_TIMEOUT_MS} ms`));
+    }, DEPLOY_TIMEOUT_MS);
+    const sub = api.deployments.watch.subscribe(
+      { id },
+      {
+        onData: (d) => {
+          if (d.status !== 'RUNNING' && d.status !== 'FAILED') return;
+          const at = Date.now();
+          clearTimeout(timer);
+          sub.unsubscribe();
+          if (d.status === 'RUNNING') resolve(at);
+          else reject(new Error(`deployment ${id} FAILED`));
+        },
+        onError: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      },
+    );
+  });
+}
+
+function form(projectId: string, archive: Uint8Array): FormData {
+  const f = new FormData();
+  f.set('projectId', projectId);
+  f.set('source', new Blob([archive]), 'source.tar.gz');
+  return f;
+}
+
+/** Sandbox processes still alive (their environment carries the sandbox id): killed by pid. */
+function killSandboxProcesses(sandboxIds: Set<string>): number {
+  let killed = 0;
+  if (!sandboxIds.size) return 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let environ: string;
+    try {
+      environ = fs.readFileSync(`/proc/${entry}/environ`, 'utf8');
+    } catch {
+      continue;
+    }
+    const m = /(?:^|\0)CODERUNNER_SANDBOX_ID=([^\0]+)/.exec(environ);
+    if (m && sandboxIds.has(m[1]!)) {
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+        killed++;
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return killed;
+}
+
+export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput> {
+  const db = await freshDatabase(scope);
+  const logDir = tempDir(scope, 'logs');
+  const dataDir = tempDir(scope, 'data');
+  fs.chmodSync(dataDir, 0o711); // the sandbox user must reach its folders inside
+  const sandboxesDir = path.join(dataDir, 'sandboxes');
+  const sandboxIds = new Set<string>();
+  const noteSandboxes = () => {
+    for (const d of fs.existsSync(sandboxesDir) ? fs.readdirSync(sandboxesDir) : [])
+      if (/^local-[0-9a-f]{12}$/.test(d)) sandboxIds.add(d);
+  };
+  // Runs after the server has stopped (scopes undo in reverse): nothing of ours may outlive the run.
+  scope.defer('kill leftover sandbox processes', () => {
+    noteSandboxes();
+    const n = killSandboxProcesses(sandboxIds);
+    if (n) log(`killed ${n} leftover sandbox processes`);
+  });
+  const server = await startCodeRunner(scope, {
+    databaseUrl: db.url,
+    dataDir,
+    authSecret: newAuthSecret(),
+    logDir,
+    env: { CODERUNNER_START_TIMEOUT_S: '30' },
+  });
+  log(`server up at ${server.url} on ${db.description} (local provider, WORKER_CONCURRENCY 2)`);
+
+  const { token, userId } = await register(server.url, 'deployer@bench.example', 'deploy bench password');
+  await withPg(db.url, (c) => c.query("UPDATE users SET plan_type = 'team' WHERE id = $1", [userId]));
+  const api = client(server.url, token);
+  const projectId = (await api.projects.create.mutate({ name: 'hello' })).id;
+  const appDir = tempDir(scope, 'app');
+  for (const [name, content] of Object.entries(APP)) fs.writeFileSync(path.join(appDir, name), content);
+  const archive = await packDirectory(appDir);
+
+  const live = new Set<string>();
+  scope.defer('destroy the deployments left', async () => {
+    for (const id of live) await api.deployments.destroy.mutate({ id }).catch(() => {});
+  });
+  const destroy = async (ids: string[]) => {
+    noteSandboxes();
+    await Promise.all(ids.map((id) => api.deployments.destroy.mutate({ id })));
+    for (const id of ids) live.delete(id);
+  };
+
+  // 20 one after the other.
+  const seq: { total: number; t: Timeline; t0: number; seen: number }[] = [];
+  for (let i = 0; i < SEQUENTIAL; i++) {
+    const t0 = Date.now();
+    const { id } = await api.deployments.create.mutate(form(projectId, archive));
+    live.add(id);
+    const seen = await waitRunning(api, id);
+    const t = await readTimeline(path.join(dataDir, 'logs', `${id}.ndjson`));
+    seq.push({ total: seen - t0, t, t0, seen });
+    const sandbox = t.listening - t.install;
+    log(
+      `deploy ${i + 1}/${SEQUENTIAL}: RUNNING after ${ms(seen - t0)} (sandbox ${ms(sandbox)}, control plane ${ms(seen - t0 - sandbox)})`,
+    );
+    await destroy([id]);
+  }
+
+  // 20 at once.
+  const c0 = Date.now();
+  const created = await Promise.all(
+    Array.from({ length: CONCURRENT }, async () => {
+      const { id } = await api.deployments.create.mutate(form(projectId, archive));
+      live.add(id);
+      return { id, seen: await waitRunning(api, id) };
+    }),
+  );
+  const wall = Math.max(...created.map((c) => c.seen)) - c0;
+  const each = created.map((c) => c.seen - c0);
+  const running = (
+    await withPg(db.url, (c) =>
+      c.query(
+        "SELECT count(*)::int AS n FROM deployments WHERE status = 'RUNNING' AND id = ANY($1::uuid[])",
+        [created.map((c) => c.id)],
+      ),
+    )
+  ).rows[0].n as number;
+  log(
+    `${CONCURRENT} at once: ${running}/${CONCURRENT} RUNNING, all after ${seconds(wall)} (first ${seconds(Math.min(...each))})`,
+  );
+  if (running !== CONCURRENT) throw new Error(`only ${running} of ${CONCURRENT} deployments are RUNNING`);
+  await destroy(created.map((c) => c.id));
+  const left = (
+    await withPg(db.url, (c) =>
+      c.query("SELECT count(*)::int AS n FROM deployments WHERE status <> 'DESTROYED'"),
+    )
+  ).rows[0].n as number;
+  if (left) throw new Error(`${left} deployments not DESTROYED`);
+
+  // Phases of the sequential deploys (medians).
+  const phase = (f: (s: (typeof seq)[number]) => number) => median(seq.map(f));
+  const phases: [string, number, 'control plane' | 'sandbox'][] = [
+    ['upload + `deployments.create` (client → "queued")', phase((s) => s.t.queued - s.t0), 'control plane'],
+    [
+      'queue → worker claims, unpacks, detects the runtime ("runtime nodejs…")',
+      phase((s) => s.t.provisioning - s.t.queued),
+      'control plane',
+    ],
+    [
+      'create the sandbox, record it, → BUILDING ("uploading…")',
+      phase((s) => s.t.upload - s.t.provisioning),
+      'control plane',
+    ],
+    [
+      'copy the source into the sandbox ("install: …")',
+      phase((s) => s.t.install - s.t.upload),
+      'control plane',
+    ],
+    [
+      '`npm install --no-audit --no-fund` (no dependencies)',
+      phase((s) => s.t.starting - s.t.install),
+      'sandbox',
+    ],
+    ['`npm start` until the app runs (its "boot" stamp)', phase((s) => s.t.boot - s.t.starting), 'sandbox'],
+    ['app boot → listening (its own stamps)', phase((s) => s.t.listening - s.t.boot), 'sandbox'],
+    [
+      'readiness probe notices, → RUNNING ("running at")',
+      phase((s) => s.t.running - s.t.listening),
+      'control plane',
+    ],
+    ['status NOTIFY → `deployments.watch` → client', phase((s) => s.seen - s.t.running), 'control plane'],
+  ];
+  const totals = seq.map((s) => s.total);
+  const sandboxes = seq.map((s) => s.t.listening - s.t.install);
+  const controls = seq.map((s) => s.total - (s.t.listening - s.t.install));
+  const shares = seq.map((s) => (s.total - (s.t.listening - s.t.install)) / s.total);
+  const share = ratio(median(shares), 1);
+  const line =
+    `deploy: create → RUNNING median ${seconds(median(totals))} over ${SEQUENTIAL} sequential (control plane ${seconds(median(controls))}, sandbox ${seconds(median(sandboxes))}); ` +
+    `${CONCURRENT} at once all RUNNING in ${seconds(wall)}; control-plane share — ratio ${share}`;
+  const details = [
+    `A dependency-free Node hello-world (package.json with a start script, server.js), packed once, deployed through \`deployments.create\` on the local provider (WORKER_CONCURRENCY 2, the default), a user on the team plan. ` +
+      'Time from the client starting the upload until `deployments.watch` tells it RUNNING; each deployment destroyed after its measurement.',
+    '',
+    "**Control-plane share** = (total − time in the sandbox) / total, per deploy, median; time in the sandbox = from the engine logging `install: npm install …` (just before it runs the install in the sandbox) to the app's own \"listening\" timestamp, i.e. the install command plus the app's start until it listens. Everything else (upload, queueing, unpacking, sandbox creation, copying files, readiness polling, status updates, notification) is the control plane's.",
+    '',
+    `| of ${SEQUENTIAL} sequential deploys | median | p90 | max |`,
+    '| --- | --- | --- | --- |',
+    `| total create → RUNNING | ${ms(median(totals))} | ${ms(percentile(totals, 90))} | ${ms(Math.max(...totals))} |`,
+    `| control plane | ${ms(median(controls))} | ${ms(percentile(controls, 90))} | ${ms(Math.max(...controls))} |`,
+    `| sandbox | ${ms(median(sandboxes))} | ${ms(percentile(sandboxes, 90))} | ${ms(Math.max(...sandboxes))} |`,
+    `| control-plane share | ${fmt(median(shares) * 100, 1)}% | | |`,
+    '',
+    "Phases (median of each; from the deployment log's timestamps):",
+    '',
+    '| phase | median | whose |',
+    '| --- | --- | --- |',
+    ...phases.map(([name, v, who]) => `| ${name} | ${ms(v)} | ${who} |`),
+    '',
+    `- ${CONCURRENT} created at once: all ${CONCURRENT} RUNNING after ${seconds(wall)} (first after ${seconds(Math.min(...each))}, median ${seconds(median(each))}); ${fmt(wall / median(totals), 1)}× one deploy's median; ${fmt(wall / CONCURRENT / 1000, 2)} s per deploy with 2 workers.`,
+  ];
+  return { line, details, database: db.description };
+}
