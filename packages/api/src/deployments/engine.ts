@@ -56,6 +56,8 @@ export interface EngineOptions {
   /** How many times a deployment whose worker died is retried before it is FAILED. */
   maxRetries: number;
   reconcileIntervalMs: number;
+  /** A sandbox younger than this is never swept as an orphan (its row may not be written yet). Default 60 s. */
+  orphanGraceMs?: number;
   database?: DatabaseHooks;
   logger: EngineLogger;
   /** A dedicated connection for LISTEN (not from the pool). */
@@ -283,16 +285,11 @@ export class DeploymentEngine {
       const port = await this.opts.appPort(plan);
       this.log(id, `starting: ${plan.start} (PORT=${port})`);
       const app = await this.startApp(id, sandbox, plan.start, port, appEnv);
-      await waitForApp({
-        host: new URL(app.internalUrl).hostname,
-        port: Number(new URL(app.internalUrl).port || port),
-        healthcheckPath: plan.healthcheckPath,
-        timeoutMs: this.opts.startTimeoutMs,
-        isAlive: () => sandbox!.isAppRunning(),
-        signal: abort.signal,
-      }).catch((e: Error) => {
-        throw abort.signal.aborted ? new LostRace() : new DeploymentFailure(e.message);
-      });
+      await this.waitReady(sandbox, app.internalUrl, port, plan.healthcheckPath, abort.signal).catch(
+        (e: Error) => {
+          throw abort.signal.aborted ? new LostRace() : new DeploymentFailure(e.message);
+        },
+      );
 
       const publicUrl = this.opts.publicUrlFor(id, sandbox, port);
       this.apps.set(id, { internalUrl: app.internalUrl, sandboxId: sandbox.id });
@@ -352,9 +349,61 @@ export class DeploymentEngine {
       onExit: ({ exitCode, signal }) => {
         out.flush();
         err.flush();
-        void this.appExited(id, sandbox.id, exitCode, signal);
+        this.appExited(id, sandbox.id, exitCode, signal).catch((e) =>
+          this.opts.logger.warn({ err: e, deploymentId: id }, 'cannot record that the app exited'),
+        );
       },
     });
+  }
+
+  /**
+   * Ready when the app accepts a TCP connection on its port, or answers its healthcheck path with
+   * 2xx/3xx. Locally we probe 127.0.0.1 directly; in a cloud sandbox the probe runs inside the
+   * sandbox (its public host always accepts connections: the ingress does), and a healthcheck goes
+   * through the public host.
+   */
+  private async waitReady(
+    sandbox: Sandbox,
+    internalUrl: string,
+    port: number,
+    healthcheckPath: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const timeoutMs = this.opts.startTimeoutMs;
+    if (this.opts.provider.name === 'local') {
+      const url = new URL(internalUrl);
+      await waitForApp({
+        host: url.hostname,
+        port: Number(url.port || port),
+        healthcheckPath,
+        timeoutMs,
+        isAlive: () => sandbox.isAppRunning(),
+        signal,
+      });
+      return;
+    }
+    const deadline = Date.now() + timeoutMs;
+    const notReady = () =>
+      new Error(
+        `the app did not ${healthcheckPath ? `answer ${healthcheckPath}` : `listen on port ${port}`} within ${Math.round(timeoutMs / 1000)} s`,
+      );
+    if (!healthcheckPath) {
+      const tries = Math.max(1, Math.ceil(timeoutMs / 200));
+      const probe = `for i in $(seq 1 ${tries}); do (echo > /dev/tcp/127.0.0.1/${port}) 2>/dev/null && exit 0; sleep 0.2; done; exit 1`;
+      const result = await sandbox.run(`bash -c '${probe}'`, { timeoutMs: timeoutMs + 5_000 });
+      if (result.exitCode !== 0) throw notReady();
+      return;
+    }
+    while (Date.now() < deadline && !signal.aborted) {
+      if (!(await sandbox.isAppRunning())) throw new Error(`the app exited before listening on port ${port}`);
+      const res = await fetch(new URL(healthcheckPath, internalUrl), {
+        redirect: 'manual',
+        signal: AbortSignal.timeout(5_000),
+      }).catch(() => null);
+      if (res && res.status >= 200 && res.status < 400) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw notReady();
   }
 
   /** The app of a RUNNING (or still starting) deployment exited on its own: FAILED, with its last output kept in the log. */
@@ -519,7 +568,7 @@ export class DeploymentEngine {
   private async sweepOrphans(): Promise<void> {
     const { sequelize, provider } = this.opts;
     const sandboxes = await provider.list().catch(() => []);
-    const graceMs = 60_000;
+    const graceMs = this.opts.orphanGraceMs ?? 60_000;
     for (const s of sandboxes) {
       if (s.metadata.role !== 'app') continue;
       const deploymentId = s.metadata.deploymentId;

@@ -1,0 +1,152 @@
+/**
+ * The deployment engine on the AgentSphere provider, through the unmodified SDK, against the local
+ * fake of AgentSphere's REST and envd APIs (packages/sandbox/test/fake-agentsphere).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Deployment, Project, User } from '@coderunner/db';
+import { createAgentSphereProvider, findFreePort, packDirectory } from '@coderunner/sandbox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeAgentSphere, installFetchRouter } from '../../sandbox/test/fake-agentsphere';
+import { DeploymentEngine } from '../src/deployments/engine';
+import { LogStore } from '../src/deployments/log-store';
+import { SourceStore } from '../src/deployments/source-store';
+import { setupApi, type TestApi } from './helpers';
+
+const DOMAIN = 'agentsphere.test';
+const API_KEY = 'as_test_engine';
+let fake: FakeAgentSphere;
+let restoreFetch: () => void;
+let api: TestApi;
+let dir: string;
+let engine: DeploymentEngine;
+let logs: LogStore;
+let sources: SourceStore;
+let projectId: string;
+const provider = createAgentSphereProvider({
+  apiKey: API_KEY,
+  domain: DOMAIN,
+  templates: { default: 'base' },
+  requestTimeoutMs: 5_000,
+  retry: { attempts: 3, baseDelayMs: 10 },
+});
+
+beforeAll(async () => {
+  fake = await FakeAgentSphere.start({ apiKey: API_KEY, domain: DOMAIN });
+  restoreFetch = installFetchRouter(fake);
+  api = await setupApi();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-engine-as-'));
+  logs = new LogStore(path.join(dir, 'logs'));
+  sources = new SourceStore(path.join(dir, 'sources'));
+  fs.mkdirSync(path.join(dir, 'work'));
+  engine = new DeploymentEngine({
+    sequelize: api.db.sequelize,
+    provider,
+    logs,
+    sources,
+    workDir: path.join(dir, 'work'),
+    publicUrlFor: (_id, sandbox, port) => `https://${sandbox.getHost(port)}/`,
+    appPort: () => findFreePort(), // the fake runs apps on this machine: avoid port clashes
+    concurrency: 1,
+    installTimeoutMs: 60_000,
+    buildTimeoutMs: 60_000,
+    startTimeoutMs: 15_000,
+    stuckAfterMs: 60_000,
+    maxRetries: 1,
+    reconcileIntervalMs: 3_600_000, // the test calls reconcile() itself
+    orphanGraceMs: 0,
+    logger: { info() {}, warn() {}, error() {} },
+  });
+  const user = await User.create({ email: 'cloud@example.com', passwordHash: 'x', planType: 'team' });
+  projectId = (await Project.create({ userId: user.id, name: 'cloud' })).id;
+});
+
+afterAll(async () => {
+  await engine.stop();
+  for (const s of await provider.list().catch(() => [])) await provider.kill(s.id).catch(() => false);
+  restoreFetch();
+  await fake.stop();
+  await api.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function queue(): Promise<string> {
+  const app = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-cloud-app-'));
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ scripts: { start: 'node server.js' } }));
+  fs.writeFileSync(
+    path.join(app, 'server.js'),
+    "require('http').createServer((q, s) => s.end('hello from the cloud')).listen(process.env.PORT, '127.0.0.1', () => console.log('up'));",
+  );
+  const d = await Deployment.create({ projectId });
+  sources.save(d.id, await packDirectory(app), {});
+  fs.rmSync(app, { recursive: true, force: true });
+  return d.id;
+}
+
+async function settle(id: string) {
+  const row = await engine.claim();
+  expect(row?.id).toBe(id);
+  await engine.process(row!);
+  return (await Deployment.findByPk(id))!;
+}
+
+describe('the engine on AgentSphere (fake)', () => {
+  it('deploys to RUNNING with https://<port>-<sandbox>.<domain> and streams the build and app output', async () => {
+    const id = await queue();
+    const d = await settle(id);
+    const text = logs
+      .read(id, null)
+      .map((l) => l.text)
+      .join('\n');
+    expect(d.status, text).toBe('RUNNING');
+    expect(d.publicUrl).toMatch(
+      new RegExp(`^https://\\d+-${d.appSandboxId}\\.${DOMAIN.replace('.', '\\.')}/$`),
+    );
+    expect(await (await fetch(d.publicUrl!)).text()).toBe('hello from the cloud');
+    expect(text).toContain('install: npm install');
+    expect(fake.callsTo('POST', /^\/sandboxes$/).at(-1)?.body).toMatchObject({
+      metadata: { deploymentId: id, projectId, role: 'app' },
+    });
+  });
+
+  it('keeps RUNNING sandboxes alive, and marks a vanished one FAILED with the reason', async () => {
+    const id = await queue();
+    const d = await settle(id);
+    expect(d.status).toBe('RUNNING');
+    const before = fake.callsTo('POST', /\/timeout$/).length;
+    await engine.reconcile();
+    expect(fake.callsTo('POST', /\/timeout$/).length).toBeGreaterThan(before);
+
+    await fake.expire(d.appSandboxId!);
+    await engine.reconcile();
+    const after = (await Deployment.findByPk(id))!;
+    expect(after.status).toBe('FAILED');
+    expect(after.appSandboxId).toBeNull();
+    // Whichever notices first: the app's process ending, or the reconciler finding the sandbox gone.
+    expect(
+      logs
+        .read(id, null)
+        .map((l) => l.text)
+        .join('\n'),
+    ).toMatch(
+      /FAILED: the (sandbox running the app no longer exists|app was killed by SIG\w+|app exited with code)/,
+    );
+  });
+
+  it('destroy kills the sandbox (idempotent), and the sweeper kills orphans', async () => {
+    const id = await queue();
+    const d = await settle(id);
+    const kills = () => fake.callsTo('DELETE', new RegExp(`/sandboxes/${d.appSandboxId}`)).length;
+    await engine.destroyDeployment(d.get({ plain: true }) as never);
+    expect(kills()).toBeGreaterThan(0);
+    expect((await Deployment.findByPk(id))!.status).toBe('DESTROYED');
+    await expect(engine.destroyDeployment(d.get({ plain: true }) as never)).resolves.toBeUndefined();
+
+    const orphan = await provider.create({
+      metadata: { deploymentId: crypto.randomUUID(), projectId, role: 'app' },
+    });
+    await engine.reconcile();
+    expect(fake.callsTo('DELETE', new RegExp(`/sandboxes/${orphan.id}`)).length).toBeGreaterThan(0);
+  });
+});
