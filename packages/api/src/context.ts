@@ -8,6 +8,7 @@ import type { LogStore } from './deployments/log-store';
 import type { SourceStore } from './deployments/source-store';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
 import type { Keyring } from './secrets';
+import type { AuthedUser } from './trpc';
 
 /** What every procedure may use; built once by the server (or a test), shared by all requests. */
 export interface ApiDeps {
@@ -70,6 +71,8 @@ export function createInnerContext(opts: InnerContextOptions) {
     token: opts.token ?? null,
     requestId: opts.requestId ?? crypto.randomUUID(),
     ip: opts.ip ?? 'local',
+    /** The authenticated caller, resolved once per request (shared by the calls of a batch). */
+    auth: {} as { user?: Promise<AuthedUser | null> },
   };
 }
 

@@ -104,7 +104,8 @@ describe('the engine on AgentSphere (fake)', () => {
       new RegExp(`^https://\\d+-${d.appSandboxId}\\.${DOMAIN.replace('.', '\\.')}/$`),
     );
     expect(await (await fetch(d.publicUrl!)).text()).toBe('hello from the cloud');
-    expect(text).toContain('install: npm install');
+    expect(text).toContain('starting: npm start');
+    expect(text).toContain('up'); // the app's own output, streamed from the sandbox
     expect(fake.callsTo('POST', /^\/sandboxes$/).at(-1)?.body).toMatchObject({
       metadata: { deploymentId: id, projectId, role: 'app' },
     });

@@ -177,6 +177,15 @@ const packageSchema = z.looseObject({
   scripts: z.record(z.string(), z.unknown()).optional().catch(undefined),
 });
 
+const DEPENDENCY_FIELDS = [
+  'dependencies',
+  'devDependencies',
+  'optionalDependencies',
+  'peerDependencies',
+] as const;
+const asRecord = (v: unknown): Record<string, unknown> =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+
 async function nodePlan(appDir: string): Promise<BuildPlan> {
   const parsed = packageSchema.safeParse(await readJson(appDir, 'package.json'));
   if (!parsed.success) throw new RuntimeDetectionError('package.json must be a JSON object');
@@ -186,9 +195,15 @@ async function nodePlan(appDir: string): Promise<BuildPlan> {
     return typeof value === 'string' && value.trim() !== '';
   };
   const locked = (await exists(appDir, 'package-lock.json')) || (await exists(appDir, 'npm-shrinkwrap.json'));
+  // `npm install` of nothing still costs about half a second (over half of a small deploy): skip it
+  // when package.json declares no dependency of any kind and no install hook.
+  const declaresSomething =
+    DEPENDENCY_FIELDS.some((f) => Object.keys(asRecord(pkg[f])).length > 0) ||
+    ['preinstall', 'install', 'postinstall', 'prepare'].some(script);
   return withoutUndefined({
     runtime: 'nodejs',
-    install: `${locked ? 'npm ci' : 'npm install'} --no-audit --no-fund`,
+    install:
+      declaresSomething || locked ? `${locked ? 'npm ci' : 'npm install'} --no-audit --no-fund` : undefined,
     build: script('build') ? 'npm run build' : undefined,
     start: script('start') ? 'npm start' : `node ${shellWord(await nodeEntry(appDir, pkg.main))}`,
     env: {},

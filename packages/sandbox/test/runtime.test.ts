@@ -122,8 +122,27 @@ describe('detectRuntime: Node.js', () => {
     });
     const shrinkwrap = project({ 'package.json': { scripts: { start: 'x' } }, 'npm-shrinkwrap.json': '{}' });
     expect((await detectRuntime(shrinkwrap)).install).toBe('npm ci --no-audit --no-fund');
-    const unlocked = project({ 'package.json': { scripts: { start: 'x' } } });
+    const unlocked = project({
+      'package.json': { dependencies: { 'is-number': '7.0.0' }, scripts: { start: 'x' } },
+    });
     expect((await detectRuntime(unlocked)).install).toBe('npm install --no-audit --no-fund');
+  });
+
+  it('skips the install step when package.json declares no dependency and no install hook', async () => {
+    expect(
+      (await detectRuntime(project({ 'package.json': { scripts: { start: 'x' } } }))).install,
+    ).toBeUndefined();
+    const empty = project({ 'package.json': { dependencies: {}, scripts: { start: 'x' } } });
+    expect((await detectRuntime(empty)).install).toBeUndefined();
+    for (const pkg of [
+      { devDependencies: { a: '1' } },
+      { optionalDependencies: { a: '1' } },
+      { scripts: { start: 'x', postinstall: 'node setup.js' } },
+    ]) {
+      expect(
+        (await detectRuntime(project({ 'package.json': { scripts: { start: 'x' }, ...pkg } }))).install,
+      ).toBe('npm install --no-audit --no-fund');
+    }
   });
 
   it('builds with npm run build when there is a build script', async () => {

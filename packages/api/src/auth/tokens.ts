@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createSecretKey } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 
 /**
@@ -16,7 +16,9 @@ const ISSUER = 'coderunner';
 /** Longer tokens are not ours; refusing them early avoids work on hostile input. */
 const MAX_TOKEN_LENGTH = 2048;
 
-export function createTokenService(secret: Uint8Array, ttlSeconds: number): TokenService {
+export function createTokenService(secretBytes: Uint8Array, ttlSeconds: number): TokenService {
+  // One KeyObject for the process: jose would otherwise import the raw secret on every call.
+  const secret = createSecretKey(secretBytes);
   const fingerprint = (passwordHash: string) =>
     createHash('sha256').update(passwordHash).digest('base64url').slice(0, 22);
   return {
