@@ -94,12 +94,16 @@ export function createApp(opts: AppOptions): express.Express {
     createExpressMiddleware({
       router: appRouter,
       maxBodySize,
+      // One request may not carry unbounded work (1,000 calls, or enough logins to hold every argon2 slot).
+      maxBatchSize: 50,
       createContext: ({ req }) => createRequestContext(opts.deps, req, String(req.id)),
       responseMeta({ errors }) {
         // A rate-limited call tells the client when to retry, in the standard header too.
         const waits = errors.map(
           (e) => (e.cause as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds ?? 0,
         );
+        // An unavailable database: come back in a few seconds.
+        if (errors.some((e) => e.code === 'SERVICE_UNAVAILABLE')) waits.push(5);
         const retryAfter = Math.max(0, ...waits);
         return retryAfter > 0 ? { headers: { 'retry-after': String(retryAfter) } } : {};
       },

@@ -48,7 +48,13 @@ export function createClient(opts: ClientOptions) {
         false: splitLink({
           condition: (op) => isNonJsonSerializable(op.input),
           true: httpLink({ url: opts.url, transformer: superjson, headers, fetch: fetchImpl }),
-          false: httpBatchLink({ url: opts.url, transformer: superjson, headers, fetch: fetchImpl }),
+          false: httpBatchLink({
+            url: opts.url,
+            transformer: superjson,
+            headers,
+            fetch: fetchImpl,
+            maxItems: 50,
+          }),
         }),
       }),
     ],

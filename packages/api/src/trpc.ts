@@ -1,9 +1,11 @@
 import {
+  ConnectionError,
   DomainError,
   EmailTakenError,
   InvalidValueError,
   QueryTypes,
   ReferenceMissingError,
+  TimeoutError,
   UniqueViolationError,
 } from '@coderunner/db';
 import { initTRPC, TRPCError } from '@trpc/server';
@@ -54,6 +56,13 @@ const t = initTRPC.context<Context>().create({
  */
 function toTrpcError(err: TRPCError): TRPCError {
   const cause = err.cause;
+  if (isDatabaseUnavailable(cause)) {
+    return new TRPCError({
+      code: 'SERVICE_UNAVAILABLE',
+      message: 'the database is unavailable; try again shortly',
+      cause,
+    });
+  }
   if (cause instanceof ZodError)
     return new TRPCError({ code: 'BAD_REQUEST', message: describeZodError(cause), cause });
   if (!(cause instanceof DomainError)) return err;
@@ -66,6 +75,21 @@ function toTrpcError(err: TRPCError): TRPCError {
   if (cause instanceof InvalidValueError)
     return new TRPCError({ code: 'BAD_REQUEST', message: 'invalid value', cause });
   return err;
+}
+
+/** Connection refused/lost/timed out, or PostgreSQL shutting down or starting (classes 08, 57P0x). */
+function isDatabaseUnavailable(err: unknown): boolean {
+  if (err instanceof ConnectionError || err instanceof TimeoutError) return true;
+  const code =
+    (err as { parent?: { code?: string } } | undefined)?.parent?.code ??
+    (err as { code?: string } | undefined)?.code;
+  if (typeof code !== 'string') return false;
+  return (
+    code.startsWith('08') ||
+    /^57P0[1-4]$/.test(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code) ||
+    /Connection terminated|query read timeout/i.test(String((err as Error).message))
+  );
 }
 
 const mapDomainErrors = t.middleware(async ({ next }) => {

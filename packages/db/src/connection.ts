@@ -85,13 +85,15 @@ export function connect(url: string, options: ConnectOptions = {}): Sequelize {
     pool: {
       max: options.poolMax ?? 10,
       min: 0,
-      acquire: options.acquireTimeoutMs ?? 10_000,
+      acquire: options.acquireTimeoutMs ?? 5_000,
       idle: 10_000,
       evict: 1_000,
     },
     dialectOptions: {
       connectionTimeoutMillis: 5_000,
-      statement_timeout: options.statementTimeoutMs ?? 30_000,
+      statement_timeout: options.statementTimeoutMs ?? 10_000,
+      // A stalled server cannot enforce statement_timeout: give up on our side too (a little later).
+      query_timeout: (options.statementTimeoutMs ?? 10_000) + 1_000,
       keepAlive: true,
     },
     retry: { max: 0 },

@@ -1,4 +1,4 @@
-export { Op, QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+export { ConnectionError, Op, QueryTypes, type Sequelize, TimeoutError, type Transaction } from 'sequelize';
 export {
   type ConnectOptions,
   connect,

@@ -33,11 +33,13 @@ export async function startPausableProxy(
         upstream.destroy();
       });
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Piped now unless paused; resume() pipes every connection then (piping twice doubles bytes).
     if (paused) {
       client.pause();
       upstream.pause();
+    } else {
+      client.pipe(upstream);
+      upstream.pipe(client);
     }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

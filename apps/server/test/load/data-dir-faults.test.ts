@@ -269,13 +269,13 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
     expect(server.exited()).toBe(false);
   }, 180_000);
 
-  // KNOWN WEAKNESS (see the report, "the disk-full message is masked"): deployments.create throws
+  // Was a known weakness, now fixed (see the report, "the disk-full message is masked"): deployments.create throws
   // INTERNAL_SERVER_ERROR with "the server cannot store uploads right now (its disk is full); try again
   // later", but the error formatter (packages/api/src/trpc.ts) replaces every INTERNAL_SERVER_ERROR
   // message with "internal error (request id …)", so the client never sees it. Fix: in
   // packages/api/src/routers/deployments.ts (create, the catch around sources.save) throw
   // SERVICE_UNAVAILABLE (HTTP 503) with that message, and log the cause with ctx.deps.logError.
-  knownFailure('a full or read-only sources/ answers 503 saying why', () => {
+  it('a full or read-only sources/ answers 503 saying why', () => {
     expect(answers.full && answers.fullTiny && answers.readOnly, 'runs after the fault test').toBeTruthy();
     for (const [r, why] of [
       [answers.full!, /disk is full/],
@@ -290,12 +290,12 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
     }
   });
 
-  // KNOWN WEAKNESS (see the report, "a failed upload leaves its options file"): SourceStore.save writes
+  // Was a known weakness, now fixed (see the report, "a failed upload leaves its options file"): SourceStore.save writes
   // <id>.json first and <id>.tar.gz second; when the archive does not fit, the transaction rolls the
   // deployment row back but <id>.json stays in sources/ forever (nothing sweeps that folder). Fix:
   // packages/api/src/deployments/source-store.ts save(): on failure remove what this call already wrote
   // (or write the archive first and the small options file last, removing the archive if that fails).
-  knownFailure('a failed upload leaves nothing in sources/', () => {
+  it('a failed upload leaves nothing in sources/', () => {
     expect(answers.leftInSources, 'runs after the fault test').toBeDefined();
     expect(answers.leftInSources).toEqual([]);
   });

@@ -253,14 +253,14 @@ describe('PostgreSQL stopped for 10 s during load', () => {
     console.log(`[db-outage] LISTEN connections after the outage: ${JSON.stringify(outage!.listensAfter)}`);
   }, 120_000);
 
-  // KNOWN WEAKNESS (see the report, "an outage answers a generic 500"): while the database is down every
+  // Was a known weakness, now fixed (see the report, "an outage answers a generic 500"): while the database is down every
   // call answers 500 INTERNAL_SERVER_ERROR "internal error (request id …)", exactly as for a bug, and the
   // server logs an error with a stack for each one. A client (the CLI) cannot tell "retry later" from
   // "report a bug". Fix: in packages/api/src/trpc.ts (toTrpcError), map Sequelize's ConnectionError family
   // (ConnectionRefusedError, ConnectionAcquireTimeoutError, …) and pg errors of class 08 / 57P0x to
   // TRPCError SERVICE_UNAVAILABLE (HTTP 503) "the database is unavailable; try again shortly", with a
   // Retry-After (app.ts responseMeta), logged once per interval at warn rather than per call at error.
-  knownFailure('during the outage calls answer 503 SERVICE_UNAVAILABLE naming the database', () => {
+  it('during the outage calls answer 503 SERVICE_UNAVAILABLE naming the database', () => {
     expect(outage, 'runs after the outage test').toBeDefined();
     expect(outage!.failedDuring.length).toBeGreaterThan(0);
     for (const r of outage!.failedDuring) {
@@ -269,13 +269,13 @@ describe('PostgreSQL stopped for 10 s during load', () => {
     }
   });
 
-  // KNOWN WEAKNESS (see the report, "the engine's LISTEN is not re-established"): the deployment
+  // Was a known weakness, now fixed (see the report, "the engine's LISTEN is not re-established"): the deployment
   // engine's LISTEN on coderunner_deployments_pending (packages/api/src/deployments/engine.ts start())
   // only logs "deployment LISTEN connection lost" when the database goes away and never reconnects;
   // afterwards this replica learns of deployments queued by other replicas only by its 2 s poll.
   // (The status LISTEN in apps/server/src/deployments.ts listenForStatus reconnects.) Fix: give the
   // engine's listener the same reconnect loop (on 'error'/'end': end the client, retry after 1 s).
-  knownFailure('after the outage the engine LISTENs for new deployments again', () => {
+  it('after the outage the engine LISTENs for new deployments again', () => {
     expect(outage?.listensAfter, 'runs after the outage test').toBeDefined();
     expect(outage!.listensAfter).toContain('LISTEN coderunner_deployments_pending');
     expect(outage!.listensAfter).toContain('LISTEN coderunner_deployment_status');
@@ -404,14 +404,14 @@ describe('PostgreSQL stalled (network partition: packets held, nothing refused) 
     expect(stored).toHaveLength(acknowledged.length);
   }, 120_000);
 
-  // KNOWN WEAKNESS (see the report, "a stalled database hangs requests without bound"): a query sent
+  // Was a known weakness, now fixed (see the report, "a stalled database hangs requests without bound"): a query sent
   // on a connection whose peer stops answering waits until the stall ends (no client-side timeout:
   // statement_timeout is enforced by the server, which cannot answer), and calls waiting for a pooled
   // connection wait up to the 10 s acquire timeout. Fix: packages/db/src/connection.ts connect():
   // set pg's client-side `query_timeout` (dialectOptions, below statement_timeout) and destroy the
   // connection whose query timed out (pg leaves it busy; Sequelize marks it invalid on 'error'), so a
   // request fails within a bound (e.g. 10 s) with 503 and the pool refills once the database is back.
-  knownFailure(`every call started during the stall is answered within ${FAIL_FAST_MS / 1000} s`, () => {
+  it(`every call started during the stall is answered within ${FAIL_FAST_MS / 1000} s`, () => {
     expect(stall, 'runs after the stall test').toBeDefined();
     expect(stall!.during.length).toBeGreaterThan(0);
     for (const r of stall!.during)

@@ -341,7 +341,7 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(10 * 1024 * 1024);
   });
 
-  // KNOWN WEAKNESS (see the report, "uploads of undeclared length"): the Content-Length pre-check in
+  // Was a known weakness, now fixed (see the report, "uploads of undeclared length"): the Content-Length pre-check in
   // apps/server/src/app.ts cannot apply to a chunked body, so a logged-in client's body is read and
   // buffered (FormData) up to CODERUNNER_MAX_UPLOAD_MB + 64 KiB (~53 MB) before the 413, and tRPC then
   // destroys the socket mid-upload, so the client sometimes gets a reset instead of the 413. Fix: in
@@ -484,13 +484,13 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
     expect(during.status).toBe(200);
   });
 
-  // KNOWN WEAKNESS (see the report, "unbounded batches"): tRPC's maxBatchSize is unset, so one HTTP
+  // Was a known weakness, now fixed (see the report, "unbounded batches"): tRPC's maxBatchSize is unset, so one HTTP
   // request may carry 1,000 calls (each a query; for auth.login up to the per-IP
   // limit of argon2 verifications, which hold the 2 argon2 slots for seconds so that every other
   // user's login waits), amplifying one request into 1,000 units of work. Fix:
   // apps/server/src/app.ts trpcHandler: createExpressMiddleware({ …, maxBatchSize: 50 }) (tRPC answers
   // 400 "Batch call exceeds maximum size"), and packages/api/src/client.ts httpBatchLink({ maxItems: 50 }).
-  knownFailure('batches beyond a bound (1,000 calls; 200 logins) are refused with 400 in < 2 s', async () => {
+  it('batches beyond a bound (1,000 calls; 200 logins) are refused with 400 in < 2 s', async () => {
     expect(batchAnswer, 'runs after the batch test').toBeDefined();
     expectQuick4xx('batch of 1000', batchAnswer!, false);
     expect(batchAnswer!.status).toBe(400);

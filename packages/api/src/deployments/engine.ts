@@ -108,18 +108,7 @@ export class DeploymentEngine {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    if (this.opts.listen) {
-      try {
-        this.listener = await this.opts.listen();
-        this.listener.on('notification', () => this.poke());
-        this.listener.on('error', (err) =>
-          this.opts.logger.warn({ err }, 'deployment LISTEN connection lost'),
-        );
-        await this.listener.query(`LISTEN ${PENDING_CHANNEL}`);
-      } catch (err) {
-        this.opts.logger.warn({ err }, 'cannot LISTEN for new deployments; polling instead');
-      }
-    }
+    await this.connectListener();
     for (let i = 0; i < this.opts.concurrency; i++) this.loops.push(this.workLoop());
     await this.reconcile().catch((err) => this.opts.logger.error({ err }, 'reconcile failed'));
     this.timers.push(
@@ -129,17 +118,50 @@ export class DeploymentEngine {
     );
   }
 
+  /** LISTEN for queued deployments; reconnects (every 2 s) after the database went away. */
+  private async connectListener(): Promise<void> {
+    if (!this.opts.listen || !this.running) return;
+    let client: pg.Client;
+    try {
+      client = await this.opts.listen();
+      await client.query(`LISTEN ${PENDING_CHANNEL}`);
+    } catch (err) {
+      this.opts.logger.warn({ err }, 'cannot LISTEN for new deployments; polling until it can');
+      this.retryListen();
+      return;
+    }
+    this.listener = client;
+    client.on('notification', () => this.poke());
+    const lost = () => {
+      if (this.listener !== client) return;
+      this.listener = undefined;
+      client.end().catch(() => {});
+      this.retryListen();
+      this.poke(); // something may have been queued meanwhile
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+  }
+
+  private retryListen(): void {
+    if (!this.running) return;
+    const t = setTimeout(() => void this.connectListener(), 2_000);
+    t.unref();
+    this.timers.push(t);
+  }
+
   /** Stop claiming work; deployments in flight are abandoned to the reconciler (of this or another replica). */
   async stop(): Promise<void> {
     this.running = false;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) clearTimeout(t);
     this.timers = [];
     for (const c of this.inFlight.values()) c.abort();
     this.poke();
     await Promise.allSettled(this.loops);
     this.loops = [];
-    await this.listener?.end().catch(() => {});
+    const listener = this.listener;
     this.listener = undefined;
+    await listener?.end().catch(() => {});
   }
 
   /** Wake idle workers (a deployment was queued). */

@@ -27,18 +27,21 @@ export class SourceStore {
 
   /** Write atomically (temp file + rename): a crash never leaves half an archive under the real name. */
   save(id: string, archive: Uint8Array, options: SourceOptions): void {
-    for (const [file, data] of [
-      [this.optionsFile(id), JSON.stringify(options)],
-      [this.archive(id), archive],
-    ] as const) {
-      const tmp = `${file}.tmp`;
-      try {
+    const written: string[] = [];
+    try {
+      for (const [file, data] of [
+        [this.archive(id), archive],
+        [this.optionsFile(id), JSON.stringify(options)],
+      ] as const) {
+        const tmp = `${file}.tmp`;
+        written.push(tmp, file);
         fs.writeFileSync(tmp, data, { mode: 0o600 });
         fs.renameSync(tmp, file);
-      } catch (err) {
-        fs.rmSync(tmp, { force: true });
-        throw err;
       }
+    } catch (err) {
+      // A full or read-only disk: leave nothing of this upload behind.
+      for (const f of written) fs.rmSync(f, { force: true });
+      throw err;
     }
   }
 

@@ -163,14 +163,15 @@ export const deploymentsRouter = router({
         sources.save(created.id, upload.archive, { runtime: upload.runtime, database: upload.database });
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        throw new TRPCError({
-          code: 'INTERNAL_SERVER_ERROR',
-          message:
-            code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES'
-              ? `the server cannot store uploads right now (${code === 'ENOSPC' ? 'its disk is full' : 'its data folder is read-only'}); try again later`
-              : 'the server could not store the upload',
-          cause: err,
-        });
+        if (code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES' || code === 'EDQUOT') {
+          ctx.deps.logError?.(err, { requestId: ctx.requestId, path: 'deployments.create' });
+          throw new TRPCError({
+            code: 'SERVICE_UNAVAILABLE',
+            message: `the server cannot store uploads right now (${code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'its data folder is read-only'}); try again later`,
+            cause: err,
+          });
+        }
+        throw err;
       }
       // Delivered at commit: workers on every replica wake up.
       await ctx.deps.sequelize.query(`SELECT pg_notify('${PENDING_CHANNEL}', :id)`, {
