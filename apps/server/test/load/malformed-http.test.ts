@@ -341,7 +341,7 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(10 * 1024 * 1024);
   });
 
-  // Was a known weakness, now fixed (see the report, "uploads of undeclared length"): the Content-Length pre-check in
+  // KNOWN WEAKNESS, still open (see the report, "uploads of undeclared length"): the Content-Length pre-check in
   // apps/server/src/app.ts cannot apply to a chunked body, so a logged-in client's body is read and
   // buffered (FormData) up to CODERUNNER_MAX_UPLOAD_MB + 64 KiB (~53 MB) before the 413, and tRPC then
   // destroys the socket mid-upload, so the client sometimes gets a reset instead of the 413. Fix: in
