@@ -68,7 +68,8 @@ async function readTimeline(logFile: string): Promise<Timeline> {
       queued: sys('queued'),
       provisioning: sys('runtime '),
       upload: sys('uploading the source'),
-      install: sys('install: '),
+      // An app without dependencies has no install step: sandbox time then starts at `starting:`.
+      install: sys('install: ') ?? sys('starting: '),
       starting: sys('starting: '),
       boot: app('boot'),
       listening: app('listening'),
@@ -280,7 +281,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     `A dependency-free Node hello-world (package.json with a start script, server.js), packed once, deployed through \`deployments.create\` on the local provider (WORKER_CONCURRENCY 2, the default), a user on the team plan. ` +
       'Time from the client starting the upload until `deployments.watch` tells it RUNNING; each deployment destroyed after its measurement.',
     '',
-    "**Control-plane share** = (total − time in the sandbox) / total, per deploy, median; time in the sandbox = from the engine logging `install: npm install …` (just before it runs the install in the sandbox) to the app's own \"listening\" timestamp, i.e. the install command plus the app's start until it listens. Everything else (upload, queueing, unpacking, sandbox creation, copying files, readiness polling, status updates, notification) is the control plane's.",
+    "**Control-plane share** = (total − time in the sandbox) / total, per deploy, median; time in the sandbox = from the engine logging `install: npm install …` (or `starting: …` when the app has no dependencies, so no install step) to the app's own \"listening\" timestamp, i.e. the install command plus the app's start until it listens. Everything else (upload, queueing, unpacking, sandbox creation, copying files, readiness polling, status updates, notification) is the control plane's.",
     '',
     `| of ${SEQUENTIAL} sequential deploys | median | p90 | max |`,
     '| --- | --- | --- | --- |',
