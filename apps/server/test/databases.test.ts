@@ -1,25 +1,30 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
-import { User } from '@coderunner/db';
-import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
+import { freePort, type TestDatabase } from '@coderunner/db/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config';
-import { createLogger } from '../src/logger';
-import { type RunningServer, startServer } from '../src/server';
-import { appFolder, curl, deployFolder, logText, waitForStatus } from './fixtures/deploy-helpers';
+import type { RunningServer } from '../src/server';
+import {
+  appFolder,
+  curl,
+  type DeployingServer,
+  deployFolder,
+  logText,
+  startDeployingServer,
+  waitForStatus,
+} from './fixtures/deploy-helpers';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const K1 = `k1:${randomBytes(32).toString('base64')}`;
 const K2 = `k2:${randomBytes(32).toString('base64')}`;
 
+let ctx: DeployingServer;
 let db: TestDatabase;
 let server: RunningServer;
 let dataDir: string;
@@ -27,35 +32,14 @@ let client: CodeRunnerClient;
 let projectId: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-dbs-'));
-  fs.chmodSync(dataDir, 0o711);
-  server = await startServer(
-    loadConfig({
-      DATABASE_URL: db.url,
-      PORT: '0',
-      LOG_LEVEL: 'silent',
-      CODERUNNER_DATA_DIR: dataDir,
-      CODERUNNER_ENCRYPTION_KEYS: K1,
-      CODERUNNER_APPS_EMBEDDED_PG_PORT: String(await freePort()),
-    }),
-    createLogger('silent'),
+  ctx = await startDeployingServer(
+    { CODERUNNER_ENCRYPTION_KEYS: K1, CODERUNNER_APPS_EMBEDDED_PG_PORT: String(await freePort()) },
+    { email: 'db-owner@example.com', project: 'with-db' },
   );
-  const anon = createClient({ url: `${server.url}/trpc` });
-  const { token, user } = await anon.auth.register.mutate({
-    email: 'db-owner@example.com',
-    password: 'deploy password',
-  });
-  await User.update({ planType: 'team' }, { where: { id: user.id } });
-  client = createClient({ url: `${server.url}/trpc`, token });
-  projectId = (await client.projects.create.mutate({ name: 'with-db' })).id;
+  ({ db, server, dataDir, client, projectId } = ctx);
 }, 120_000);
 
-afterAll(async () => {
-  await server?.close();
-  await db?.drop();
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(() => ctx?.close());
 
 const APP = {
   'package.json': JSON.stringify({ dependencies: { pg: '8.23.1' }, scripts: { start: 'node server.js' } }),

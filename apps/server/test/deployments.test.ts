@@ -1,24 +1,24 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
-import { User } from '@coderunner/db';
-import { createTestDatabase, type TestDatabase } from '@coderunner/db/testing';
+import type { CodeRunnerClient } from '@coderunner/api/client';
+import type { TestDatabase } from '@coderunner/db/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config';
-import { createLogger } from '../src/logger';
-import { type RunningServer, startServer } from '../src/server';
+import type { RunningServer } from '../src/server';
 import {
   appFolder,
   curl,
+  type DeployingServer,
   deployFolder,
   logText,
   processesOfSandbox,
+  startDeployingServer,
   uploadForm,
   waitForStatus,
 } from './fixtures/deploy-helpers';
 
 const SECRET_MARKER = 'server-secret-must-not-leak';
+let ctx: DeployingServer;
 let db: TestDatabase;
 let server: RunningServer;
 let dataDir: string;
@@ -26,40 +26,19 @@ let client: CodeRunnerClient;
 let projectId: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-deploy-'));
-  fs.chmodSync(dataDir, 0o711);
   process.env.CODERUNNER_TEST_MARKER = SECRET_MARKER; // a server-side secret user code must not see
-  server = await startServer(
-    loadConfig({
-      DATABASE_URL: db.url,
-      PORT: '0',
-      LOG_LEVEL: 'silent',
-      CODERUNNER_DATA_DIR: dataDir,
+  ctx = await startDeployingServer(
+    {
       CODERUNNER_AUTH_SECRET: SECRET_MARKER.repeat(2),
       CODERUNNER_START_TIMEOUT_S: '5',
       CODERUNNER_MAX_UPLOAD_MB: '1',
-    }),
-    createLogger('silent'),
+    },
+    { email: 'deployer@example.com', project: 'apps' },
   );
-  const anon = createClient({ url: `${server.url}/trpc` });
-  const { token, user } = await anon.auth.register.mutate({
-    email: 'deployer@example.com',
-    password: 'deploy password',
-  });
-  await User.update({ planType: 'team' }, { where: { id: user.id } });
-  client = createClient({ url: `${server.url}/trpc`, token });
-  projectId = (await client.projects.create.mutate({ name: 'apps' })).id;
+  ({ db, server, dataDir, client, projectId } = ctx);
 });
 
-afterAll(async () => {
-  await server?.close();
-  for (const s of (await server?.deps.deployments?.engine.provider.list()) ?? []) {
-    await server.deps.deployments!.engine.provider.kill(s.id);
-  }
-  await db?.drop();
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(() => ctx?.close());
 
 const NODE_APP = {
   'package.json': JSON.stringify({

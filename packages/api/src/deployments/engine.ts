@@ -613,5 +613,3 @@ export class DeploymentEngine {
     while (this.inFlight.size) await new Promise((r) => setTimeout(r, 50));
   }
 }
-
-export { ACTIVE_STATUSES };
