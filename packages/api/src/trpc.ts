@@ -77,19 +77,40 @@ function toTrpcError(err: TRPCError): TRPCError {
   return err;
 }
 
-/** Connection refused/lost/timed out, or PostgreSQL shutting down or starting (classes 08, 57P0x). */
-function isDatabaseUnavailable(err: unknown): boolean {
-  if (err instanceof ConnectionError || err instanceof TimeoutError) return true;
-  const code =
-    (err as { parent?: { code?: string } } | undefined)?.parent?.code ??
-    (err as { code?: string } | undefined)?.code;
-  if (typeof code !== 'string') return false;
-  return (
-    code.startsWith('08') ||
-    /^57P0[1-4]$/.test(code) ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code) ||
-    /Connection terminated|query read timeout/i.test(String((err as Error).message))
-  );
+const UNAVAILABLE_ERRNO = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+]);
+/** pg and pg-pool raise these without a SQLSTATE when the server goes away or cannot be reached. */
+const UNAVAILABLE_MESSAGE =
+  /Connection terminated|query read timeout|timeout exceeded when trying to connect|not queryable|Connection ended unexpectedly|the database system is (shutting down|starting up|in recovery mode)/i;
+
+/**
+ * Connection refused/lost/timed out, or PostgreSQL shutting down or starting (classes 08, 57P0x).
+ * Looks through the whole chain (Sequelize's `parent`/`original`, `cause`), because the same outage
+ * reaches us wrapped differently depending on where in a query or transaction it struck.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  let current: unknown = err;
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current);
+    if (current instanceof ConnectionError || current instanceof TimeoutError) return true;
+    const { code, message } = current as { code?: unknown; message?: unknown };
+    if (
+      typeof code === 'string' &&
+      (code.startsWith('08') || /^57P0[1-4]$/.test(code) || UNAVAILABLE_ERRNO.has(code))
+    )
+      return true;
+    if (typeof message === 'string' && UNAVAILABLE_MESSAGE.test(message)) return true;
+    const next = current as { parent?: unknown; original?: unknown; cause?: unknown };
+    current = next.parent ?? next.original ?? next.cause;
+  }
+  return false;
 }
 
 const mapDomainErrors = t.middleware(async ({ next }) => {
