@@ -1,12 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { type ApiDeps, appRouter, createRequestContext } from '@coderunner/api';
 import { QueryTypes } from '@coderunner/db';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
-import { pinoHttp } from 'pino-http';
 import type { Logger } from './logger';
+import { type IdentifiedRequest, requestLog } from './request-log';
 
 export interface AppOptions {
   deps: ApiDeps;
@@ -47,23 +46,7 @@ export function createApp(opts: AppOptions): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
 
-  app.use(
-    pinoHttp({
-      logger: opts.logger,
-      genReqId: (req, res) => {
-        const id = randomUUID();
-        res.setHeader('x-request-id', id);
-        return id;
-      },
-      autoLogging: { ignore: (req) => req.url === '/healthz' },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
-      serializers: {
-        req: (req) => ({ id: req.id, method: req.method, url: String(req.url).split('?')[0] }),
-        // The status is what matters; serialising every response header cost a third of a request.
-        res: (res) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
+  app.use(requestLog(opts.logger, { skip: (path) => path === '/healthz' }));
 
   if (opts.appProxy) app.use(opts.appProxy);
   app.use(helmet());
@@ -96,7 +79,7 @@ export function createApp(opts: AppOptions): express.Express {
       maxBodySize,
       // One request may not carry unbounded work (1,000 calls, or enough logins to hold every argon2 slot).
       maxBatchSize: 50,
-      createContext: ({ req }) => createRequestContext(opts.deps, req, String(req.id)),
+      createContext: ({ req }) => createRequestContext(opts.deps, req, (req as IdentifiedRequest).id),
       responseMeta({ errors }) {
         // A rate-limited call tells the client when to retry, in the standard header too.
         const waits = errors.map(

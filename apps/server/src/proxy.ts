@@ -28,13 +28,16 @@ export function createAppProxy(resolve: (deploymentId: string) => Promise<string
     res.end(`deployment ${id} is not running\n`);
   };
   return {
-    /** Express-style middleware: handles requests for deployments, passes the rest on. */
-    async web(req: http.IncomingMessage, res: http.ServerResponse, next: () => void) {
+    /** Express-style middleware: handles requests for deployments, passes the rest on (synchronously). */
+    web(req: http.IncomingMessage, res: http.ServerResponse, next: () => void): void {
       const id = deploymentIdOfHost(req.headers.host);
-      if (!id) return next();
-      const target = await resolve(id).catch(() => null);
-      if (!target) return notRunning(res, id);
-      proxy.web(req, res, { target });
+      if (!id) {
+        next();
+        return;
+      }
+      void resolve(id)
+        .catch(() => null)
+        .then((target) => (target ? proxy.web(req, res, { target }) : notRunning(res, id)));
     },
     /** For the HTTP server's 'upgrade' event (websockets). */
     async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer) {

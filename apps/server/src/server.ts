@@ -51,7 +51,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       corsOrigins: config.CORS_ORIGINS,
       maxJsonBodyBytes: config.CODERUNNER_MAX_JSON_KB * 1024,
       maxUploadBytes: config.CODERUNNER_MAX_UPLOAD_MB * 1024 * 1024,
-      appProxy: (req, res, next) => void proxy.web(req, res, next),
+      appProxy: proxy.web,
     });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;

@@ -192,3 +192,45 @@ describe('nothing internal or secret leaks', () => {
     }
   });
 });
+
+describe('the request log', () => {
+  const accessLines = () =>
+    logLines
+      .filter((l) => l.includes('"reqId"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  it('one line per request with its id (also in x-request-id), method, path without the query, status and time', async () => {
+    const secretInput = encodeURIComponent(JSON.stringify({ json: { email: 'query@example.com' } }));
+    const res = await fetch(`${trpc()}/projects.list?input=${secretInput}`);
+    expect(res.status).toBe(401);
+    const id = res.headers.get('x-request-id');
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const notFound = await fetch(`${server.url}/no/such/page?x=1`);
+    expect(notFound.status).toBe(404);
+    await fetch(`${server.url}/healthz`);
+    await new Promise((r) => setTimeout(r, 50)); // the line is written when the response closes
+    const line = accessLines().find((l) => l.reqId === id);
+    expect(line).toMatchObject({ level: 30, method: 'GET', path: '/trpc/projects.list', status: 401 });
+    expect(line!.ms).toEqual(expect.any(Number));
+    expect(JSON.stringify(accessLines())).not.toContain('query@example.com');
+    expect(accessLines().some((l) => l.path === '/no/such/page' && l.status === 404)).toBe(true);
+    expect(accessLines().some((l) => l.path === '/healthz'), 'health probes are not logged').toBe(false);
+  });
+
+  it('a 5xx answer is logged at error level', async () => {
+    const { token } = await createClient({ url: trpc() }).auth.register.mutate({
+      email: 'five-hundred@example.com',
+      password: PASSWORD,
+    });
+    await server.deps.sequelize.query('ALTER TABLE projects RENAME TO projects_away');
+    try {
+      const res = await fetch(`${trpc()}/projects.list`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(500);
+      await new Promise((r) => setTimeout(r, 50));
+      const line = accessLines().find((l) => l.reqId === res.headers.get('x-request-id'));
+      expect(line).toMatchObject({ level: 50, status: 500, msg: 'request failed' });
+    } finally {
+      await server.deps.sequelize.query('ALTER TABLE projects_away RENAME TO projects');
+    }
+  });
+});
