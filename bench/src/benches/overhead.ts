@@ -85,9 +85,15 @@ export async function overhead({ scope, log }: BenchContext): Promise<BenchOutpu
     BASELINE_POOL: pool,
   });
   const script = 'bench/src/children/baseline-server.ts';
-  const [baseSeq, basePg] = await Promise.all([
+  const [baseSeq, basePg, minimal] = await Promise.all([
     startNodeService(scope, { label: 'baseline-sequelize', script, logDir, env: baselineEnv('sequelize') }),
     startNodeService(scope, { label: 'baseline-pg', script, logDir, env: baselineEnv('pg') }),
+    startNodeService(scope, {
+      label: 'minimal-trpc',
+      script: 'bench/src/children/minimal-trpc-server.ts',
+      logDir,
+      env: baselineEnv('sequelize'),
+    }),
   ]);
 
   const listPath = trpcQueryPath('projects.list', { limit: 20 });
@@ -95,6 +101,7 @@ export async function overhead({ scope, log }: BenchContext): Promise<BenchOutpu
     { name: 'tRPC', url: `${server.url}${listPath}`, runs: [] },
     { name: 'Express+Sequelize pool', url: `${baseSeq.url}/projects`, runs: [] },
     { name: 'Express+pg.Pool', url: `${basePg.url}/projects`, runs: [] },
+    { name: 'minimal tRPC', url: `${minimal.url}${listPath}`, runs: [] },
   ];
 
   // Same answer from all three (20 items), or the comparison means nothing.
@@ -122,7 +129,8 @@ export async function overhead({ scope, log }: BenchContext): Promise<BenchOutpu
       log(`round ${round + 1}/${ROUNDS} ${t.name}: ${fmt(r.rps)} req/s, p50 ${ms(r.p50)}, p99 ${ms(r.p99)}`);
     }
   }
-  const [trpc, seq, pgBase] = targets.map((t) => pooled(t.runs)) as [
+  const [trpc, seq, pgBase, minimalTrpc] = targets.map((t) => pooled(t.runs)) as [
+    ReturnType<typeof pooled>,
     ReturnType<typeof pooled>,
     ReturnType<typeof pooled>,
     ReturnType<typeof pooled>,
@@ -179,7 +187,8 @@ export async function overhead({ scope, log }: BenchContext): Promise<BenchOutpu
   const r = ratio(trpc.rps, seq.rps);
   const line =
     `overhead: tRPC projects.list ${fmt(trpc.rps)} req/s (p50 ${ms(trpc.p50)}, p99 ${ms(trpc.p99)}), ` +
-    `bare Express on the same Sequelize pool ${fmt(seq.rps)} req/s (p50 ${ms(seq.p50)}, p99 ${ms(seq.p99)}); ` +
+    `bare Express on the same Sequelize pool ${fmt(seq.rps)} req/s (p50 ${ms(seq.p50)}, p99 ${ms(seq.p99)}), ` +
+    `minimal tRPC ${fmt(minimalTrpc.rps)} req/s (${ratio(minimalTrpc.rps, seq.rps)} of bare); ` +
     `batch of ${BATCH} ×${fmt(batchCalls / singleCalls, 2)} calls/s — ratio ${r}`;
 
   const details = [
@@ -194,6 +203,10 @@ export async function overhead({ scope, log }: BenchContext): Promise<BenchOutpu
         ['CodeRunner (tRPC) `GET /trpc/projects.list`', trpc],
         ['bare Express, Sequelize pool (`connect()` of @coderunner/db, raw SQL)', seq],
         ['bare Express, pg.Pool max 10 (parameterised SQL)', pgBase],
+        [
+          'minimal tRPC 11 + superjson on Express, same work (`src/children/minimal-trpc-server.ts`)',
+          minimalTrpc,
+        ],
       ] as const
     ).map(
       ([name, p]) =>
@@ -201,6 +214,7 @@ export async function overhead({ scope, log }: BenchContext): Promise<BenchOutpu
     ),
     '',
     `- ratio tRPC / bare Express on the same pool: **${r}**; tRPC / bare Express on pg.Pool: ${ratio(trpc.rps, pgBase.rps)}.`,
+    `- calibration: the minimal tRPC endpoint / bare Express on the same pool: ${ratio(minimalTrpc.rps, seq.rps)} (what tRPC + superjson cost by themselves); CodeRunner / minimal tRPC: ${ratio(trpc.rps, minimalTrpc.rps)} (what the product adds: request logs, security headers, request ids, its middlewares).`,
     `- batch: ${BATCH} \`projects.list\` calls in one httpBatchLink request ${fmt(batchCalls)} calls/s (p50 ${ms(batchP50)} per request) vs ${fmt(singleCalls)} calls/s as separate requests: ×${fmt(batchCalls / singleCalls, 2)} (${BATCH_ROUNDS} rounds × ${BATCH_ROUND_S} s each, alternating).`,
     '',
     `### CPU profile of the server under this load`,
