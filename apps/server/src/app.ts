@@ -41,6 +41,50 @@ function reasonOf(err: unknown): string {
   return code ? `database unreachable (${code})` : `database unreachable (${e.message ?? 'unknown error'})`;
 }
 
+const RPC_CODES = { BAD_REQUEST: -32600, PAYLOAD_TOO_LARGE: -32013 } as const;
+
+/** After refusing an upload, how much more of its body is read (and dropped) before the socket is closed. */
+const LINGER_BYTES = 8 * 1024 * 1024;
+const LINGER_MS = 1_000;
+
+/**
+ * Answers an upload before reading its body, in tRPC's error shape (so the typed client shows the
+ * message). What the client keeps sending is read and dropped for a little while (a "lingering close"):
+ * closing a socket with unread data at once resets it, and the client would see ECONNRESET or EPIPE
+ * instead of this answer. Past LINGER_BYTES or LINGER_MS the connection is closed; a body that ends
+ * sooner leaves the connection open for the next request.
+ */
+function refuseUpload(
+  req: express.Request,
+  res: express.Response,
+  status: number,
+  code: keyof typeof RPC_CODES,
+  message: string,
+): void {
+  let seen = 0;
+  const close = () => {
+    clearTimeout(timer);
+    req.socket.destroy();
+  };
+  const timer = setTimeout(close, LINGER_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > LINGER_BYTES) close();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.resume();
+  res.status(status).json({
+    error: {
+      json: {
+        message,
+        code: RPC_CODES[code],
+        data: { code, httpStatus: status, path: 'deployments.create' },
+      },
+    },
+  });
+}
+
 export function createApp(opts: AppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -94,24 +138,23 @@ export function createApp(opts: AppOptions): express.Express {
   const maxUpload = opts.maxUploadBytes ?? 50 * 1024 * 1024;
   const jsonHandler = trpcHandler(opts.maxJsonBodyBytes ?? 1024 * 1024);
   // Only the upload route accepts large bodies (with a slack for the multipart framing).
-  const uploadHandler = trpcHandler(maxUpload + 64 * 1024);
+  const uploadLimit = maxUpload + 64 * 1024;
+  const uploadHandler = trpcHandler(uploadLimit);
   app.use('/trpc', (req, res, next) => {
-    if (req.path !== '/deployments.create') return jsonHandler(req, res, next);
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > maxUpload + 64 * 1024) {
-      // Refuse before reading a byte; the client learns the limit.
-      res.status(413).json({
-        error: {
-          json: {
-            message: `the upload is ${(declared / 1024 / 1024).toFixed(1)} MB; the limit is ${maxUpload / 1024 / 1024} MB (CODERUNNER_MAX_UPLOAD_MB)`,
-            code: -32013,
-            data: { code: 'PAYLOAD_TOO_LARGE', httpStatus: 413, path: 'deployments.create' },
-          },
-        },
-      });
-      req.resume();
-      return;
-    }
+    if (req.path !== '/deployments.create' || req.method !== 'POST') return jsonHandler(req, res, next);
+    const declared = req.headers['content-length'];
+    // A body of undeclared length (chunked) would be read up to the limit before it could be refused:
+    // every upload must say its size (fetch, browsers and the CLI do for FormData).
+    if (declared === undefined)
+      return refuseUpload(req, res, 411, 'BAD_REQUEST', 'the upload must declare its size (Content-Length)');
+    if (Number(declared) > uploadLimit)
+      return refuseUpload(
+        req,
+        res,
+        413,
+        'PAYLOAD_TOO_LARGE',
+        `the upload is ${(Number(declared) / 1024 / 1024).toFixed(1)} MB; the limit is ${maxUpload / 1024 / 1024} MB (CODERUNNER_MAX_UPLOAD_MB)`,
+      );
     return uploadHandler(req, res, next);
   });
 

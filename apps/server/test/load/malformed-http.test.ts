@@ -23,7 +23,6 @@ import {
 
 const QUICK_MS = 2_000;
 const HUNDRED_MB = 100 * 1024 * 1024;
-const knownFailure = process.env.CODERUNNER_LOAD_KNOWN_FAILURES === '1' ? it : it.skip;
 
 const cleanup = cleanupStack();
 let db: TestDatabase;
@@ -281,7 +280,7 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
       path: '/trpc/deployments.create',
       headers: () => uploadHeaders(false),
       declare: false,
-      status: 401,
+      status: 411,
     },
   ];
   for (const c of hundredMb) {
@@ -297,8 +296,8 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
     });
   }
 
-  it('upload route, 4 concurrent chunked 100 MB bodies with a token: each refused (413) past the 50 MB limit, in < 5 s', async () => {
-    // No length is declared, so the pre-check cannot apply: each body is read (and buffered) up to the limit.
+  it('upload route, 4 concurrent chunked 100 MB bodies with a token: each refused (411) before 16 MB is read, in < 5 s', async () => {
+    // No length is declared: refused with 411 Length Required before the body is read, nothing buffered.
     const before = await server.memory();
     let peak = rssOf(server.pid);
     const sampler = setInterval(() => {
@@ -328,26 +327,21 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
     );
     for (const a of answers) {
       results.push({ what: 'upload route, chunked 100 MB, with token (×4)', a });
-      // Refused before the end of the body, quickly. The answer is a 413, when it arrives: the server
-      // destroys the socket while the client is still sending, and now and then (1 in 50 here) the
-      // client gets a reset instead of the 413 (see the known failure below).
-      expect(a.sent).toBeLessThan(HUNDRED_MB);
+      // Refused at once; the server reads and drops a little more before closing, so that the client
+      // gets the 411 rather than a reset.
+      expect(a.sent).toBeLessThan(16 * 1024 * 1024);
       expect(a.ms).toBeLessThan(5_000);
-      if (a.status) expect(a.status, a.body.slice(0, 300)).toBe(413);
-      else expect(a.failure).toMatch(/EPIPE|ECONNRESET|closed/);
+      expect(a.status, a.failure ?? a.body.slice(0, 300)).toBe(411);
       expect(a.body).not.toMatch(/\.ts:\d+|\bat [\w.<>]+ \(/);
     }
     // What the uploads buffered is released (RSS may stay higher: the allocator keeps freed pages).
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(10 * 1024 * 1024);
   });
 
-  // KNOWN WEAKNESS, still open (see the report, "uploads of undeclared length"): the Content-Length pre-check in
-  // apps/server/src/app.ts cannot apply to a chunked body, so a logged-in client's body is read and
-  // buffered (FormData) up to CODERUNNER_MAX_UPLOAD_MB + 64 KiB (~53 MB) before the 413, and tRPC then
-  // destroys the socket mid-upload, so the client sometimes gets a reset instead of the 413. Fix: in
-  // app.ts, answer 411 Length Required to a deployments.create without Content-Length (the CLI's
-  // FormData body always declares one), so every upload goes through the pre-check.
-  knownFailure('an upload without a declared length is refused before 16 MB is read', async () => {
+  // Was a known weakness, now fixed: a chunked upload (no Content-Length) escaped the size pre-check and
+  // was buffered up to the limit (~53 MB) before a 413, and tRPC then reset the socket mid-upload. Now
+  // deployments.create without a declared length is answered 411 before a byte of the body is read.
+  it('an upload without a declared length is refused (411) before 16 MB is read', async () => {
     const a = await send({
       path: '/trpc/deployments.create',
       headers: uploadHeaders(true),
