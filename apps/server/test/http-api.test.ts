@@ -85,7 +85,9 @@ describe('the wire format (what curl sees)', () => {
 
     const me = await fetch(`${trpc()}/auth.me`, { headers: { authorization: `Bearer ${token}` } });
     expect(me.status).toBe(200);
-    expect(((await me.json()) as any).result.data.json.email).toBe('wire@example.com');
+    expect(
+      ((await me.json()) as { result: { data: { json: { email: string } } } }).result.data.json.email,
+    ).toBe('wire@example.com');
 
     const asPost = await fetch(`${trpc()}/auth.me`, {
       method: 'POST',
@@ -195,9 +197,7 @@ describe('nothing internal or secret leaks', () => {
 
 describe('the request log', () => {
   const accessLines = () =>
-    logLines
-      .filter((l) => l.includes('"reqId"'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    logLines.filter((l) => l.includes('"reqId"')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
   it('one line per request with its id (also in x-request-id), method, path without the query, status and time', async () => {
     const secretInput = encodeURIComponent(JSON.stringify({ json: { email: 'query@example.com' } }));
@@ -214,7 +214,10 @@ describe('the request log', () => {
     expect(line!.ms).toEqual(expect.any(Number));
     expect(JSON.stringify(accessLines())).not.toContain('query@example.com');
     expect(accessLines().some((l) => l.path === '/no/such/page' && l.status === 404)).toBe(true);
-    expect(accessLines().some((l) => l.path === '/healthz'), 'health probes are not logged').toBe(false);
+    expect(
+      accessLines().some((l) => l.path === '/healthz'),
+      'health probes are not logged',
+    ).toBe(false);
   });
 
   it('a 5xx answer is logged at error level', async () => {

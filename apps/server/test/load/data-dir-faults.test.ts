@@ -29,7 +29,6 @@ import {
 import { cleanupStack, type ServerProcess, sleep, startServerProcess } from './fixtures/server-process';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const knownFailure = process.env.CODERUNNER_LOAD_KNOWN_FAILURES === '1' ? it : it.skip;
 
 const cleanup = cleanupStack();
 let db: TestDatabase;

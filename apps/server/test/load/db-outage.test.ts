@@ -83,12 +83,6 @@ interface Timed extends CallResult {
   op: string;
 }
 
-/**
- * Assertions on behaviour the product does not have yet (each names its fix in the report): skipped,
- * or run with CODERUNNER_LOAD_KNOWN_FAILURES=1 to see them fail (or pass once fixed).
- */
-const knownFailure = process.env.CODERUNNER_LOAD_KNOWN_FAILURES === '1' ? it : it.skip;
-
 /** What the outage test saw, for the known-failure assertions below it. */
 let outage: { failedDuring: Timed[]; listensAfter?: string[] } | undefined;
 
@@ -245,7 +239,7 @@ describe('PostgreSQL stopped for 10 s during load', () => {
     expect((await curl(running.publicUrl!)).body).toBe('back');
     expect((await api.deployments.destroy.mutate({ id: d.id })).status).toBe('DESTROYED');
 
-    // Which LISTEN connections the server holds now (for the known failure below).
+    // Which LISTEN connections the server holds now (checked by the LISTEN test below).
     const listens = await sqlQuery<{ query: string }>(
       `SELECT query FROM pg_stat_activity WHERE datname = 'coderunner' AND query ILIKE 'LISTEN %'`,
     );
