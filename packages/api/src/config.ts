@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { OWASP_MIN, type PasswordHashing } from './auth/password';
+import { DEFAULT_MAX_WAIT_MS, OWASP_MIN, type PasswordHashing } from './auth/password';
 import { readOrCreateSecretFile } from './auth/secret-file';
 import type { RateLimits } from './rate-limit';
 
@@ -26,6 +26,8 @@ const schema = z.object({
   ARGON2_PARALLELISM: int(OWASP_MIN.parallelism).default(OWASP_MIN.parallelism),
   /** Default: half the cores (at least 1), so hashing never takes every core from request handling. */
   ARGON2_MAX_CONCURRENT: int(1).default(Math.max(1, Math.floor(os.availableParallelism() / 2))),
+  /** A login waiting longer than this for a free hashing slot is answered 503 with Retry-After. */
+  ARGON2_MAX_WAIT_MS: int(100).default(DEFAULT_MAX_WAIT_MS),
   CODERUNNER_RATE_LIMIT_WINDOW_S: int(1).default(15 * 60),
   CODERUNNER_RATE_LIMIT_AUTH_PER_IP: int(1).default(100),
   CODERUNNER_RATE_LIMIT_LOGIN_FAILURES: int(1).default(10),
@@ -57,6 +59,7 @@ export function apiConfigFromEnv(env: NodeJS.ProcessEnv): ApiConfig {
       timeCost: e.ARGON2_TIME_COST,
       parallelism: e.ARGON2_PARALLELISM,
       maxConcurrent: e.ARGON2_MAX_CONCURRENT,
+      maxWaitMs: e.ARGON2_MAX_WAIT_MS,
     },
     rateLimits: {
       windowMs: e.CODERUNNER_RATE_LIMIT_WINDOW_S * 1000,

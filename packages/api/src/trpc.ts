@@ -11,6 +11,7 @@ import {
 import { initTRPC, TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { ZodError } from 'zod';
+import { PasswordCheckBusyError } from './auth/password';
 import type { Context } from './context';
 import { RateLimitedError } from './rate-limit';
 
@@ -63,6 +64,8 @@ function toTrpcError(err: TRPCError): TRPCError {
       cause,
     });
   }
+  if (cause instanceof PasswordCheckBusyError)
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: cause.message, cause });
   if (cause instanceof ZodError)
     return new TRPCError({ code: 'BAD_REQUEST', message: describeZodError(cause), cause });
   if (!(cause instanceof DomainError)) return err;

@@ -1,6 +1,6 @@
 import { User, withDomainErrors } from '@coderunner/db';
 import { z } from 'zod';
-import { PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS } from '../auth/password';
+import { PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS, PasswordCheckBusyError } from '../auth/password';
 import type { Context } from '../context';
 import { toUserDto } from '../dto';
 import { RateLimitedError } from '../rate-limit';
@@ -67,13 +67,17 @@ async function withFailureBudget<T>(ctx: Context, address: string, attempt: () =
     await ctx.deps.rateLimitStore.undo(key); // a refused call is not an attempt
     tooMany('failed attempts for this email', hit.resetAt);
   }
-  let ok = false;
+  let counts = true;
   try {
     const result = await attempt();
-    ok = true;
+    counts = false;
     return result;
+  } catch (err) {
+    // The server was too busy to check the password: no answer was given, so nothing was tried.
+    if (err instanceof PasswordCheckBusyError) counts = false;
+    throw err;
   } finally {
-    if (ok) await ctx.deps.rateLimitStore.undo(key);
+    if (!counts) await ctx.deps.rateLimitStore.undo(key);
   }
 }
 
