@@ -13,6 +13,7 @@ import {
 import type pg from 'pg';
 import { ACTIVE_STATUSES, STATUS_CHANNEL, setFields, transition } from './lifecycle';
 import type { LogStore } from './log-store';
+import { type DeploymentRow, deploymentColumns } from './row';
 import { readFilesForUpload, type SourceStore } from './source-store';
 
 export const PENDING_CHANNEL = 'coderunner_deployments_pending';
@@ -64,23 +65,7 @@ export interface EngineOptions {
   listen?: () => Promise<pg.Client>;
 }
 
-interface DeploymentRow {
-  id: string;
-  projectId: string;
-  status: DeploymentStatus;
-  appSandboxId: string | null;
-  dbSandboxId: string | null;
-  dbConnectionInfo: Record<string, unknown> | null;
-  runtimeType: string | null;
-  publicUrl: string | null;
-}
-
-const rowColumns = (
-  t = '',
-) => `${t}id, ${t}project_id AS "projectId", ${t}status, ${t}app_sandbox_id AS "appSandboxId",
-  ${t}db_sandbox_id AS "dbSandboxId", ${t}db_connection_info AS "dbConnectionInfo", ${t}runtime_type AS "runtimeType",
-  ${t}public_url AS "publicUrl"`;
-const ROW_COLUMNS = rowColumns();
+const ROW_COLUMNS = deploymentColumns();
 
 class DeploymentFailure extends Error {}
 /** The deployment moved on (stopped, destroyed) while we worked: stop quietly and clean up. */
@@ -196,7 +181,7 @@ export class DeploymentEngine {
          ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
        )
        UPDATE deployments d SET status = 'PROVISIONING' FROM next WHERE d.id = next.id
-       RETURNING ${rowColumns('d.')}`,
+       RETURNING ${deploymentColumns('d')}`,
       { type: QueryTypes.SELECT },
     );
     const row = rows[0];

@@ -1,13 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  DEPLOYMENT_STATUSES,
-  type DeploymentStatus,
-  QueryTypes,
-  type Transaction,
-  User,
-} from '@coderunner/db';
+import { DEPLOYMENT_STATUSES, QueryTypes, type Transaction, User } from '@coderunner/db';
 import { detectRuntime, extractTarGz } from '@coderunner/sandbox';
 import { tracked } from '@trpc/server';
 import { z } from 'zod';
@@ -15,6 +9,7 @@ import type { Context } from '../context';
 import { openConnectionInfo } from '../deployments/database-hooks';
 import { PENDING_CHANNEL } from '../deployments/engine';
 import { ACTIVE_STATUSES, STATUS_CHANNEL } from '../deployments/lifecycle';
+import { type DeploymentRow, deploymentColumns } from '../deployments/row';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
 import { quotaFor } from '../quotas';
@@ -31,22 +26,7 @@ function services(ctx: Context) {
   return d;
 }
 
-export interface DeploymentRow {
-  id: string;
-  projectId: string;
-  status: DeploymentStatus;
-  appSandboxId: string | null;
-  publicUrl: string | null;
-  dbSandboxId: string | null;
-  dbConnectionInfo: Record<string, unknown> | null;
-  runtimeType: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-const COLUMNS = `d.id, d.project_id AS "projectId", d.status, d.app_sandbox_id AS "appSandboxId",
-  d.public_url AS "publicUrl", d.db_sandbox_id AS "dbSandboxId", d.db_connection_info AS "dbConnectionInfo",
-  d.runtime_type AS "runtimeType", d.created_at AS "createdAt", d.updated_at AS "updatedAt"`;
+const COLUMNS = deploymentColumns('d');
 
 /** The caller's deployment, scoped in SQL through its project's owner; others' are NOT_FOUND. */
 async function loadOwned(ctx: Context & { user: { id: string } }, id: string): Promise<DeploymentRow> {
