@@ -24,8 +24,8 @@ import { userWithProjects } from '../lib/setup';
 import { fmt, median, ms, percentile, ratio } from '../lib/stats';
 
 const CONNECTIONS = 20;
-const ROUNDS = 3;
-const ROUND_S = 5;
+const ROUNDS = 5;
+const ROUND_S = 4;
 const WARMUP_S = 2;
 const BATCH = 10;
 const BATCH_ROUNDS = 2;
