@@ -7,7 +7,14 @@ import { createClient } from '@coderunner/api/client';
 import { QueryTypes } from '@coderunner/db';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appFolder, curl, deployFolder, processesOfSandbox, waitForStatus } from './fixtures/deploy-helpers';
+import {
+  appFolder,
+  curl,
+  deployFolder,
+  logText,
+  processesOfSandbox,
+  waitForStatus,
+} from './fixtures/deploy-helpers';
 
 const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.ts');
 let db: MigratedTestDatabase;
@@ -119,6 +126,74 @@ describe('a server killed mid-build', () => {
     expect(restored.status).toBe('RUNNING');
     expect(restored.publicUrl).toBe(settled.publicUrl);
     expect((await curl(restored.publicUrl!)).body).toBe('survived');
+    await client.deployments.destroy.mutate({ id: d.id });
+  });
+});
+
+async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('an app that keeps running through a server restart', () => {
+  it('its new output reaches the deployment log again, and its exit fails the deployment', async () => {
+    for (const c of children.filter((c) => c.exitCode === null && c.signalCode === null)) {
+      c.kill('SIGKILL'); // the previous test's server holds the port
+      await new Promise((r) => c.once('exit', r));
+    }
+    const first = await startServerProcess();
+    const url = `http://127.0.0.1:${port}/trpc`;
+    const { token } = await createClient({ url }).auth.register.mutate({
+      email: 'adopted@example.com',
+      password: 'adopted password',
+    });
+    const client = createClient({ url, token });
+    const project = await client.projects.create.mutate({ name: 'adopted' });
+    const d = await deployFolder(
+      client,
+      project.id,
+      appFolder({
+        'coderunner.json': JSON.stringify({ start: 'node server.js' }),
+        'server.js': `require('http').createServer((q, s) => {
+  console.log('hit ' + q.url);
+  s.end('ok');
+  if (q.url === '/exit') setTimeout(() => process.exit(3), 50);
+}).listen(process.env.PORT, '127.0.0.1');`,
+      }),
+    );
+    const running = await waitForStatus(client, d.id, ['RUNNING', 'FAILED'], 60_000);
+    expect(running.status).toBe('RUNNING');
+    const app = running.publicUrl!;
+    expect((await curl(`${app}before`)).body).toBe('ok');
+    await eventually(
+      async () => (await logText(client, d.id)).includes('hit /before'),
+      10_000,
+      'hit /before',
+    );
+
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    await startServerProcess();
+    await eventually(
+      async () => (await logText(client, d.id)).includes("following the app's output again"),
+      15_000,
+      'the restarted server to follow the app',
+    );
+    expect((await curl(`${app}after`)).body).toBe('ok');
+    await eventually(
+      async () => (await logText(client, d.id)).includes('hit /after'),
+      10_000,
+      'hit /after in the log',
+    );
+
+    // The app ends on its own: the restarted server notices and says so.
+    await curl(`${app}exit`);
+    const failed = await waitForStatus(client, d.id, ['FAILED'], 15_000);
+    expect(failed.status).toBe('FAILED');
+    expect(await logText(client, d.id)).toMatch(/FAILED: the app exited/);
     await client.deployments.destroy.mutate({ id: d.id });
   });
 });

@@ -95,6 +95,13 @@ export interface Sandbox {
    * start it (a restarted server routing requests to apps that kept running); null when none runs.
    */
   getApp(): Promise<AppHandle | null>;
+  /**
+   * Follow an app that an earlier server process started (this one restarted meanwhile): its output
+   * from now on, and its exit (exitCode and signal may be unknown: null). Resolves false when no app
+   * runs, or when this process started it (startApp's callbacks already follow it), or when it is
+   * already followed.
+   */
+  followApp(opts: Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>): Promise<boolean>;
   /** Stop the app (its whole process group); idempotent. */
   stopApp(): Promise<void>;
   /** Host (no scheme) where `port` of this sandbox is reachable from outside. */

@@ -152,6 +152,29 @@ describe('AgentSphere provider: a deployment end to end', () => {
     await sandbox.kill();
   });
 
+  it('followApp: a re-attached sandbox follows the running app output and its exit', async () => {
+    const agentsphere = provider();
+    const sandbox = await agentsphere.create({ metadata: meta('d-follow') });
+    await sandbox.startApp({ command: 'sleep 0.5; echo later; sleep 0.5; exit 4', port: 3 });
+    expect(await sandbox.followApp({}), 'started by this object: already followed').toBe(false);
+
+    const again = await agentsphere.connect(sandbox.id); // as a restarted server would
+    let stdout = '';
+    const exits: unknown[] = [];
+    const follow = {
+      onStdout: (text: string) => {
+        stdout += text;
+      },
+      onExit: (info: unknown) => exits.push(info),
+    };
+    expect(await again.followApp(follow)).toBe(true);
+    expect(await again.followApp(follow), 'already followed').toBe(false);
+    await eventually(async () => expect(exits).toEqual([{ exitCode: 4, signal: null }]), 10_000);
+    expect(stdout).toContain('later');
+    expect(await again.followApp(follow), 'no app runs').toBe(false);
+    await sandbox.kill();
+  });
+
   it('kills a command that runs past its timeout', async () => {
     const sandbox = await provider().create({ metadata: meta('d-slow') });
     const started = Date.now();

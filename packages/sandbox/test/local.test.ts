@@ -345,6 +345,63 @@ describe('local provider: lifecycle', () => {
     expect(await sandbox.isAppRunning()).toBe(false);
   });
 
+  it('followApp: a restarted server follows the output and the exit of an app it did not start', async () => {
+    const port = await findFreePort();
+    const started = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
+      { cwd: path.resolve(import.meta.dirname, '..') },
+    );
+    const { id, pid } = JSON.parse(started.stdout) as { id: string; pid: number };
+    const restarted = createLocalProvider({ rootDir: root.rootDir, killGraceMs: 500 });
+    const sandbox = await restarted.connect(id);
+    created.push(sandbox);
+    await waitForApp({ host: '127.0.0.1', port, timeoutMs: 10_000, isAlive: () => sandbox.isAppRunning() });
+    await fetch(`http://127.0.0.1:${port}/earlier`);
+
+    let stdout = '';
+    const exits: unknown[] = [];
+    const follow = {
+      onStdout: (text: string) => {
+        stdout += text;
+      },
+      onExit: (info: unknown) => exits.push(info),
+    };
+    expect(await sandbox.followApp(follow)).toBe(true);
+    expect(await sandbox.followApp(follow), 'already followed').toBe(false);
+    await fetch(`http://127.0.0.1:${port}/later`);
+    await eventually(() => expect(stdout).toContain('request /later'));
+    expect(stdout, 'output from before following is not replayed').not.toContain('/earlier');
+
+    process.kill(pid, 'SIGTERM'); // it ends on its own, as far as this server can tell
+    await eventually(() => expect(exits).toEqual([{ exitCode: null, signal: null }]));
+    expect(await sandbox.isAppRunning()).toBe(false);
+    expect(await sandbox.followApp(follow), 'no app runs').toBe(false);
+  });
+
+  it('followApp: false for an app this process started; stopApp on a followed app reports no exit', async () => {
+    const own = await newSandbox();
+    await own.writeFiles(fixtureFiles('node-hello'));
+    await startAndWait(own, 'node server.js');
+    expect(await own.followApp({}), 'startApp already follows it').toBe(false);
+
+    const port = await findFreePort();
+    const started = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
+      { cwd: path.resolve(import.meta.dirname, '..') },
+    );
+    const { id, pid } = JSON.parse(started.stdout) as { id: string; pid: number };
+    const sandbox = await createLocalProvider({ rootDir: root.rootDir, killGraceMs: 500 }).connect(id);
+    created.push(sandbox);
+    const exits: unknown[] = [];
+    expect(await sandbox.followApp({ onExit: (info) => exits.push(info) })).toBe(true);
+    await sandbox.stopApp();
+    expect(isAlive(pid)).toBe(false);
+    await new Promise((r) => setTimeout(r, 1_200)); // longer than the exit check's period
+    expect(exits, 'we stopped it: not an exit of its own').toEqual([]);
+  });
+
   it('does not take a reused pid for the app', async () => {
     const sandbox = await newSandbox();
     // Some unrelated process that happens to have the recorded pid now.

@@ -75,6 +75,8 @@ export class DeploymentEngine {
   private readonly inFlight = new Map<string, AbortController>();
   /** Apps we started in this process: id → internal URL (the local proxy's routing table). */
   private readonly apps = new Map<string, { internalUrl: string; sandboxId: string }>();
+  /** Sandboxes of apps started by an earlier server process whose output this process follows. */
+  private readonly followed = new Set<string>();
   private running = false;
   private wake: (() => void)[] = [];
   private loops: Promise<void>[] = [];
@@ -413,9 +415,42 @@ export class DeploymentEngine {
     throw notReady();
   }
 
+  /**
+   * Re-attach to an app started by an earlier server process: its new output goes to the deployment's
+   * log again, and its exit fails the deployment as for an app started here.
+   */
+  private async followAdoptedApp(id: string, sandbox: Sandbox): Promise<void> {
+    const out = this.opts.logs.writer(id, 'app', 'stdout');
+    const err = this.opts.logs.writer(id, 'app', 'stderr');
+    const followed = await sandbox
+      .followApp({
+        onStdout: out.write,
+        onStderr: err.write,
+        onExit: ({ exitCode, signal }) => {
+          out.flush();
+          err.flush();
+          this.followed.delete(sandbox.id);
+          this.appExited(id, sandbox.id, exitCode, signal).catch((e) =>
+            this.opts.logger.warn({ err: e, deploymentId: id }, 'cannot record that the app exited'),
+          );
+        },
+      })
+      .catch((e: unknown) => {
+        this.opts.logger.warn({ err: e, deploymentId: id }, 'cannot follow the app after a restart');
+        return false;
+      });
+    if (!followed) return;
+    this.followed.add(sandbox.id);
+    this.log(id, "the server restarted; following the app's output again");
+  }
+
   /** The app of a RUNNING (or still starting) deployment exited on its own: FAILED, with its last output kept in the log. */
   private async appExited(id: string, sandboxId: string, exitCode: number | null, signal: string | null) {
-    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+    const how = signal
+      ? `was killed by ${signal}`
+      : exitCode === null
+        ? 'exited'
+        : `exited with code ${exitCode}`;
     const current = this.apps.get(id);
     if (current && current.sandboxId !== sandboxId) return;
     this.apps.delete(id);
@@ -539,6 +574,8 @@ export class DeploymentEngine {
       }
       if (alive) {
         if (provider.name !== 'local') await sandbox?.keepAlive(5 * 60_000).catch(() => {});
+        // An app that kept running while this server restarted: its output and exit reach us again.
+        if (sandbox && !this.followed.has(sandbox.id)) await this.followAdoptedApp(row.id, sandbox);
         continue;
       }
       if (firstPass && provider.name === 'local') {

@@ -123,6 +123,37 @@ export class AgentSphereSandbox implements Sandbox {
     return found ? this.appHandle(Number(found.envs.PORT), found.pid) : null;
   }
 
+  /** Re-attaches to the app process (envd's Connect) for its output from now on and its exit. */
+  async followApp(opts: Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>): Promise<boolean> {
+    if (this.app) return false;
+    const [found] = await this.findAppProcesses();
+    if (!found) return false;
+    const handle = await this.call(
+      'follow the app',
+      () =>
+        this.sdk.commands.connect(found.pid, {
+          onStdout: opts.onStdout,
+          onStderr: opts.onStderr,
+          timeoutMs: 0,
+          requestTimeoutMs: this.client.requestTimeoutMs,
+        }),
+      true,
+    );
+    const app: RunningApp = {
+      handle,
+      port: Number(found.envs.PORT),
+      ended: Promise.resolve(),
+      exited: false,
+      stopping: false,
+    };
+    app.ended = handle.wait().then(
+      () => this.appEnded(app, exitInfo(undefined), opts.onExit),
+      (err: unknown) => this.appEnded(app, exitInfo(err), opts.onExit),
+    );
+    this.app = app;
+    return true;
+  }
+
   async stopApp(): Promise<void> {
     const app = this.app;
     if (app) app.stopping = true;

@@ -40,6 +40,8 @@ const OUTPUT_TAIL_CHARS = 64 * 1024;
 const APP_LOG_POLL_MS = 200;
 /** How often the logs of an app started by another server process are kept bounded. */
 const KEEPER_POLL_MS = 2_000;
+/** How often an app started by another server process is checked for having exited. */
+const APP_EXIT_POLL_MS = 500;
 /** How long to wait for a command's output pipes to close once its processes are gone. */
 const PIPE_CLOSE_WAIT_MS = 1_000;
 
@@ -71,6 +73,15 @@ interface LiveState {
   commandsLog: LogWriter;
   /** Keeps the logs of an app started by an earlier server process bounded. */
   keeper: NodeJS.Timeout | undefined;
+  /** An app started by an earlier server process, followed by followApp. */
+  adopted: AdoptedApp | undefined;
+}
+
+interface AdoptedApp {
+  timer: NodeJS.Timeout;
+  followers: LogFollower[];
+  /** Set before we end it ourselves (stopApp, kill): no onExit then. */
+  stopping: boolean;
 }
 
 const live = new Map<string, LiveState>();
@@ -97,6 +108,7 @@ export class LocalSandbox implements Sandbox {
         killed: false,
         commandsLog: new LogWriter(paths.commandsLog, config.logMaxBytes),
         keeper: undefined,
+        adopted: undefined,
       };
       live.set(paths.root, state);
     }
@@ -287,9 +299,45 @@ export class LocalSandbox implements Sandbox {
     return { port: recorded.port, internalUrl: `http://127.0.0.1:${recorded.port}`, pid: recorded.pid };
   }
 
+  async followApp(opts: Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>): Promise<boolean> {
+    if (this.state.app || this.state.adopted) return false;
+    const recorded = readRecord(this.paths.root)?.app;
+    if (!recorded || !isRunning(recorded)) return false;
+    this.stopKeeper(); // the followers keep the files bounded now
+    const followers = [
+      new LogFollower(this.paths.appStdout, this.config.logMaxBytes, opts.onStdout),
+      new LogFollower(this.paths.appStderr, this.config.logMaxBytes, opts.onStderr),
+    ];
+    for (const follower of followers) follower.start(APP_LOG_POLL_MS);
+    const adopted: AdoptedApp = {
+      followers,
+      stopping: false,
+      timer: setInterval(() => check(), APP_EXIT_POLL_MS),
+    };
+    adopted.timer.unref();
+    let ending = false;
+    const check = () => {
+      if (ending || isRunning(recorded)) return;
+      ending = true;
+      clearInterval(adopted.timer);
+      void (async () => {
+        // Not our child: its exit status is not ours to read. Leftovers of its group would hold its port.
+        await terminate({ groups: [recorded.pid] }, this.config.killGraceMs);
+        await Promise.all(followers.map((f) => f.stop()));
+        updateRecord(this.paths.root, (r) => (r.app?.pid === recorded.pid ? { ...r, app: null } : r));
+        if (this.state.adopted === adopted) this.state.adopted = undefined;
+        if (!adopted.stopping && !this.state.killed)
+          safeCall(() => opts.onExit?.({ exitCode: null, signal: null }));
+      })().catch(() => {});
+    };
+    this.state.adopted = adopted;
+    return true;
+  }
+
   async stopApp(): Promise<void> {
     const app = this.state.app;
     if (app) app.stopping = true;
+    await this.stopFollowing();
     await terminate(
       { groups: this.appGroups(), env: markerEntries(this.id, 'app') },
       this.config.killGraceMs,
@@ -309,6 +357,7 @@ export class LocalSandbox implements Sandbox {
     state.killed = true;
     if (state.app) state.app.stopping = true;
     this.stopKeeper();
+    await this.stopFollowing();
     await terminate(
       { groups: [...this.appGroups(), ...state.commands], env: markerEntries(this.id) },
       this.config.killGraceMs,
@@ -328,7 +377,7 @@ export class LocalSandbox implements Sandbox {
   }
 
   private keepLogsBounded(recorded: AppRecord): void {
-    if (this.state.keeper) return;
+    if (this.state.keeper || this.state.adopted) return;
     const keepers = [this.paths.appStdout, this.paths.appStderr].map(
       (file) => new LogFollower(file, this.config.logMaxBytes),
     );
@@ -338,6 +387,16 @@ export class LocalSandbox implements Sandbox {
     }, KEEPER_POLL_MS);
     timer.unref();
     this.state.keeper = timer;
+  }
+
+  /** Stop following an adopted app (we end it ourselves), after handing over its output so far. */
+  private async stopFollowing(): Promise<void> {
+    const adopted = this.state.adopted;
+    if (!adopted) return;
+    adopted.stopping = true;
+    clearInterval(adopted.timer);
+    this.state.adopted = undefined;
+    await Promise.all(adopted.followers.map((f) => f.stop()));
   }
 
   private stopKeeper(): void {
