@@ -302,6 +302,23 @@ describe('local provider: commands', () => {
   );
 });
 
+/**
+ * An app started by another server process that has exited since (fixtures/local/start-app.ts), seen
+ * through a fresh provider, as a restarted server sees it.
+ */
+async function appOfAnEarlierServer() {
+  const port = await findFreePort();
+  const started = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
+    { cwd: path.resolve(import.meta.dirname, '..') },
+  );
+  const { id, pid } = JSON.parse(started.stdout) as { id: string; pid: number };
+  const sandbox = await createLocalProvider({ rootDir: root.rootDir, killGraceMs: 500 }).connect(id);
+  created.push(sandbox);
+  return { id, pid, port, sandbox };
+}
+
 describe('local provider: lifecycle', () => {
   it('connect() from a fresh provider sees the running app and can stop it', async () => {
     const sandbox = await newSandbox();
@@ -319,16 +336,7 @@ describe('local provider: lifecycle', () => {
   });
 
   it('an app outlives the server process that started it; a restarted server finds it and stops it', async () => {
-    const port = await findFreePort();
-    const started = await promisify(execFile)(
-      process.execPath,
-      ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
-      { cwd: path.resolve(import.meta.dirname, '..') },
-    );
-    const { id, pid } = JSON.parse(started.stdout) as { id: string; pid: number };
-    const restarted = createLocalProvider({ rootDir: root.rootDir, killGraceMs: 500 });
-    const sandbox = await restarted.connect(id);
-    created.push(sandbox);
+    const { id, pid, port, sandbox } = await appOfAnEarlierServer();
     expect(await sandbox.isAppRunning()).toBe(true);
     expect(await sandbox.getApp()).toEqual({ port, internalUrl: `http://127.0.0.1:${port}`, pid });
     await waitForApp({ host: '127.0.0.1', port, timeoutMs: 10_000, isAlive: () => sandbox.isAppRunning() });
@@ -346,16 +354,7 @@ describe('local provider: lifecycle', () => {
   });
 
   it('followApp: a restarted server follows the output and the exit of an app it did not start', async () => {
-    const port = await findFreePort();
-    const started = await promisify(execFile)(
-      process.execPath,
-      ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
-      { cwd: path.resolve(import.meta.dirname, '..') },
-    );
-    const { id, pid } = JSON.parse(started.stdout) as { id: string; pid: number };
-    const restarted = createLocalProvider({ rootDir: root.rootDir, killGraceMs: 500 });
-    const sandbox = await restarted.connect(id);
-    created.push(sandbox);
+    const { pid, port, sandbox } = await appOfAnEarlierServer();
     await waitForApp({ host: '127.0.0.1', port, timeoutMs: 10_000, isAlive: () => sandbox.isAppRunning() });
     await fetch(`http://127.0.0.1:${port}/earlier`);
 
@@ -385,15 +384,7 @@ describe('local provider: lifecycle', () => {
     await startAndWait(own, 'node server.js');
     expect(await own.followApp({}), 'startApp already follows it').toBe(false);
 
-    const port = await findFreePort();
-    const started = await promisify(execFile)(
-      process.execPath,
-      ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
-      { cwd: path.resolve(import.meta.dirname, '..') },
-    );
-    const { id, pid } = JSON.parse(started.stdout) as { id: string; pid: number };
-    const sandbox = await createLocalProvider({ rootDir: root.rootDir, killGraceMs: 500 }).connect(id);
-    created.push(sandbox);
+    const { pid, sandbox } = await appOfAnEarlierServer();
     const exits: unknown[] = [];
     expect(await sandbox.followApp({ onExit: (info) => exits.push(info) })).toBe(true);
     await sandbox.stopApp();
