@@ -2,7 +2,7 @@
  * Test support: a real server (real HTTP, a fresh database) started in-process on a random port, and
  * the CLI run as a real child process exactly as `pnpm coderunner` runs it.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -173,7 +173,8 @@ export function cliEnv(opts: CliOptions): NodeJS.ProcessEnv {
 const TSX = import.meta.resolve('tsx');
 export const sourceCommand = () => [process.execPath, '--import', TSX, MAIN];
 
-export function runCli(args: string[], opts: CliOptions): Promise<CliResult> {
+/** The CLI as a child process (tracked for cleanup), its stdin given `opts.input` and closed. */
+function spawnCli(args: string[], opts: CliOptions): ChildProcessWithoutNullStreams {
   const [bin, ...pre] = opts.command ?? sourceCommand();
   const child = spawn(bin!, [...pre, ...args], {
     cwd: opts.cwd ?? REPO_ROOT,
@@ -182,7 +183,11 @@ export function runCli(args: string[], opts: CliOptions): Promise<CliResult> {
   });
   track(child);
   child.stdin.end(opts.input ?? '');
-  return collect(child, opts.timeoutMs);
+  return child;
+}
+
+export function runCli(args: string[], opts: CliOptions): Promise<CliResult> {
+  return collect(spawnCli(args, opts), opts.timeoutMs);
 }
 
 /** A CLI process that runs on while the test goes on (a follow): read its output as it comes. */
@@ -197,14 +202,7 @@ export interface LiveCli {
 }
 
 export function startCli(args: string[], opts: CliOptions): LiveCli {
-  const [bin, ...pre] = opts.command ?? sourceCommand();
-  const child = spawn(bin!, [...pre, ...args], {
-    cwd: opts.cwd ?? REPO_ROOT,
-    env: cliEnv(opts),
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  track(child);
-  child.stdin.end(opts.input ?? '');
+  const child = spawnCli(args, opts);
   let stdout = '';
   let stderr = '';
   const listeners = new Set<() => void>();
