@@ -12,7 +12,7 @@ import {
   SourceStore,
   STATUS_CHANNEL,
 } from '@coderunner/api';
-import type { Sequelize } from '@coderunner/db';
+import { createListener, type Sequelize } from '@coderunner/db';
 import {
   agentSphereConfigFromEnv,
   createAgentSphereProvider,
@@ -23,7 +23,6 @@ import {
   provisionAgentSphereDatabase,
   type SandboxProvider,
 } from '@coderunner/sandbox';
-import pg from 'pg';
 import type { Config } from './config';
 import type { Logger } from './logger';
 
@@ -41,45 +40,6 @@ export function publicUrlFor(baseUrl: string, deploymentId: string): string {
   const base = new URL(baseUrl);
   base.hostname = `${deploymentId}.${base.hostname}`;
   return base.toString();
-}
-
-/** A LISTEN connection that reconnects, turning status notifications into `emitter.emit(id)`. */
-function listenForStatus(url: string, emitter: EventEmitter, logger: Logger) {
-  let client: pg.Client | undefined;
-  let closed = false;
-  let timer: NodeJS.Timeout | undefined;
-  const connect = async () => {
-    if (closed) return;
-    const c = new pg.Client({ connectionString: url, keepAlive: true });
-    client = c;
-    c.on('notification', (msg) => {
-      const id = msg.payload?.split(':')[0];
-      if (id) emitter.emit(id);
-    });
-    const retry = () => {
-      if (closed || client !== c) return;
-      client = undefined;
-      c.end().catch(() => {});
-      timer = setTimeout(() => void connect(), 1_000);
-    };
-    c.on('error', retry);
-    c.on('end', retry);
-    try {
-      await c.connect();
-      await c.query(`LISTEN ${STATUS_CHANNEL}`);
-    } catch (err) {
-      logger.debug({ err }, 'status LISTEN connection failed; retrying');
-      retry();
-    }
-  };
-  return {
-    start: connect,
-    async close() {
-      closed = true;
-      clearTimeout(timer);
-      await client?.end().catch(() => {});
-    },
-  };
 }
 
 export function createDeploymentRuntime(
@@ -151,13 +111,22 @@ export function createDeploymentRuntime(
     reconcileIntervalMs: config.CODERUNNER_RECONCILE_INTERVAL_S * 1000,
     database: createDatabaseHooks(databases, keyring),
     logger,
-    listen: async () => {
-      const c = new pg.Client({ connectionString: databaseUrl, keepAlive: true });
-      await c.connect();
-      return c;
+    listenUrl: databaseUrl,
+  });
+  // Status changes (from this or another replica) for `watch` subscriptions: `emit(<deployment id>)`.
+  const status = createListener({
+    url: databaseUrl,
+    channels: {
+      [STATUS_CHANNEL]: (payload) => {
+        const id = payload.split(':')[0];
+        if (id) events.emit(id);
+      },
+    },
+    onError: (err, wasConnected) => {
+      if (wasConnected) logger.warn({ err }, 'lost the status LISTEN connection; reconnecting');
+      else logger.debug({ err }, 'status LISTEN connection failed; retrying');
     },
   });
-  const status = listenForStatus(databaseUrl, events, logger);
   const services: DeploymentServices = {
     engine,
     sources,

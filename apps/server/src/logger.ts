@@ -31,3 +31,24 @@ export function flushLogger(logger: pino.Logger): Promise<void> {
 }
 
 export type Logger = pino.Logger;
+
+/**
+ * An uncaught exception or unhandled rejection leaves the process in a state nobody planned for:
+ * log it with its stack at level fatal, flush, and exit with code 1 so that a supervisor (systemd,
+ * Docker's restart policy, Kubernetes) starts a clean process. Never exit silently.
+ */
+export function exitOnCrash(logger: pino.Logger, what: string): void {
+  let crashing = false;
+  const crash = (err: unknown, kind: string) => {
+    if (crashing) return;
+    crashing = true;
+    logger.fatal({ err }, `${what} crashed (${kind}); exiting with code 1`);
+    // Also a line on stderr, in case stdout is what broke.
+    process.stderr.write(`${what} crashed (${kind}): ${err instanceof Error ? err.stack : String(err)}\n`);
+    const exit = () => process.exit(1);
+    setTimeout(exit, 2_000).unref();
+    logger.flush(exit);
+  };
+  process.on('uncaughtException', (err) => crash(err, 'uncaught exception'));
+  process.on('unhandledRejection', (reason) => crash(reason, 'unhandled promise rejection'));
+}

@@ -1,11 +1,12 @@
 /** `pnpm start`: configuration from the environment, then serve until SIGTERM/SIGINT. */
 import { loadConfigOrExit } from './config';
-import { createLogger, flushLogger } from './logger';
+import { createLogger, exitOnCrash, flushLogger } from './logger';
 import { startServer } from './server';
 
 const config = loadConfigOrExit();
 
 const logger = createLogger(config.LOG_LEVEL);
+exitOnCrash(logger, 'CodeRunner');
 try {
   const server = await startServer(config, logger);
   logger.info({ url: server.url }, `CodeRunner is listening on ${server.url}`);

@@ -5,10 +5,11 @@
 import { connect, migrateUp, resolveDatabase } from '@coderunner/db';
 import { loadConfigOrExit } from './config';
 import { createDeploymentRuntime } from './deployments';
-import { createLogger, flushLogger } from './logger';
+import { createLogger, exitOnCrash, flushLogger } from './logger';
 
 const config = loadConfigOrExit();
 const logger = createLogger(config.LOG_LEVEL);
+exitOnCrash(logger, 'the CodeRunner worker');
 try {
   const target = await resolveDatabase({
     databaseUrl: config.DATABASE_URL,

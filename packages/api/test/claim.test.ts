@@ -22,7 +22,7 @@ afterAll(async () => {
 
 function engineOn(url: string) {
   const sequelize = connect(url, { poolMax: 3 });
-  const quiet = { info() {}, warn() {}, error() {} };
+  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   const engine = new DeploymentEngine({
     sequelize,
     provider: { name: 'local' } as SandboxProvider, // claim() never touches the provider

@@ -56,7 +56,7 @@ beforeAll(async () => {
     maxRetries: 1,
     reconcileIntervalMs: 3_600_000, // the test calls reconcile() itself
     orphanGraceMs: 0,
-    logger: { info() {}, warn() {}, error() {} },
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
   });
   const user = await User.create({ email: 'cloud@example.com', passwordHash: 'x', planType: 'team' });
   projectId = (await Project.create({ userId: user.id, name: 'cloud' })).id;

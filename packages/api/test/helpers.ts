@@ -47,7 +47,7 @@ export function testDeploymentServices(sequelize: MigratedTestDatabase['sequeliz
   const sources = new SourceStore(path.join(dataDir, 'sources'));
   const workDir = path.join(dataDir, 'work');
   fs.mkdirSync(workDir);
-  const quiet = { info() {}, warn() {}, error() {} };
+  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   const engine = new DeploymentEngine({
     sequelize,
     provider,

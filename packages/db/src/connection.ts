@@ -1,8 +1,8 @@
-import pg from 'pg';
 import { Sequelize } from 'sequelize';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded';
 import { initModels } from './models';
 import { defaultDataDir } from './paths';
+import { GuardedClient, guardedPg } from './pg';
 
 export const DEFAULT_EMBEDDED_PORT = 54329;
 const CONTROL_PLANE_DB = 'coderunner';
@@ -51,9 +51,9 @@ export function resolveDatabaseFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
 }
 
 export async function ensureDatabaseExists(adminUrl: string, name: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
+  const client = new GuardedClient({ connectionString: adminUrl });
   try {
+    await client.connect();
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) {
       await client
@@ -63,7 +63,7 @@ export async function ensureDatabaseExists(adminUrl: string, name: string): Prom
         });
     }
   } finally {
-    await client.end();
+    await client.end().catch(() => {});
   }
 }
 
@@ -80,7 +80,8 @@ export interface ConnectOptions {
 export function connect(url: string, options: ConnectOptions = {}): Sequelize {
   const sequelize = new Sequelize(url, {
     dialect: 'postgres',
-    dialectModule: pg,
+    // A Client with an `error` listener from construction: see pg.ts.
+    dialectModule: guardedPg,
     logging: options.logging ?? false,
     pool: {
       max: options.poolMax ?? 10,

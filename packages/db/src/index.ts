@@ -18,6 +18,7 @@ export {
   UniqueViolationError,
   withDomainErrors,
 } from './errors';
+export { createListener, type Listener, type ListenerOptions } from './listen';
 export { LEDGER_TABLE, migrateDown, migrateUp, migrationStatus } from './migrator';
 export {
   DEPLOYMENT_STATUSES,
@@ -32,3 +33,4 @@ export {
   User,
 } from './models';
 export { defaultDataDir, projectRoot } from './paths';
+export { GuardedClient, guardedPg, guardedPool } from './pg';

@@ -9,7 +9,56 @@ export interface PausableProxy {
   pause(): void;
   resume(): void;
   cut(): void;
+  /**
+   * While on, every new connection's start-up ends with PostgreSQL's `ReadyForQuery` and, in the
+   * same TCP write, a FATAL `57P01` ("terminating connection due to administrator command"), then
+   * the connection closes: what a client sees when the server shuts down just as it connects.
+   */
+  poisonStartups(on: boolean): void;
+  /** How many connections were ended that way so far. */
+  readonly poisoned: number;
   close(): Promise<void>;
+}
+
+/** An ErrorResponse message: FATAL 57P01, as PostgreSQL sends when it is shut down. */
+function adminShutdownError(): Buffer {
+  const fields = Buffer.concat([
+    Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0', 'utf8'),
+    Buffer.from([0]),
+  ]);
+  const header = Buffer.alloc(5);
+  header.write('E', 0, 'ascii');
+  header.writeInt32BE(4 + fields.length, 1);
+  return Buffer.concat([header, fields]);
+}
+
+/**
+ * Relays the server's start-up messages until the first ReadyForQuery ('Z'), then writes it together
+ * with a FATAL error in one chunk and closes both sides.
+ */
+function poisonAfterReady(client: net.Socket, upstream: net.Socket, onPoisoned: () => void): void {
+  client.pipe(upstream);
+  let pending = Buffer.alloc(0);
+  let done = false;
+  upstream.on('data', (chunk: Buffer) => {
+    if (done) return;
+    pending = Buffer.concat([pending, chunk]);
+    let offset = 0;
+    while (pending.length - offset >= 5) {
+      const type = pending[offset];
+      const length = pending.readInt32BE(offset + 1);
+      const end = offset + 1 + length;
+      if (pending.length < end) break;
+      offset = end;
+      if (type === 0x5a /* Z */) {
+        done = true;
+        client.end(Buffer.concat([pending.subarray(0, end), adminShutdownError()]));
+        upstream.destroy();
+        onPoisoned();
+        return;
+      }
+    }
+  });
 }
 
 export async function startPausableProxy(
@@ -19,6 +68,8 @@ export async function startPausableProxy(
   const sockets = new Set<net.Socket>();
   const pipes = new Set<{ client: net.Socket; upstream: net.Socket }>();
   let paused = false;
+  let poison = false;
+  let poisoned = 0;
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, targetHost);
     const pair = { client, upstream };
@@ -32,6 +83,11 @@ export async function startPausableProxy(
         client.destroy();
         upstream.destroy();
       });
+    }
+    if (poison) {
+      pipes.delete(pair); // never piped again by resume()
+      poisonAfterReady(client, upstream, () => poisoned++);
+      return;
     }
     // Piped now unless paused; resume() pipes every connection then (piping twice doubles bytes).
     if (paused) {
@@ -66,6 +122,12 @@ export async function startPausableProxy(
     },
     cut() {
       for (const s of sockets) s.destroy();
+    },
+    poisonStartups(on: boolean) {
+      poison = on;
+    },
+    get poisoned() {
+      return poisoned;
     },
     close() {
       for (const s of sockets) s.destroy();

@@ -5,13 +5,14 @@
  * so the command is safe to interrupt and to run again: rows already on the active key are skipped.
  */
 import { loadKeyring, rotateSealedColumn, sqlSealedColumn } from '@coderunner/api';
-import { defaultDataDir, resolveDatabaseFromEnv } from '@coderunner/db';
-import pg from 'pg';
+import { defaultDataDir, guardedPool, resolveDatabaseFromEnv } from '@coderunner/db';
 
 async function main(): Promise<number> {
   const keyring = loadKeyring({ env: process.env, dataDir: defaultDataDir() });
   const target = await resolveDatabaseFromEnv();
-  const pool = new pg.Pool({ connectionString: target.url, max: 2 });
+  const pool = guardedPool({ connectionString: target.url, max: 2 }, (err) =>
+    console.error(`rotate-keys: an idle database connection failed (${err.message}); continuing`),
+  );
   try {
     const result = await rotateSealedColumn({
       keyring,

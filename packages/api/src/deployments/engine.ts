@@ -1,6 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { type DeploymentStatus, QueryTypes, type Sequelize } from '@coderunner/db';
+import {
+  createListener,
+  type DeploymentStatus,
+  type Listener,
+  QueryTypes,
+  type Sequelize,
+} from '@coderunner/db';
 import {
   type BuildPlan,
   detectRuntime,
@@ -10,7 +16,6 @@ import {
   type SandboxProvider,
   waitForApp,
 } from '@coderunner/sandbox';
-import type pg from 'pg';
 import { ACTIVE_STATUSES, STATUS_CHANNEL, setFields, transition } from './lifecycle';
 import type { LogStore } from './log-store';
 import { type DeploymentRow, deploymentColumns } from './row';
@@ -19,6 +24,7 @@ import { readFilesForUpload, type SourceStore } from './source-store';
 export const PENDING_CHANNEL = 'coderunner_deployments_pending';
 
 export interface EngineLogger {
+  debug(obj: object, msg?: string): void;
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
@@ -61,8 +67,8 @@ export interface EngineOptions {
   orphanGraceMs?: number;
   database?: DatabaseHooks;
   logger: EngineLogger;
-  /** A dedicated connection for LISTEN (not from the pool). */
-  listen?: () => Promise<pg.Client>;
+  /** URL for a dedicated LISTEN connection (not from the pool) that wakes the workers; unset: poll only. */
+  listenUrl?: string;
 }
 
 const ROW_COLUMNS = deploymentColumns();
@@ -81,7 +87,7 @@ export class DeploymentEngine {
   private wake: (() => void)[] = [];
   private loops: Promise<void>[] = [];
   private timers: NodeJS.Timeout[] = [];
-  private listener: pg.Client | undefined;
+  private listener: Listener | undefined;
   private firstReconcile = true;
   private readonly retries = new Map<string, number>();
 
@@ -107,34 +113,20 @@ export class DeploymentEngine {
 
   /** LISTEN for queued deployments; reconnects (every 2 s) after the database went away. */
   private async connectListener(): Promise<void> {
-    if (!this.opts.listen || !this.running) return;
-    let client: pg.Client;
-    try {
-      client = await this.opts.listen();
-      await client.query(`LISTEN ${PENDING_CHANNEL}`);
-    } catch (err) {
-      this.opts.logger.warn({ err }, 'cannot LISTEN for new deployments; polling until it can');
-      this.retryListen();
-      return;
-    }
-    this.listener = client;
-    client.on('notification', () => this.poke());
-    const lost = () => {
-      if (this.listener !== client) return;
-      this.listener = undefined;
-      client.end().catch(() => {});
-      this.retryListen();
-      this.poke(); // something may have been queued meanwhile
-    };
-    client.on('error', lost);
-    client.on('end', lost);
-  }
-
-  private retryListen(): void {
-    if (!this.running) return;
-    const t = setTimeout(() => void this.connectListener(), 2_000);
-    t.unref();
-    this.timers.push(t);
+    if (!this.opts.listenUrl) return;
+    const logger = this.opts.logger;
+    this.listener = createListener({
+      url: this.opts.listenUrl,
+      channels: { [PENDING_CHANNEL]: () => this.poke() },
+      onConnected: () => this.poke(), // something may have been queued meanwhile
+      onError: (err, wasConnected) => {
+        if (wasConnected)
+          logger.warn({ err }, 'lost the LISTEN connection for new deployments; polling until it is back');
+        else logger.debug({ err }, 'cannot LISTEN for new deployments; polling until it can');
+      },
+      retryMs: 2_000,
+    });
+    await this.listener.start();
   }
 
   /** Stop claiming work; deployments in flight are abandoned to the reconciler (of this or another replica). */
@@ -148,7 +140,7 @@ export class DeploymentEngine {
     this.loops = [];
     const listener = this.listener;
     this.listener = undefined;
-    await listener?.end().catch(() => {});
+    await listener?.close();
   }
 
   /** Wake idle workers (a deployment was queued). */
