@@ -1,6 +1,5 @@
 /** Finding the caller's resources by what a person types: a name, an id, or the start of an id. */
-import type { RouterOutputs } from '@coderunner/api';
-import type { CodeRunnerClient } from '@coderunner/api/client';
+import type { CodeRunnerClient, DeploymentStatus } from '@coderunner/api/client';
 import { CliError, trpcCode, UsageError } from './errors';
 import { cell, printable, shortDate } from './output';
 import type { Deployment, Project } from './views';
@@ -37,19 +36,6 @@ export async function resolveProject(client: CodeRunnerClient, ref: string): Pro
   for await (const project of allProjects(client)) if (project.name === name) return project;
   throw new CliError(`project "${printable(ref)}" not found`);
 }
-
-type DeploymentStatus = RouterOutputs['deployments']['get']['status'];
-
-/** The API's deployment statuses, in lifecycle order (checked against the API's type). */
-export const DEPLOYMENT_STATUSES = [
-  'PENDING',
-  'PROVISIONING',
-  'BUILDING',
-  'RUNNING',
-  'STOPPED',
-  'FAILED',
-  'DESTROYED',
-] as const satisfies readonly DeploymentStatus[];
 
 export interface DeploymentFilter {
   projectId?: string;

@@ -1,4 +1,10 @@
-import { type ApiDeps, appRouter, createRequestContext } from '@coderunner/api';
+import {
+  type ApiDeps,
+  appRouter,
+  createRequestContext,
+  DEFAULT_MAX_UPLOAD_MB,
+  uploadTooLargeMessage,
+} from '@coderunner/api';
 import { QueryTypes } from '@coderunner/db';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import cors from 'cors';
@@ -135,7 +141,7 @@ export function createApp(opts: AppOptions): express.Express {
         return retryAfter > 0 ? { headers: { 'retry-after': String(retryAfter) } } : {};
       },
     });
-  const maxUpload = opts.maxUploadBytes ?? 50 * 1024 * 1024;
+  const maxUpload = opts.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_MB * 1024 * 1024;
   const jsonHandler = trpcHandler(opts.maxJsonBodyBytes ?? 1024 * 1024);
   // Only the upload route accepts large bodies (with a slack for the multipart framing).
   const uploadLimit = maxUpload + 64 * 1024;
@@ -153,7 +159,7 @@ export function createApp(opts: AppOptions): express.Express {
         res,
         413,
         'PAYLOAD_TOO_LARGE',
-        `the upload is ${(Number(declared) / 1024 / 1024).toFixed(1)} MB; the limit is ${maxUpload / 1024 / 1024} MB (CODERUNNER_MAX_UPLOAD_MB)`,
+        uploadTooLargeMessage(Number(declared), maxUpload),
       );
     return uploadHandler(req, res, next);
   });

@@ -1,4 +1,11 @@
-import { API_CONFIG_VARIABLES, type ApiConfig, apiConfigFromEnv } from '@coderunner/api';
+import {
+  API_CONFIG_VARIABLES,
+  type ApiConfig,
+  apiConfigFromEnv,
+  DEFAULT_MAX_FILES,
+  DEFAULT_MAX_UPLOAD_MB,
+  type RuntimeConfig,
+} from '@coderunner/api';
 import { defaultDataDir } from '@coderunner/db';
 import { z } from 'zod';
 
@@ -35,9 +42,9 @@ const schema = z.object({
   /** Largest JSON request body, in KiB. */
   CODERUNNER_MAX_JSON_KB: z.coerce.number().int().min(1).default(1024),
   /** Largest deployment upload (deployments.create only), in MiB. */
-  CODERUNNER_MAX_UPLOAD_MB: z.coerce.number().int().min(1).default(50),
+  CODERUNNER_MAX_UPLOAD_MB: z.coerce.number().int().min(1).default(DEFAULT_MAX_UPLOAD_MB),
   /** Most files an uploaded archive may hold. */
-  CODERUNNER_MAX_FILES: z.coerce.number().int().min(1).default(10_000),
+  CODERUNNER_MAX_FILES: z.coerce.number().int().min(1).default(DEFAULT_MAX_FILES),
   SANDBOX_PROVIDER: z.enum(['local', 'agentsphere']).default('local'),
   /** Base of the apps' public URLs: http://<deployment id>.<host>:<port>/ (default http://localhost:<PORT>). */
   CODERUNNER_APPS_BASE_URL: z.url('CODERUNNER_APPS_BASE_URL must be a URL').optional(),
@@ -107,4 +114,25 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
     console.error(err instanceof ConfigError ? err.message : err);
     process.exit(2);
   }
+}
+
+/** The deployment runtime's settings (packages/api/src/deployments/runtime.ts) from the server's. */
+export function runtimeConfig(config: Config): RuntimeConfig {
+  return {
+    dataDir: config.dataDir,
+    env: config.env,
+    provider: config.SANDBOX_PROVIDER,
+    appsBaseUrl: config.CODERUNNER_APPS_BASE_URL,
+    port: config.PORT,
+    maxUploadMb: config.CODERUNNER_MAX_UPLOAD_MB,
+    maxFiles: config.CODERUNNER_MAX_FILES,
+    engine: {
+      concurrency: config.WORKER_CONCURRENCY,
+      installTimeoutMs: config.CODERUNNER_INSTALL_TIMEOUT_S * 1000,
+      buildTimeoutMs: config.CODERUNNER_BUILD_TIMEOUT_S * 1000,
+      startTimeoutMs: config.CODERUNNER_START_TIMEOUT_S * 1000,
+      stuckAfterMs: config.CODERUNNER_STUCK_AFTER_S * 1000,
+      reconcileIntervalMs: config.CODERUNNER_RECONCILE_INTERVAL_S * 1000,
+    },
+  };
 }

@@ -1,10 +1,15 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type ApiDeps, authSecretFromDataDir, createApiDeps } from '@coderunner/api';
+import {
+  type ApiDeps,
+  authSecretFromDataDir,
+  createApiDeps,
+  createDeploymentRuntime,
+  type DeploymentRuntime,
+} from '@coderunner/api';
 import { connect, type DatabaseTarget, migrateUp, resolveDatabase } from '@coderunner/db';
 import { createApp } from './app';
-import type { Config } from './config';
-import { createDeploymentRuntime, type DeploymentRuntime } from './deployments';
+import { type Config, runtimeConfig } from './config';
 import type { Logger } from './logger';
 import { createAppProxy } from './proxy';
 
@@ -37,12 +42,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const applied = await migrateUp(sequelize, (msg) => logger.debug(msg));
     if (applied.length) logger.info({ applied }, 'migrations applied');
 
-    runtime = createDeploymentRuntime(config, sequelize, target.url, logger);
+    const logError = (err: unknown, meta: object) => logger.error({ err, ...meta }, 'unexpected error');
+    runtime = createDeploymentRuntime({
+      config: runtimeConfig(config),
+      sequelize,
+      databaseUrl: target.url,
+      logger,
+      logError,
+    });
     const deps = createApiDeps({
       sequelize,
       config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
-      logError: (err, meta) => logger.error({ err, ...meta }, 'unexpected error'),
-      deployments: runtime.services,
+      logError,
+      deployments: runtime.service,
     });
     const proxy = createAppProxy((id) => runtime!.engine.resolveApp(id));
     const app = createApp({

@@ -2,9 +2,9 @@
  * `pnpm --filter @coderunner/server worker`: a worker-only process (no HTTP). It claims deployments
  * from the same database as the API servers; with the local provider it must share their data folder.
  */
+import { createDeploymentRuntime } from '@coderunner/api';
 import { connect, migrateUp, resolveDatabase } from '@coderunner/db';
-import { loadConfigOrExit } from './config';
-import { createDeploymentRuntime } from './deployments';
+import { loadConfigOrExit, runtimeConfig } from './config';
 import { createLogger, exitOnCrash, flushLogger } from './logger';
 
 const config = loadConfigOrExit();
@@ -18,7 +18,13 @@ try {
   });
   const sequelize = connect(target.url);
   await migrateUp(sequelize);
-  const runtime = createDeploymentRuntime(config, sequelize, target.url, logger);
+  const runtime = createDeploymentRuntime({
+    config: runtimeConfig(config),
+    sequelize,
+    databaseUrl: target.url,
+    logger,
+    logError: (err, meta) => logger.error({ err, ...meta }, 'unexpected error'),
+  });
   await runtime.start({ workers: true });
   logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'worker started');
   const shutdown = async () => {

@@ -62,4 +62,14 @@ export function createClient(opts: ClientOptions) {
 }
 
 export type CodeRunnerClient = ReturnType<typeof createClient>;
+
+// The schema's enumerations (no server code: the module imports nothing).
+export {
+  DEPLOYMENT_STATUSES,
+  type DeploymentStatus,
+  PLAN_TYPES,
+  type PlanType,
+  RUNTIME_TYPES,
+  type RuntimeType,
+} from '@coderunner/db/enums';
 export type { AppRouter };

@@ -1,13 +1,9 @@
-import type { EventEmitter } from 'node:events';
 import type { Sequelize } from '@coderunner/db';
 import { createPasswordHasher, type PasswordHasher } from './auth/password';
 import { createTokenService, type TokenService } from './auth/tokens';
 import type { ApiConfig } from './config';
-import type { DeploymentEngine } from './deployments/engine';
-import type { LogStore } from './deployments/log-store';
-import type { SourceStore } from './deployments/source-store';
+import type { DeploymentService } from './deployments/service';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
-import type { Keyring } from './secrets';
 import type { AuthedUser } from './trpc';
 
 /** What every procedure may use; built once by the server (or a test), shared by all requests. */
@@ -20,21 +16,7 @@ export interface ApiDeps {
   /** Logs an unexpected error with the request id the client was told. */
   logError?: (err: unknown, meta: { requestId: string; path?: string }) => void;
   /** Present on servers that run deployments. */
-  deployments?: DeploymentServices;
-}
-
-export interface DeploymentServices {
-  engine: DeploymentEngine;
-  sources: SourceStore;
-  logs: LogStore;
-  /** Emits `<deploymentId>` when its status changes (fed by LISTEN on the status channel). */
-  events: EventEmitter;
-  /** Decrypts db_connection_info for deployments.databaseCredentials (absent: no databases here). */
-  keyring?: Keyring;
-  maxUploadBytes: number;
-  maxFiles: number;
-  /** Called after a deployment was queued (wakes this process's workers without waiting for NOTIFY). */
-  onQueued?: () => void;
+  deployments?: DeploymentService;
 }
 
 export function createApiDeps(opts: {
@@ -42,7 +24,7 @@ export function createApiDeps(opts: {
   config: ApiConfig & { authSecret: Uint8Array };
   rateLimitStore?: RateLimitStore;
   logError?: ApiDeps['logError'];
-  deployments?: DeploymentServices;
+  deployments?: DeploymentService;
 }): ApiDeps {
   return {
     sequelize: opts.sequelize,

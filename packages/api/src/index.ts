@@ -11,7 +11,6 @@ export {
   createApiDeps,
   createInnerContext,
   createRequestContext,
-  type DeploymentServices,
   type InnerContextOptions,
 } from './context';
 export {
@@ -21,21 +20,26 @@ export {
   databaseEnv,
   openConnectionInfo,
 } from './deployments/database-hooks';
-export {
-  type DatabaseHooks,
-  DeploymentEngine,
-  type EngineOptions,
-  PENDING_CHANNEL,
-} from './deployments/engine';
+export { type DatabaseHooks, DeploymentEngine, type EngineOptions } from './deployments/engine';
 export {
   ACTIVE_STATUSES,
   canTransition,
+  PENDING_CHANNEL,
+  parseStatusNotification,
   STATUS_CHANNEL,
   TRANSITIONS,
   transition,
 } from './deployments/lifecycle';
 export { type LogLine, LogStore } from './deployments/log-store';
+export {
+  createDeploymentRuntime,
+  type DeploymentRuntime,
+  publicUrlFor,
+  type RuntimeConfig,
+} from './deployments/runtime';
+export { DeploymentService } from './deployments/service';
 export { readFilesForUpload, SourceStore } from './deployments/source-store';
+export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
 export type { DeploymentDto, ProjectDto, UserDto } from './dto';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } from './rate-limit';

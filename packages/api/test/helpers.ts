@@ -1,16 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMigratedTestDatabase, type MigratedTestDatabase } from '@coderunner/db/testing';
-import { createLocalProvider, findFreePort } from '@coderunner/sandbox';
 import { OWASP_MIN } from '../src/auth/password';
 import type { ApiConfig } from '../src/config';
-import { type ApiDeps, createApiDeps, createInnerContext, type DeploymentServices } from '../src/context';
-import { DeploymentEngine } from '../src/deployments/engine';
-import { LogStore } from '../src/deployments/log-store';
-import { SourceStore } from '../src/deployments/source-store';
+import { type ApiDeps, createApiDeps, createInnerContext } from '../src/context';
+import { createDeploymentRuntime } from '../src/deployments/runtime';
 import { appRouter } from '../src/root';
 import { createCallerFactory } from '../src/trpc';
 
@@ -38,46 +34,34 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-/** Deployment services on a temp data folder with the local provider (workers not started). */
-export function testDeploymentServices(sequelize: MigratedTestDatabase['sequelize']) {
+/** The deployment runtime on a temp data folder with the local provider (workers not started). */
+export function testDeploymentRuntime(sequelize: MigratedTestDatabase['sequelize'], databaseUrl: string) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-api-deploy-'));
   fs.chmodSync(dataDir, 0o711);
-  const provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
-  const logs = new LogStore(path.join(dataDir, 'logs'));
-  const sources = new SourceStore(path.join(dataDir, 'sources'));
-  const workDir = path.join(dataDir, 'work');
-  fs.mkdirSync(workDir);
-  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
-  const engine = new DeploymentEngine({
+  const runtime = createDeploymentRuntime({
+    config: {
+      dataDir,
+      env: {},
+      provider: 'local',
+      appsBaseUrl: 'http://localhost:1',
+      maxUploadMb: 5,
+      maxFiles: 1000,
+      engine: {
+        installTimeoutMs: 120_000,
+        buildTimeoutMs: 120_000,
+        startTimeoutMs: 15_000,
+        reconcileIntervalMs: 60_000,
+      },
+    },
     sequelize,
-    provider,
-    logs,
-    sources,
-    workDir,
-    publicUrlFor: (id) => `http://${id}.localhost:1/`,
-    appPort: () => findFreePort(),
-    concurrency: 2,
-    installTimeoutMs: 120_000,
-    buildTimeoutMs: 120_000,
-    startTimeoutMs: 15_000,
-    stuckAfterMs: 60_000,
-    maxRetries: 1,
-    reconcileIntervalMs: 60_000,
-    logger: quiet,
+    databaseUrl,
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
   });
-  const services: DeploymentServices = {
-    engine,
-    sources,
-    logs,
-    events: new EventEmitter(),
-    maxUploadBytes: 5 * 1024 * 1024,
-    maxFiles: 1000,
-  };
   return {
-    services,
+    runtime,
     async close() {
-      await engine.stop();
-      for (const s of await provider.list()) await provider.kill(s.id);
+      await runtime.close();
+      for (const s of await runtime.provider.list()) await runtime.provider.kill(s.id);
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
@@ -85,11 +69,11 @@ export function testDeploymentServices(sequelize: MigratedTestDatabase['sequeliz
 
 export async function setupApi(overrides: Partial<ApiConfig> = {}): Promise<TestApi> {
   const db = await createMigratedTestDatabase();
-  const deployments = testDeploymentServices(db.sequelize);
+  const deployments = testDeploymentRuntime(db.sequelize, db.url);
   const deps = createApiDeps({
     sequelize: db.sequelize,
     config: testConfig(overrides),
-    deployments: deployments.services,
+    deployments: deployments.runtime.service,
   });
   const caller = (token?: string | null, ip?: string) =>
     createCaller(createInnerContext({ deps, token: token ?? null, ip: ip ?? '127.0.0.1' }));

@@ -10,23 +10,16 @@ import {
   type Sequelize,
 } from 'sequelize';
 
-export const PLAN_TYPES = ['free', 'personal', 'team'] as const;
-export type PlanType = (typeof PLAN_TYPES)[number];
+import { DEPLOYMENT_STATUSES, type DeploymentStatus, type PlanType, type RuntimeType } from './enums';
 
-/** The `deployment_status` enum, in the schema's order. */
-export const DEPLOYMENT_STATUSES = [
-  'PENDING',
-  'PROVISIONING',
-  'BUILDING',
-  'RUNNING',
-  'STOPPED',
-  'FAILED',
-  'DESTROYED',
-] as const;
-export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
-
-export const RUNTIME_TYPES = ['nodejs', 'python', 'manifest'] as const;
-export type RuntimeType = (typeof RUNTIME_TYPES)[number];
+export {
+  DEPLOYMENT_STATUSES,
+  type DeploymentStatus,
+  PLAN_TYPES,
+  type PlanType,
+  RUNTIME_TYPES,
+  type RuntimeType,
+} from './enums';
 
 /*
  * The database owns `id` (gen_random_uuid()), `created_at`/`updated_at` (NOW()) and the trigger owns

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { CodeRunnerClient } from '@coderunner/api/client';
+import { type CodeRunnerClient, RUNTIME_TYPES, type RuntimeType } from '@coderunner/api/client';
 import { type Command, Option } from 'commander';
 import { type Context, handler } from '../context';
 import { CliError, ExitCode, InterruptedError, UsageError } from '../errors';
@@ -20,11 +20,10 @@ import { examples } from './help';
 interface DeployOptions {
   project?: string;
   database?: 'postgres';
-  runtime?: 'nodejs' | 'python' | 'manifest';
+  runtime?: RuntimeType;
   detach?: boolean;
 }
 
-const RUNTIMES = ['nodejs', 'python', 'manifest'] as const;
 /** After RUNNING or FAILED, how long to wait for the log line that tells about it. */
 const LOG_GRACE_MS = 2_000;
 
@@ -170,7 +169,7 @@ export function registerDeployCommand(program: Command): void {
       new Option(
         '--runtime <runtime>',
         'how to build and start it (default: detected from the files)',
-      ).choices(RUNTIMES),
+      ).choices(RUNTIME_TYPES),
     )
     .addOption(new Option('--database <kind>', 'give the deployment its own database').choices(['postgres']))
     .option('-d, --detach', 'return right after the upload, printing the deployment id')

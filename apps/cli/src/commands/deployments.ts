@@ -1,6 +1,7 @@
 /** Deployment commands: deployments list | show | stop | start | destroy, and open. */
 import { spawn } from 'node:child_process';
 import type { CodeRunnerClient } from '@coderunner/api/client';
+import { DEPLOYMENT_STATUSES } from '@coderunner/api/client';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Context, handler } from '../context';
 import { CliError, UsageError } from '../errors';
@@ -9,7 +10,6 @@ import { isInteractive, withPrompter } from '../prompt';
 import {
   allDeployments,
   allProjects,
-  DEPLOYMENT_STATUSES,
   type DeploymentFilter,
   resolveDeployment,
   resolveProject,

@@ -1,4 +1,5 @@
 import { type DeploymentStatus, QueryTypes, type Sequelize, type Transaction } from '@coderunner/db';
+import { type DeploymentRow, deploymentColumns } from './row';
 
 /**
  * Allowed transitions (../shared/docs/DESIGN.md). `start` re-queues a STOPPED deployment as PENDING
@@ -32,7 +33,39 @@ export function sourcesOf(to: DeploymentStatus): DeploymentStatus[] {
   return (Object.keys(TRANSITIONS) as DeploymentStatus[]).filter((from) => canTransition(from, to));
 }
 
+/** Every status change, as `<id>:<status>:<project id>` (see {@link parseStatusNotification}). */
 export const STATUS_CHANNEL = 'coderunner_deployment_status';
+/** A deployment became PENDING: workers of every replica wake up and try to claim it. */
+export const PENDING_CHANNEL = 'coderunner_deployments_pending';
+
+export interface StatusNotification {
+  id: string;
+  status: DeploymentStatus;
+  projectId: string;
+}
+
+/**
+ * The select list that announces rows of `alias` (columns as in DeploymentRow): a STATUS_CHANNEL
+ * notification `<id>:<status>:<project id>`, and a PENDING_CHANNEL one when the rows are PENDING.
+ * The encoder of the payload; {@link parseStatusNotification} is its decoder.
+ */
+function announce(alias: string, pending: boolean): string {
+  const status = `pg_notify('${STATUS_CHANNEL}', ${alias}.id || ':' || ${alias}.status || ':' || ${alias}."projectId") AS "_notified"`;
+  return pending ? `${status}, pg_notify('${PENDING_CHANNEL}', ${alias}.id::text) AS "_woke"` : status;
+}
+
+/** A row announced by {@link announce}, without the notification columns. */
+function withoutAnnouncement(row: DeploymentRow & { _notified?: unknown; _woke?: unknown }): DeploymentRow {
+  const { _notified, _woke, ...plain } = row;
+  return plain;
+}
+
+/** The payload of a STATUS_CHANNEL notification, built by {@link announce}. */
+export function parseStatusNotification(payload: string): StatusNotification | null {
+  const [id, status, projectId] = payload.split(':');
+  if (!id || !status || !projectId) return null;
+  return { id, status: status as DeploymentStatus, projectId };
+}
 
 export interface TransitionFields {
   appSandboxId?: string | null;
@@ -83,33 +116,65 @@ export async function setFields(
   return count === 1;
 }
 
+/** Which row a transition moves: one by id, or the oldest in an allowed status that no one else holds (a claim). */
+export type TransitionTarget = string | { oldest: true };
+
 /**
- * One conditional UPDATE: moves `id` to `to` only if its status is one of `from` (intersected with
- * the statuses allowed to reach `to`). Returns the new row's status, or null when the transition lost
- * a race (the row moved meanwhile or is gone): the caller reports it and never forces it.
- * Notifies STATUS_CHANNEL so watchers and other replicas learn at once.
+ * The one place a deployment's status is written. One conditional UPDATE: moves the target to `to`
+ * only if its status is one of `from` (intersected with the statuses allowed to reach `to`). Returns
+ * the moved row, or null when the transition lost a race (the row moved meanwhile or is gone): the
+ * caller reports it and never forces it.
+ *
+ * In the same statement it notifies STATUS_CHANNEL (watchers and other replicas learn at once) and,
+ * for PENDING, PENDING_CHANNEL (workers wake up). In a transaction, both are delivered at commit.
  */
 export async function transition(
   sequelize: Sequelize,
-  id: string,
+  target: TransitionTarget,
   from: readonly DeploymentStatus[],
   to: DeploymentStatus,
   fields: TransitionFields = {},
   transaction?: Transaction,
-): Promise<boolean> {
+): Promise<DeploymentRow | null> {
   const allowed = from.filter((s) => canTransition(s, to));
-  if (!allowed.length) return false;
+  if (!allowed.length) return null;
   const sets = ['status = :to'];
-  const replacements: Record<string, unknown> = { id, to, allowed };
+  const replacements: Record<string, unknown> = { to, allowed };
   addSets(fields, sets, replacements);
-  const rows = await sequelize.query<{ id: string }>(
+  const which =
+    typeof target === 'string'
+      ? 'd.id = :id'
+      : `d.id = (SELECT id FROM deployments WHERE status = ANY(ARRAY[:allowed]::deployment_status[])
+                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)`;
+  if (typeof target === 'string') replacements.id = target;
+  const rows = await sequelize.query<DeploymentRow>(
     `WITH moved AS (
-       UPDATE deployments SET ${sets.join(', ')}
-       WHERE id = :id AND status = ANY(ARRAY[:allowed]::deployment_status[])
-       RETURNING id, project_id
+       UPDATE deployments d SET ${sets.join(', ')}
+       WHERE ${which} AND d.status = ANY(ARRAY[:allowed]::deployment_status[])
+       RETURNING ${deploymentColumns('d')}
      )
-     SELECT moved.id, pg_notify('${STATUS_CHANNEL}', moved.id || ':' || :to || ':' || moved.project_id) FROM moved`,
+     SELECT moved.*, ${announce('moved', to === 'PENDING')} FROM moved`,
     { type: QueryTypes.SELECT, replacements, transaction },
   );
-  return rows.length === 1;
+  return rows[0] ? withoutAnnouncement(rows[0]) : null;
+}
+
+/**
+ * A new deployment, PENDING from the start: inserted and announced (STATUS_CHANNEL, PENDING_CHANNEL)
+ * in one statement. In a transaction, the notifications are delivered at commit.
+ */
+export async function insertPending(
+  sequelize: Sequelize,
+  values: { projectId: string; runtimeType: string | null },
+  transaction?: Transaction,
+): Promise<DeploymentRow> {
+  const [row] = await sequelize.query<DeploymentRow>(
+    `WITH created AS (
+       INSERT INTO deployments AS d (project_id, runtime_type) VALUES (:projectId, :runtimeType)
+       RETURNING ${deploymentColumns('d')}
+     )
+     SELECT created.*, ${announce('created', true)} FROM created`,
+    { type: QueryTypes.SELECT, replacements: values, transaction },
+  );
+  return withoutAnnouncement(row!);
 }

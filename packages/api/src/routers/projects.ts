@@ -2,7 +2,7 @@ import { Project, QueryTypes, type Transaction, User } from '@coderunner/db';
 import { z } from 'zod';
 import { type ProjectDto, toProjectDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
-import { quotaFor } from '../quotas';
+import { lockUser, quotaFor } from '../quotas';
 import { protectedProcedure, router, TRPCError } from '../trpc';
 
 const name = z
@@ -27,16 +27,6 @@ export const ownedProjectProcedure = protectedProcedure
     if (!project) throw projectNotFound();
     return next({ ctx: { project } });
   });
-
-/**
- * Name uniqueness per user and the plan quota have no constraint in the schema, so writes that can
- * break them serialise on the user's row (SELECT ... FOR UPDATE) inside their transaction.
- */
-async function lockUser(userId: string, transaction: Transaction) {
-  const user = await User.findByPk(userId, { transaction, lock: transaction.LOCK.UPDATE });
-  if (!user) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'the account no longer exists' });
-  return user;
-}
 
 async function assertNameFree(
   userId: string,

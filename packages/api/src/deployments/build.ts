@@ -1,0 +1,180 @@
+/**
+ * The build pipeline of one claimed deployment: PROVISIONING (source unpacked, sandbox and database
+ * created) → BUILDING (source uploaded, install, build, app started and ready) → RUNNING. A failure
+ * at any step leaves FAILED with the reason in the deployment's log, and the sandbox killed.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@coderunner/sandbox';
+import { type EngineOptions, markFailed, systemLog } from './context';
+import { setFields, transition } from './lifecycle';
+import type { DeploymentRow } from './row';
+import { readFilesForUpload } from './source-store';
+import type { AppSupervisor } from './supervision';
+
+/** A reason the user can act on: it goes to the deployment's log as "FAILED: <message>". */
+class DeploymentFailure extends Error {}
+/** The deployment moved on (stopped, destroyed) while we worked: stop quietly and clean up. */
+class LostRace extends Error {}
+
+export interface BuildContext {
+  opts: EngineOptions;
+  apps: AppSupervisor;
+  /** Aborted by destroy or shutdown. */
+  signal: AbortSignal;
+  /** False once this process is shutting down. */
+  running: () => boolean;
+}
+
+/** Run one claimed deployment to RUNNING, or to FAILED with the reason in its log. */
+export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Promise<void> {
+  const { opts, signal } = ctx;
+  const { id } = row;
+  const started = Date.now();
+  let sandbox: Sandbox | undefined;
+  let scratch: string | undefined;
+  // Destroy or shutdown: kill the sandbox at once so a running install or build ends now.
+  signal.addEventListener('abort', () => void sandbox?.kill().catch(() => {}), { once: true });
+  const checkpoint = () => {
+    if (signal.aborted) throw new LostRace();
+  };
+  try {
+    // Unpack and read the source first: its manifest may ask for a database.
+    scratch = fs.mkdtempSync(path.join(opts.workDir, `${id}-`));
+    const plan = await unpack(opts, id, scratch);
+    systemLog(opts, id, `runtime ${plan.runtime}: provisioning a sandbox`);
+    sandbox = await opts.provider.create({
+      metadata: { deploymentId: id, projectId: row.projectId, role: 'app' },
+    });
+    if (!(await setFields(opts.sequelize, id, ['PROVISIONING'], { appSandboxId: sandbox.id })))
+      throw new LostRace();
+    const dbEnv = await provisionDatabase(opts, row, plan);
+    checkpoint();
+
+    if (!(await transition(opts.sequelize, id, ['PROVISIONING'], 'BUILDING'))) throw new LostRace();
+    systemLog(opts, id, 'uploading the source to the sandbox');
+    await sandbox.writeFiles(await readFilesForUpload(scratch));
+    fs.rmSync(scratch, { recursive: true, force: true });
+    scratch = undefined;
+
+    const appEnv = { ...plan.env, ...dbEnv };
+    await installAndBuild(opts, id, sandbox, plan, appEnv, checkpoint);
+
+    checkpoint();
+    const port = await opts.appPort(plan);
+    systemLog(opts, id, `starting: ${plan.start} (PORT=${port})`);
+    const app = await ctx.apps.start(id, sandbox, plan.start, port, appEnv);
+    await ctx.apps
+      .waitReady(sandbox, app.internalUrl, port, plan.healthcheckPath, signal)
+      .catch((e: Error) => {
+        throw signal.aborted ? new LostRace() : new DeploymentFailure(e.message);
+      });
+
+    const publicUrl = opts.publicUrlFor(id, sandbox, port);
+    ctx.apps.register(id, app.internalUrl, sandbox.id);
+    if (!(await transition(opts.sequelize, id, ['BUILDING'], 'RUNNING', { publicUrl }))) throw new LostRace();
+    systemLog(opts, id, `running at ${publicUrl} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (err) {
+    ctx.apps.forget(id);
+    if (sandbox) await sandbox.kill().catch(() => {});
+    if (err instanceof LostRace || signal.aborted) await abandoned(ctx, id);
+    else {
+      const reason =
+        err instanceof DeploymentFailure ? err.message : `internal error: ${(err as Error).message}`;
+      if (!(err instanceof DeploymentFailure))
+        opts.logger.error({ err, deploymentId: id }, 'deployment failed');
+      systemLog(opts, id, `FAILED: ${reason}`);
+      await markFailed(opts, id, ['PROVISIONING', 'BUILDING']);
+    }
+  } finally {
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The stored source, unpacked into `scratch`, and how to run it. */
+async function unpack(opts: EngineOptions, id: string, scratch: string): Promise<BuildPlan> {
+  await extractTarGz(await opts.sources.read(id), scratch).catch((err: Error) => {
+    throw new DeploymentFailure(`cannot unpack the stored source: ${err.message}`);
+  });
+  const plan = await detectRuntime(scratch, opts.sources.readOptions(id).runtime).catch((err: Error) => {
+    throw new DeploymentFailure(err.message);
+  });
+  await setFields(opts.sequelize, id, ['PROVISIONING'], { runtimeType: plan.runtime });
+  return plan;
+}
+
+/** The database's variables for the app: an existing database (start after stop), a new one, or none. */
+async function provisionDatabase(
+  opts: EngineOptions,
+  row: DeploymentRow,
+  plan: BuildPlan,
+): Promise<Record<string, string>> {
+  const { id } = row;
+  const wanted = opts.sources.readOptions(id).database === 'postgres' || plan.database === 'postgres';
+  if (!(row.dbSandboxId && row.dbConnectionInfo) && !wanted) return {};
+  const hooks = opts.database;
+  if (!hooks) throw new DeploymentFailure('this server has no database provider configured');
+  if (row.dbSandboxId && row.dbConnectionInfo) {
+    return hooks.envFor({ id, dbConnectionInfo: row.dbConnectionInfo });
+  }
+  systemLog(opts, id, 'provisioning a PostgreSQL database');
+  const db = await hooks.provision({ id, projectId: row.projectId }).catch((err: Error) => {
+    throw new DeploymentFailure(`cannot provision the database: ${err.message}`);
+  });
+  const recorded = await setFields(opts.sequelize, id, ['PROVISIONING'], {
+    dbSandboxId: db.dbSandboxId,
+    dbConnectionInfo: db.sealed,
+  });
+  if (!recorded) {
+    await hooks.destroy({ id, dbSandboxId: db.dbSandboxId }).catch(() => {});
+    throw new LostRace();
+  }
+  systemLog(opts, id, 'database ready: DATABASE_URL and PG* variables are set for the app');
+  return db.env;
+}
+
+async function installAndBuild(
+  opts: EngineOptions,
+  id: string,
+  sandbox: Sandbox,
+  plan: BuildPlan,
+  envs: Record<string, string>,
+  checkpoint: () => void,
+): Promise<void> {
+  for (const [step, command, timeoutMs] of [
+    ['install', plan.install, opts.installTimeoutMs],
+    ['build', plan.build, opts.buildTimeoutMs],
+  ] as const) {
+    if (!command) continue;
+    checkpoint();
+    systemLog(opts, id, `${step}: ${command}`);
+    const out = opts.logs.writer(id, 'build', 'stdout');
+    const err = opts.logs.writer(id, 'build', 'stderr');
+    const result = await sandbox
+      .run(command, { envs, timeoutMs, onStdout: out.write, onStderr: err.write })
+      .catch((e: Error) => {
+        throw new DeploymentFailure(`${step} failed: ${e.message}`);
+      })
+      .finally(() => {
+        out.flush();
+        err.flush();
+      });
+    if (result.exitCode !== 0)
+      throw new DeploymentFailure(`${step} failed: \`${command}\` exited with code ${result.exitCode}`);
+  }
+}
+
+/** The build stopped because the deployment moved on, or because this process is shutting down. */
+async function abandoned(ctx: BuildContext, id: string): Promise<void> {
+  const { opts } = ctx;
+  if (!ctx.running()) {
+    // Shutting down: queue it again for the next worker (here after a restart, or another replica).
+    const requeued = await transition(opts.sequelize, id, ['PROVISIONING', 'BUILDING'], 'PENDING', {
+      appSandboxId: null,
+    }).catch(() => null);
+    if (requeued) systemLog(opts, id, 'the server shut down during the build; it will be built again');
+    return;
+  }
+  systemLog(opts, id, 'the deployment changed while it was being built; stopped building');
+  await setFields(opts.sequelize, id, ['PROVISIONING', 'BUILDING'], { appSandboxId: null }).catch(() => {});
+}

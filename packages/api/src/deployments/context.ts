@@ -1,0 +1,71 @@
+import type { DeploymentStatus, Sequelize } from '@coderunner/db';
+import type { BuildPlan, Sandbox, SandboxProvider } from '@coderunner/sandbox';
+import { transition } from './lifecycle';
+import type { LogStore } from './log-store';
+import type { SourceStore } from './source-store';
+
+export interface EngineLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** What the engine needs to give a deployment a database. */
+export interface DatabaseHooks {
+  /** Provision during PROVISIONING; returns the id to record, the sealed box, and the app's env. */
+  provision(d: { id: string; projectId: string }): Promise<{
+    dbSandboxId: string;
+    sealed: Record<string, unknown>;
+    env: Record<string, string>;
+  }>;
+  /** The app's env for an existing database (start after stop, restore). */
+  envFor(d: { id: string; dbConnectionInfo: Record<string, unknown> }): Promise<Record<string, string>>;
+  destroy(d: { id: string; dbSandboxId: string }): Promise<void>;
+}
+
+/** The engine's settings and collaborators, shared read-only by its parts (worker, build, apps, reconciler). */
+export interface EngineOptions {
+  sequelize: Sequelize;
+  provider: SandboxProvider;
+  logs: LogStore;
+  sources: SourceStore;
+  /** Scratch space for unpacking sources. */
+  workDir: string;
+  /** The public URL recorded for a RUNNING deployment. */
+  publicUrlFor(id: string, sandbox: Sandbox, port: number): string;
+  /** The port the app is told to listen on. */
+  appPort(plan: BuildPlan): Promise<number>;
+  /** Deployments built at once by this process. */
+  concurrency: number;
+  installTimeoutMs: number;
+  buildTimeoutMs: number;
+  startTimeoutMs: number;
+  /** A PROVISIONING/BUILDING row whose heartbeat is older than this belongs to a dead worker. */
+  stuckAfterMs: number;
+  /** How many times a deployment whose worker died is retried before it is FAILED. */
+  maxRetries: number;
+  reconcileIntervalMs: number;
+  /** A sandbox younger than this is never swept as an orphan (its row may not be written yet). Default 60 s. */
+  orphanGraceMs?: number;
+  database?: DatabaseHooks;
+  logger: EngineLogger;
+  /** URL for a dedicated LISTEN connection (not from the pool) that wakes the workers; unset: poll only. */
+  listenUrl?: string;
+}
+
+/** A line in the deployment's own log, from the platform (not the app). */
+export function systemLog(opts: EngineOptions, id: string, text: string): void {
+  opts.logs.append(id, 'system', 'info', text);
+}
+
+/** → FAILED (the reason is already in the log); a lost race means someone else moved it first. */
+export async function markFailed(
+  opts: EngineOptions,
+  id: string,
+  from: readonly DeploymentStatus[],
+): Promise<void> {
+  await transition(opts.sequelize, id, from, 'FAILED', { appSandboxId: null }).catch((err) =>
+    opts.logger.error({ err, deploymentId: id }, 'cannot record FAILED'),
+  );
+}

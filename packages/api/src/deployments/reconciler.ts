@@ -1,0 +1,135 @@
+/**
+ * Repairs what dead workers and restarts leave behind:
+ * - PROVISIONING/BUILDING rows without a heartbeat: sandbox killed, retried (or FAILED after retries);
+ * - RUNNING rows whose sandbox or app is gone: after a restart, rebuilt from the stored source;
+ *   later, FAILED (the app died while no process of ours watched it);
+ * - RUNNING apps started by an earlier server process: followed again;
+ * - sandboxes whose deployment does not want them: killed;
+ * - RUNNING sandboxes of cloud providers: kept alive.
+ */
+import { type DeploymentStatus, QueryTypes } from '@coderunner/db';
+import { type Sandbox, SandboxNotFoundError } from '@coderunner/sandbox';
+import { type EngineOptions, systemLog } from './context';
+import { ACTIVE_STATUSES, transition } from './lifecycle';
+import { type DeploymentRow, deploymentColumns } from './row';
+import type { AppSupervisor } from './supervision';
+
+const ROW_COLUMNS = deploymentColumns();
+
+export class Reconciler {
+  private firstPass = true;
+  /** Requeues of a stuck deployment by this process (reset when it reaches a settled state). */
+  private readonly retries = new Map<string, number>();
+
+  constructor(
+    private readonly opts: EngineOptions,
+    private readonly apps: AppSupervisor,
+    private readonly isBuilding: (id: string) => boolean,
+  ) {}
+
+  async reconcile(): Promise<void> {
+    const first = this.firstPass;
+    this.firstPass = false;
+    await this.requeueStuck();
+    await this.checkRunning(first);
+    await this.sweepOrphans();
+  }
+
+  private async requeueStuck(): Promise<void> {
+    const { sequelize, provider } = this.opts;
+    const stuck = await sequelize.query<DeploymentRow>(
+      `SELECT ${ROW_COLUMNS} FROM deployments
+       WHERE status IN ('PROVISIONING', 'BUILDING') AND updated_at < now() - make_interval(secs => :secs)`,
+      { type: QueryTypes.SELECT, replacements: { secs: this.opts.stuckAfterMs / 1000 } },
+    );
+    for (const row of stuck) {
+      if (this.isBuilding(row.id)) continue;
+      if (row.appSandboxId) await provider.kill(row.appSandboxId).catch(() => false);
+      const attempts = (this.retries.get(row.id) ?? 0) + 1;
+      this.retries.set(row.id, attempts);
+      if (attempts <= this.opts.maxRetries) {
+        if (await transition(sequelize, row.id, [row.status], 'PENDING', { appSandboxId: null })) {
+          systemLog(this.opts, row.id, 'the worker building this deployment stopped; building it again');
+        }
+      } else if (await transition(sequelize, row.id, [row.status], 'FAILED', { appSandboxId: null })) {
+        this.retries.delete(row.id);
+        systemLog(this.opts, row.id, 'FAILED: the worker building this deployment stopped, repeatedly');
+      }
+    }
+  }
+
+  private async checkRunning(firstPass: boolean): Promise<void> {
+    const { sequelize, provider } = this.opts;
+    const running = await sequelize.query<DeploymentRow>(
+      `SELECT ${ROW_COLUMNS} FROM deployments WHERE status = 'RUNNING'`,
+      { type: QueryTypes.SELECT },
+    );
+    for (const row of running) {
+      this.retries.delete(row.id);
+      if (this.isBuilding(row.id) || !row.appSandboxId) continue;
+      let alive = false;
+      let sandbox: Sandbox | undefined;
+      try {
+        sandbox = await provider.connect(row.appSandboxId);
+        alive = await sandbox.isAppRunning();
+      } catch (err) {
+        if (!(err instanceof SandboxNotFoundError)) continue; // provider unreachable: try again later
+      }
+      // An app whose exit handler is ours reports its own end, with its exit code: leave it to that.
+      if (!alive && sandbox && this.apps.watches(row.id, sandbox.id)) continue;
+      if (alive) {
+        if (provider.name !== 'local') await sandbox?.keepAlive(5 * 60_000).catch(() => {});
+        // An app that kept running while this server restarted: its output and exit reach us again.
+        if (sandbox && !this.apps.isFollowed(sandbox.id)) await this.apps.follow(row.id, sandbox);
+        continue;
+      }
+      if (firstPass && provider.name === 'local') {
+        // After a restart (or a host reboot) local apps are gone: bring them back from their source.
+        await provider.kill(row.appSandboxId).catch(() => false);
+        if (await transition(sequelize, row.id, ['RUNNING'], 'PENDING', { appSandboxId: null })) {
+          systemLog(
+            this.opts,
+            row.id,
+            'the app was not running after a restart; starting it again from its source',
+          );
+        }
+      } else {
+        const tail = this.opts.logs.read(row.id, null, 5).map((l) => l.text);
+        await provider.kill(row.appSandboxId).catch(() => false);
+        if (await transition(sequelize, row.id, ['RUNNING'], 'FAILED', { appSandboxId: null })) {
+          systemLog(
+            this.opts,
+            row.id,
+            sandbox
+              ? 'FAILED: the app is no longer running'
+              : 'FAILED: the sandbox running the app no longer exists',
+          );
+          if (tail.length) systemLog(this.opts, row.id, `last output: ${tail.join(' | ')}`);
+        }
+      }
+    }
+  }
+
+  /** Kill sandboxes whose deployment is gone, settled, or recorded with another sandbox. */
+  private async sweepOrphans(): Promise<void> {
+    const { sequelize, provider } = this.opts;
+    const sandboxes = await provider.list().catch(() => []);
+    const graceMs = this.opts.orphanGraceMs ?? 60_000;
+    for (const s of sandboxes) {
+      if (s.metadata.role !== 'app') continue;
+      const deploymentId = s.metadata.deploymentId;
+      if (deploymentId && this.isBuilding(deploymentId)) continue;
+      if (s.startedAt && Date.now() - s.startedAt.getTime() < graceMs) continue;
+      const [row] = await sequelize.query<{ status: string; appSandboxId: string | null }>(
+        `SELECT status, app_sandbox_id AS "appSandboxId" FROM deployments WHERE id::text = :id`,
+        { type: QueryTypes.SELECT, replacements: { id: deploymentId ?? '' } },
+      );
+      const wanted =
+        row && ACTIVE_STATUSES.includes(row.status as DeploymentStatus) && row.appSandboxId === s.id;
+      if (!wanted) {
+        await provider.kill(s.id).catch(() => false);
+        this.opts.logger.info({ sandboxId: s.id, deploymentId }, 'killed an orphan sandbox');
+      }
+    }
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * Where the deployment runtime is wired: sandbox provider, database provisioner, keyring, stores,
+ * engine, the status LISTEN loop and the service the router calls. The server, the worker command
+ * and the tests all build it here.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createListener, type Sequelize } from '@coderunner/db';
+import {
+  agentSphereConfigFromEnv,
+  createAgentSphereProvider,
+  createLocalDatabaseProvisioner,
+  createLocalProvider,
+  findFreePort,
+  localDatabaseOptionsFromEnv,
+  provisionAgentSphereDatabase,
+  type SandboxProvider,
+} from '@coderunner/sandbox';
+import { type Keyring, loadKeyring } from '../secrets';
+import type { EngineLogger, EngineOptions } from './context';
+import { createDatabaseHooks, type DatabaseBackend } from './database-hooks';
+import { DeploymentEngine } from './engine';
+import { parseStatusNotification, STATUS_CHANNEL } from './lifecycle';
+import { LogStore } from './log-store';
+import { DeploymentService } from './service';
+import { SourceStore } from './source-store';
+import { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB } from './upload';
+
+export interface RuntimeConfig {
+  /** The server's data folder: sandboxes, sources, logs, keys. */
+  dataDir: string;
+  /** The environment (provider settings, keys, apps' database cluster). */
+  env: NodeJS.ProcessEnv;
+  provider: 'local' | 'agentsphere';
+  /** Base of the local provider's public URLs; default `http://localhost:<the server's port>`. */
+  appsBaseUrl?: string;
+  /** The server's HTTP port, when known before `start()`. */
+  port?: number;
+  maxUploadMb?: number;
+  maxFiles?: number;
+  /** Engine settings; defaults as in the README's configuration table. */
+  engine?: Partial<
+    Pick<
+      EngineOptions,
+      | 'concurrency'
+      | 'installTimeoutMs'
+      | 'buildTimeoutMs'
+      | 'startTimeoutMs'
+      | 'stuckAfterMs'
+      | 'maxRetries'
+      | 'reconcileIntervalMs'
+      | 'orphanGraceMs'
+    >
+  >;
+}
+
+export interface DeploymentRuntime {
+  service: DeploymentService;
+  engine: DeploymentEngine;
+  provider: SandboxProvider;
+  /** Start workers (when this process runs them) and the status listener, once the HTTP port is known. */
+  start(opts: { workers: boolean; port?: number }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** `http://<deployment id>.<base host>:<base port>/`: derived from the id, so it is unique forever. */
+export function publicUrlFor(baseUrl: string, deploymentId: string): string {
+  const base = new URL(baseUrl);
+  base.hostname = `${deploymentId}.${base.hostname}`;
+  return base.toString();
+}
+
+type Databases = DatabaseBackend & { start?(): Promise<{ warnings: string[] }>; stop?(): Promise<void> };
+
+function localSandboxes(
+  config: RuntimeConfig,
+  logger: EngineLogger,
+): { provider: SandboxProvider; databases: Databases } {
+  const { env, dataDir } = config;
+  const provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
+  const local = createLocalDatabaseProvisioner({
+    ...localDatabaseOptionsFromEnv(env, dataDir),
+    log: (msg) => logger.debug({ msg }, 'app databases'),
+  });
+  const databases: Databases = {
+    provision: (d) => local.provision(d.id),
+    destroy: (d) => local.destroy(d.id),
+    // A shared cluster is checked (and warned about) at start; the embedded one starts on first use.
+    start: env.CODERUNNER_APPS_DATABASE_URL ? () => local.start() : undefined,
+    stop: () => local.stop(),
+  };
+  return { provider, databases };
+}
+
+function agentSphereSandboxes(config: RuntimeConfig): { provider: SandboxProvider; databases: Databases } {
+  // Throws a clear message when AGENTSPHERE_API_KEY is missing: the SDK would only fail at the first call.
+  const provider = createAgentSphereProvider(agentSphereConfigFromEnv(config.env));
+  const databases: Databases = {
+    provision: async (d) => {
+      const db = await provisionAgentSphereDatabase(provider, { deploymentId: d.id, projectId: d.projectId });
+      return { sandboxId: db.sandboxId, connectionInfo: db.connectionInfo };
+    },
+    destroy: async (d) => {
+      await provider.kill(d.dbSandboxId);
+    },
+  };
+  return { provider, databases };
+}
+
+export function createDeploymentRuntime(opts: {
+  config: RuntimeConfig;
+  sequelize: Sequelize;
+  /** The control plane's database URL, for the LISTEN connections. */
+  databaseUrl: string;
+  logger: EngineLogger;
+  logError?: (err: unknown, meta: { requestId?: string; path?: string }) => void;
+}): DeploymentRuntime {
+  const { config, sequelize, databaseUrl, logger } = opts;
+  const { dataDir } = config;
+  const workDir = path.join(dataDir, 'work');
+  fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const { provider, databases } =
+    config.provider === 'agentsphere' ? agentSphereSandboxes(config) : localSandboxes(config, logger);
+  const keyring: Keyring = loadKeyring({ env: config.env, dataDir });
+  const logs = new LogStore(path.join(dataDir, 'logs'));
+  const sources = new SourceStore(path.join(dataDir, 'sources'));
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+  // Until the server listens (PORT=0 picks a port), the default base is not known.
+  let listeningPort = config.port;
+  const baseUrl = () => config.appsBaseUrl ?? `http://localhost:${listeningPort}`;
+  const local = provider.name === 'local';
+
+  const engine = new DeploymentEngine({
+    sequelize,
+    provider,
+    logs,
+    sources,
+    workDir,
+    publicUrlFor: (id, sandbox, port) =>
+      local ? publicUrlFor(baseUrl(), id) : `https://${sandbox.getHost(port)}/`,
+    appPort: async (plan) => (local ? findFreePort() : (plan.port ?? 8080)),
+    concurrency: 2,
+    installTimeoutMs: 600_000,
+    buildTimeoutMs: 600_000,
+    startTimeoutMs: 30_000,
+    stuckAfterMs: 60_000,
+    maxRetries: 1,
+    reconcileIntervalMs: 15_000,
+    ...config.engine,
+    database: createDatabaseHooks(databases, keyring),
+    logger,
+    listenUrl: databaseUrl,
+  });
+  // Status changes (from this or another replica) for `watch` subscriptions: `emit(<deployment id>)`.
+  const status = createListener({
+    url: databaseUrl,
+    channels: {
+      [STATUS_CHANNEL]: (payload) => {
+        const change = parseStatusNotification(payload);
+        if (change) events.emit(change.id, change);
+      },
+    },
+    onError: (err, wasConnected) => {
+      if (wasConnected) logger.warn({ err }, 'lost the status LISTEN connection; reconnecting');
+      else logger.debug({ err }, 'status LISTEN connection failed; retrying');
+    },
+  });
+  const service = new DeploymentService({
+    sequelize,
+    engine,
+    sources,
+    logs,
+    events,
+    keyring,
+    limits: {
+      maxUploadBytes: (config.maxUploadMb ?? DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024,
+      maxFiles: config.maxFiles ?? DEFAULT_MAX_FILES,
+    },
+    logError: opts.logError,
+  });
+  return {
+    service,
+    engine,
+    provider,
+    async start({ workers, port }) {
+      if (port) listeningPort = port;
+      if (databases.start) {
+        const { warnings } = await databases.start();
+        for (const warning of warnings) logger.warn({}, warning);
+      }
+      await status.start();
+      if (workers) await engine.start();
+    },
+    async close() {
+      await engine.stop();
+      await status.close();
+      await databases.stop?.();
+    },
+  };
+}

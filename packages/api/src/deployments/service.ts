@@ -1,0 +1,158 @@
+/**
+ * What a user can do to deployments: create (upload), start, stop, destroy. The router's handlers
+ * call these with a row whose ownership the procedure already checked.
+ */
+import type { EventEmitter } from 'node:events';
+import { QueryTypes, type Sequelize, type Transaction } from '@coderunner/db';
+import { TRPCError } from '@trpc/server';
+import { lockUser, quotaFor } from '../quotas';
+import type { Keyring } from '../secrets';
+import type { DeploymentEngine } from './engine';
+import { ACTIVE_STATUSES, insertPending, transition } from './lifecycle';
+import type { LogStore } from './log-store';
+import type { DeploymentRow } from './row';
+import type { SourceStore } from './source-store';
+import { inspectArchive, readUpload, type UploadLimits } from './upload';
+
+export interface DeploymentServiceDeps {
+  sequelize: Sequelize;
+  engine: DeploymentEngine;
+  sources: SourceStore;
+  logs: LogStore;
+  /** Emits `<deploymentId>` when its status changes (fed by LISTEN on the status channel). */
+  events: EventEmitter;
+  /** Decrypts db_connection_info for deployments.databaseCredentials (absent: no databases here). */
+  keyring?: Keyring;
+  limits: UploadLimits;
+  /** Logs an unexpected error with the request id the client was told. */
+  logError?: (err: unknown, meta: { requestId?: string; path?: string }) => void;
+}
+
+const conflict = (message: string) => new TRPCError({ code: 'CONFLICT', message });
+
+export class DeploymentService {
+  readonly engine: DeploymentEngine;
+  readonly sources: SourceStore;
+  readonly logs: LogStore;
+  readonly events: EventEmitter;
+  readonly keyring: Keyring | undefined;
+  readonly limits: UploadLimits;
+
+  constructor(private readonly deps: DeploymentServiceDeps) {
+    this.engine = deps.engine;
+    this.sources = deps.sources;
+    this.logs = deps.logs;
+    this.events = deps.events;
+    this.keyring = deps.keyring;
+    this.limits = deps.limits;
+  }
+
+  /** Store the upload and queue a PENDING deployment of the caller's project; returns at once. */
+  async create(userId: string, form: FormData, requestId?: string): Promise<DeploymentRow> {
+    const { sequelize } = this.deps;
+    const upload = await readUpload(form, this.limits);
+    const plan = await inspectArchive(upload.archive, this.limits, upload.runtime);
+    const row = await sequelize.transaction(async (transaction) => {
+      const [project] = await sequelize.query<{ id: string }>(
+        'SELECT id FROM projects WHERE id = :id AND user_id = :userId',
+        { type: QueryTypes.SELECT, replacements: { id: upload.projectId, userId }, transaction },
+      );
+      if (!project) throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
+      await this.assertQuota(userId, transaction);
+      const created = await insertPending(
+        sequelize,
+        { projectId: project.id, runtimeType: plan.runtime },
+        transaction,
+      );
+      this.storeSource(
+        created.id,
+        upload.archive,
+        { runtime: upload.runtime, database: upload.database },
+        requestId,
+      );
+      return created;
+    });
+    this.logs.append(
+      row.id,
+      'system',
+      'info',
+      `queued (${(upload.archive.length / 1024).toFixed(1)} KiB upload)`,
+    );
+    this.engine.poke();
+    return row;
+  }
+
+  /** STOPPED → PENDING: rebuilt from the stored source by whichever worker is free. */
+  async start(userId: string, row: DeploymentRow): Promise<DeploymentRow> {
+    if (!this.sources.exists(row.id))
+      throw conflict('the stored source of this deployment is gone; deploy again');
+    const moved = await this.deps.sequelize.transaction(async (transaction) => {
+      await this.assertQuota(userId, transaction);
+      const pending = await transition(this.deps.sequelize, row.id, ['STOPPED'], 'PENDING', {}, transaction);
+      if (!pending) throw conflict(`only a STOPPED deployment can be started; this one is ${row.status}`);
+      return pending;
+    });
+    this.logs.append(row.id, 'system', 'info', 'starting again from the stored source');
+    this.engine.poke();
+    return moved;
+  }
+
+  /** RUNNING → STOPPED. */
+  async stop(row: DeploymentRow): Promise<void> {
+    if (row.status !== 'RUNNING' || !(await this.engine.stopDeployment(row))) {
+      const [now] = await this.deps.sequelize.query<{ status: string }>(
+        'SELECT status FROM deployments WHERE id = :id',
+        {
+          type: QueryTypes.SELECT,
+          replacements: { id: row.id },
+        },
+      );
+      throw conflict(`only a RUNNING deployment can be stopped; this one is ${now?.status ?? 'DESTROYED'}`);
+    }
+  }
+
+  /** Any → DESTROYED (idempotent). */
+  async destroy(row: DeploymentRow): Promise<void> {
+    if (row.status !== 'DESTROYED') await this.engine.destroyDeployment(row);
+  }
+
+  /** Serialises the user's quota-checked writes, then counts the deployments holding a sandbox. */
+  private async assertQuota(userId: string, transaction: Transaction): Promise<void> {
+    const user = await lockUser(userId, transaction);
+    const [{ n }] = (await this.deps.sequelize.query(
+      `SELECT count(*)::int AS n FROM deployments d JOIN projects p ON p.id = d.project_id
+       WHERE p.user_id = :userId AND d.status = ANY(ARRAY[:active]::deployment_status[])`,
+      { type: QueryTypes.SELECT, replacements: { userId, active: ACTIVE_STATUSES }, transaction },
+    )) as [{ n: number }];
+    const limit = quotaFor(user.planType).activeDeployments;
+    if (n >= limit) {
+      throw new TRPCError({
+        code: 'FORBIDDEN',
+        message: `the ${user.planType} plan allows ${limit} running deployment${limit === 1 ? '' : 's'}; stop or destroy one, or upgrade your plan`,
+      });
+    }
+  }
+
+  /** Full or read-only disk: the client is told to come back later (and the operator sees it in the log). */
+  private storeSource(
+    id: string,
+    archive: Buffer,
+    options: Parameters<SourceStore['save']>[2],
+    requestId: string | undefined,
+  ): void {
+    try {
+      this.sources.save(id, archive, options);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES' || code === 'EDQUOT') {
+        this.deps.logError?.(err, { requestId, path: 'deployments.create' });
+        throw new TRPCError({
+          code: 'SERVICE_UNAVAILABLE',
+          message: `the server cannot store uploads right now (${code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'its data folder is read-only'}); try again later`,
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * App supervision: the apps this process started or re-attached to, where the proxy sends their
+ * traffic, when they are ready, and what happens when one exits on its own.
+ */
+import { QueryTypes } from '@coderunner/db';
+import { type Sandbox, waitForApp } from '@coderunner/sandbox';
+import { type EngineOptions, markFailed, systemLog } from './context';
+
+export class AppSupervisor {
+  /** Apps we started or follow: deployment id → internal URL (the local proxy's routing table). */
+  private readonly apps = new Map<string, { internalUrl: string; sandboxId: string }>();
+  /** Sandboxes of apps started by an earlier server process whose output this process follows. */
+  private readonly followed = new Set<string>();
+
+  constructor(
+    private readonly opts: EngineOptions,
+    /** Whether a worker of this process is building the deployment now (its readiness check reports an exit). */
+    private readonly isBuilding: (id: string) => boolean,
+  ) {}
+
+  /** Start the app in its sandbox, its output going to the deployment's log. */
+  start(id: string, sandbox: Sandbox, command: string, port: number, envs: Record<string, string>) {
+    const out = this.opts.logs.writer(id, 'app', 'stdout');
+    const err = this.opts.logs.writer(id, 'app', 'stderr');
+    return sandbox.startApp({
+      command,
+      port,
+      envs,
+      onStdout: out.write,
+      onStderr: err.write,
+      onExit: ({ exitCode, signal }) => {
+        out.flush();
+        err.flush();
+        this.exited(id, sandbox.id, exitCode, signal);
+      },
+    });
+  }
+
+  /** The app answers: the proxy may send it traffic. */
+  register(id: string, internalUrl: string, sandboxId: string): void {
+    this.apps.set(id, { internalUrl, sandboxId });
+  }
+
+  forget(id: string): void {
+    this.apps.delete(id);
+  }
+
+  isFollowed(sandboxId: string): boolean {
+    return this.followed.has(sandboxId);
+  }
+
+  /**
+   * Whether this process started or follows the app in `sandboxId`: its exit reaches us through the
+   * app's own exit handler, which says how it ended (until that handler ran).
+   */
+  watches(id: string, sandboxId: string): boolean {
+    return this.apps.get(id)?.sandboxId === sandboxId || this.followed.has(sandboxId);
+  }
+
+  /**
+   * Ready when the app accepts a TCP connection on its port, or answers its healthcheck path with
+   * 2xx/3xx. Locally we probe 127.0.0.1 directly; in a cloud sandbox the probe runs inside the
+   * sandbox (its public host always accepts connections: the ingress does), and a healthcheck goes
+   * through the public host.
+   */
+  async waitReady(
+    sandbox: Sandbox,
+    internalUrl: string,
+    port: number,
+    healthcheckPath: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const timeoutMs = this.opts.startTimeoutMs;
+    if (this.opts.provider.name === 'local') {
+      const url = new URL(internalUrl);
+      await waitForApp({
+        host: url.hostname,
+        port: Number(url.port || port),
+        healthcheckPath,
+        timeoutMs,
+        isAlive: () => sandbox.isAppRunning(),
+        signal,
+      });
+      return;
+    }
+    const deadline = Date.now() + timeoutMs;
+    const notReady = () =>
+      new Error(
+        `the app did not ${healthcheckPath ? `answer ${healthcheckPath}` : `listen on port ${port}`} within ${Math.round(timeoutMs / 1000)} s`,
+      );
+    if (!healthcheckPath) {
+      const tries = Math.max(1, Math.ceil(timeoutMs / 200));
+      const probe = `for i in $(seq 1 ${tries}); do (echo > /dev/tcp/127.0.0.1/${port}) 2>/dev/null && exit 0; sleep 0.2; done; exit 1`;
+      const result = await sandbox.run(`bash -c '${probe}'`, { timeoutMs: timeoutMs + 5_000 });
+      if (result.exitCode !== 0) throw notReady();
+      return;
+    }
+    while (Date.now() < deadline && !signal.aborted) {
+      if (!(await sandbox.isAppRunning())) throw new Error(`the app exited before listening on port ${port}`);
+      const res = await fetch(new URL(healthcheckPath, internalUrl), {
+        redirect: 'manual',
+        signal: AbortSignal.timeout(5_000),
+      }).catch(() => null);
+      if (res && res.status >= 200 && res.status < 400) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw notReady();
+  }
+
+  /**
+   * Re-attach to an app started by an earlier server process: its new output goes to the deployment's
+   * log again, and its exit fails the deployment as for an app started here.
+   */
+  async follow(id: string, sandbox: Sandbox): Promise<void> {
+    const out = this.opts.logs.writer(id, 'app', 'stdout');
+    const err = this.opts.logs.writer(id, 'app', 'stderr');
+    const followed = await sandbox
+      .followApp({
+        onStdout: out.write,
+        onStderr: err.write,
+        onExit: ({ exitCode, signal }) => {
+          out.flush();
+          err.flush();
+          this.followed.delete(sandbox.id);
+          this.exited(id, sandbox.id, exitCode, signal);
+        },
+      })
+      .catch((e: unknown) => {
+        this.opts.logger.warn({ err: e, deploymentId: id }, 'cannot follow the app after a restart');
+        return false;
+      });
+    if (!followed) return;
+    this.followed.add(sandbox.id);
+    systemLog(this.opts, id, "the server restarted; following the app's output again");
+  }
+
+  /** Where the local proxy should send a request for this deployment's public URL. */
+  async resolve(id: string): Promise<string | null> {
+    const known = this.apps.get(id);
+    if (known) return known.internalUrl;
+    const [row] = await this.opts.sequelize.query<{ app_sandbox_id: string | null }>(
+      `SELECT app_sandbox_id FROM deployments WHERE id = :id AND status = 'RUNNING'`,
+      { type: QueryTypes.SELECT, replacements: { id } },
+    );
+    if (!row?.app_sandbox_id) return null;
+    try {
+      const sandbox = await this.opts.provider.connect(row.app_sandbox_id);
+      const app = await sandbox.getApp();
+      if (!app) return null;
+      this.apps.set(id, { internalUrl: app.internalUrl, sandboxId: sandbox.id });
+      return app.internalUrl;
+    } catch {
+      return null;
+    }
+  }
+
+  private exited(id: string, sandboxId: string, exitCode: number | null, signal: string | null): void {
+    this.appExited(id, sandboxId, exitCode, signal).catch((e) =>
+      this.opts.logger.warn({ err: e, deploymentId: id }, 'cannot record that the app exited'),
+    );
+  }
+
+  /** The app of a RUNNING (or still starting) deployment exited on its own: FAILED, with its last output kept in the log. */
+  private async appExited(id: string, sandboxId: string, exitCode: number | null, signal: string | null) {
+    const how = signal
+      ? `was killed by ${signal}`
+      : exitCode === null
+        ? 'exited'
+        : `exited with code ${exitCode}`;
+    const current = this.apps.get(id);
+    if (current && current.sandboxId !== sandboxId) return;
+    this.apps.delete(id);
+    if (this.isBuilding(id)) return; // still starting: readiness reports it
+    const [row] = await this.opts.sequelize.query<{ app_sandbox_id: string | null; status: string }>(
+      'SELECT status, app_sandbox_id FROM deployments WHERE id = :id',
+      { type: QueryTypes.SELECT, replacements: { id } },
+    );
+    if (row?.status !== 'RUNNING' || row.app_sandbox_id !== sandboxId) return;
+    systemLog(this.opts, id, `FAILED: the app ${how}`);
+    await this.opts.provider.kill(sandboxId).catch(() => false);
+    await markFailed(this.opts, id, ['RUNNING']);
+  }
+}
