@@ -1,9 +1,9 @@
 /**
  * The server process survives what PostgreSQL does when it restarts or fails over, and serves again
  * afterwards without a restart of its own:
- * - connections whose start-up ends with ReadyForQuery and a FATAL 57P01 in one read (the shape that
- *   used to reach Sequelize's connection manager before its `error` listener: an uncaught exception
- *   that killed the server);
+ * - connections whose start-up ends with ReadyForQuery and a FATAL 57P01 in one read: pg emits
+ *   `error` before Sequelize's connection manager listens for it, which is an uncaught exception
+ *   unless the client has a listener from construction (packages/db/src/pg.ts);
  * - PostgreSQL stopped and started again, many times, while requests arrive and both LISTEN loops
  *   (new deployments, status changes) reconnect.
  * The server runs as a child process: a crash is an exit, not a test-runner warning.

@@ -9,8 +9,7 @@ import { createTestDatabase, type TestDatabase } from '../src/testing';
 import { diffSnapshots, snapshotSchema } from './catalog';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const fixture = path.join(here, 'fixtures/seed-schema-v1.0.sql');
-// CI and sessions have shared/ beside the project root; the fixture is a verbatim copy of its DDL.
+// CI and sessions have shared/ beside the project root.
 const seedDoc = path.resolve(here, '../../../../shared/seed/coderunner-db-schema-v1.0.md');
 
 function ddlFromSeedDoc(markdown: string): string {
@@ -19,9 +18,11 @@ function ddlFromSeedDoc(markdown: string): string {
   return match[1];
 }
 
-const seedSql = fs.existsSync(seedDoc)
-  ? ddlFromSeedDoc(fs.readFileSync(seedDoc, 'utf8'))
-  : fs.readFileSync(fixture, 'utf8');
+// The seed document is the single source of truth: without it there is nothing to conform to.
+if (!fs.existsSync(seedDoc)) {
+  throw new Error(`the seed document is missing: ${seedDoc} (shared/ must be beside the project root)`);
+}
+const seedSql = ddlFromSeedDoc(fs.readFileSync(seedDoc, 'utf8'));
 
 async function runSql(url: string, sql: string) {
   const client = new pg.Client({ connectionString: url });
@@ -58,11 +59,6 @@ describe('schema conformance with the seed (v1.0)', () => {
       await sequelize.close();
     }
     seededSnapshot = await snapshotSchema(seeded.url);
-  });
-
-  it('the vendored fixture is the seed document DDL, verbatim', () => {
-    if (!fs.existsSync(seedDoc)) return; // a clone without shared/ beside it tests against the fixture
-    expect(fs.readFileSync(fixture, 'utf8')).toBe(ddlFromSeedDoc(fs.readFileSync(seedDoc, 'utf8')));
   });
 
   it('the migrated catalog equals the seed catalog, object for object', async () => {

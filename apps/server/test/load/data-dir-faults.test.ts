@@ -268,12 +268,8 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
     expect(server.exited()).toBe(false);
   }, 180_000);
 
-  // Was a known weakness, now fixed (see the report, "the disk-full message is masked"): deployments.create throws
-  // INTERNAL_SERVER_ERROR with "the server cannot store uploads right now (its disk is full); try again
-  // later", but the error formatter (packages/api/src/trpc.ts) replaces every INTERNAL_SERVER_ERROR
-  // message with "internal error (request id …)", so the client never sees it. Fix: in
-  // packages/api/src/routers/deployments.ts (create, the catch around sources.save) throw
-  // SERVICE_UNAVAILABLE (HTTP 503) with that message, and log the cause with ctx.deps.logError.
+  // A full or read-only data folder answers 503 with the reason (the error formatter would hide an
+  // INTERNAL_SERVER_ERROR's message); the cause is logged (packages/api/src/deployments/service.ts).
   it('a full or read-only sources/ answers 503 saying why', () => {
     expect(answers.full && answers.fullTiny && answers.readOnly, 'runs after the fault test').toBeTruthy();
     for (const [r, why] of [
@@ -289,11 +285,8 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
     }
   });
 
-  // Was a known weakness, now fixed (see the report, "a failed upload leaves its options file"): SourceStore.save writes
-  // <id>.json first and <id>.tar.gz second; when the archive does not fit, the transaction rolls the
-  // deployment row back but <id>.json stays in sources/ forever (nothing sweeps that folder). Fix:
-  // packages/api/src/deployments/source-store.ts save(): on failure remove what this call already wrote
-  // (or write the archive first and the small options file last, removing the archive if that fails).
+  // SourceStore.save removes what it already wrote when the archive does not fit, so a failed upload
+  // leaves nothing in sources/ (nothing else would sweep that folder).
   it('a failed upload leaves nothing in sources/', () => {
     expect(answers.leftInSources, 'runs after the fault test').toBeDefined();
     expect(answers.leftInSources).toEqual([]);

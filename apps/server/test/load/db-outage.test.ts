@@ -247,13 +247,8 @@ describe('PostgreSQL stopped for 10 s during load', () => {
     console.log(`[db-outage] LISTEN connections after the outage: ${JSON.stringify(outage!.listensAfter)}`);
   }, 120_000);
 
-  // Was a known weakness, now fixed (see the report, "an outage answers a generic 500"): while the database is down every
-  // call answers 500 INTERNAL_SERVER_ERROR "internal error (request id …)", exactly as for a bug, and the
-  // server logs an error with a stack for each one. A client (the CLI) cannot tell "retry later" from
-  // "report a bug". Fix: in packages/api/src/trpc.ts (toTrpcError), map Sequelize's ConnectionError family
-  // (ConnectionRefusedError, ConnectionAcquireTimeoutError, …) and pg errors of class 08 / 57P0x to
-  // TRPCError SERVICE_UNAVAILABLE (HTTP 503) "the database is unavailable; try again shortly", with a
-  // Retry-After (app.ts responseMeta), logged once per interval at warn rather than per call at error.
+  // While the database is down every call answers 503 SERVICE_UNAVAILABLE with Retry-After, not 500:
+  // a client (the CLI) can tell "retry later" from "report a bug" (packages/api/src/trpc.ts toTrpcError).
   it('during the outage calls answer 503 SERVICE_UNAVAILABLE naming the database', () => {
     expect(outage, 'runs after the outage test').toBeDefined();
     expect(outage!.failedDuring.length).toBeGreaterThan(0);
@@ -263,12 +258,8 @@ describe('PostgreSQL stopped for 10 s during load', () => {
     }
   });
 
-  // Was a known weakness, now fixed (see the report, "the engine's LISTEN is not re-established"): the deployment
-  // engine's LISTEN on coderunner_deployments_pending (packages/api/src/deployments/engine.ts start())
-  // only logs "deployment LISTEN connection lost" when the database goes away and never reconnects;
-  // afterwards this replica learns of deployments queued by other replicas only by its 2 s poll.
-  // (The status LISTEN in apps/server/src/deployments.ts listenForStatus reconnects.) Fix: give the
-  // engine's listener the same reconnect loop (on 'error'/'end': end the client, retry after 1 s).
+  // After an outage the engine LISTENs for new deployments again (the LISTEN helper in
+  // packages/db/src/listen.ts reconnects), so this replica learns of other replicas' deployments at once.
   it('after the outage the engine LISTENs for new deployments again', () => {
     expect(outage?.listensAfter, 'runs after the outage test').toBeDefined();
     expect(outage!.listensAfter).toContain('LISTEN coderunner_deployments_pending');
@@ -398,13 +389,9 @@ describe('PostgreSQL stalled (network partition: packets held, nothing refused) 
     expect(stored).toHaveLength(acknowledged.length);
   }, 120_000);
 
-  // Was a known weakness, now fixed (see the report, "a stalled database hangs requests without bound"): a query sent
-  // on a connection whose peer stops answering waits until the stall ends (no client-side timeout:
-  // statement_timeout is enforced by the server, which cannot answer), and calls waiting for a pooled
-  // connection wait up to the 10 s acquire timeout. Fix: packages/db/src/connection.ts connect():
-  // set pg's client-side `query_timeout` (dialectOptions, below statement_timeout) and destroy the
-  // connection whose query timed out (pg leaves it busy; Sequelize marks it invalid on 'error'), so a
-  // request fails within a bound (e.g. 10 s) with 503 and the pool refills once the database is back.
+  // A query on a connection whose peer stopped answering is given up on the client side (pg's
+  // query_timeout, set in packages/db/src/connection.ts): a request fails within a bound with 503 and
+  // the pool refills once the database is back.
   it(`every call started during the stall is answered within ${FAIL_FAST_MS / 1000} s, failures as 503`, () => {
     expect(stall, 'runs after the stall test').toBeDefined();
     expect(stall!.during.length).toBeGreaterThan(0);

@@ -338,9 +338,8 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(10 * 1024 * 1024);
   });
 
-  // Was a known weakness, now fixed: a chunked upload (no Content-Length) escaped the size pre-check and
-  // was buffered up to the limit (~53 MB) before a 413, and tRPC then reset the socket mid-upload. Now
-  // deployments.create without a declared length is answered 411 before a byte of the body is read.
+  // A chunked upload (no Content-Length) would be buffered up to the limit before a 413: an upload
+  // without a declared length is answered 411 before a byte of its body is read.
   it('an upload without a declared length is refused (411) before 16 MB is read', async () => {
     const a = await send({
       path: '/trpc/deployments.create',
@@ -478,12 +477,8 @@ describe('malformed HTTP is refused quickly and leaves the server unaffected', (
     expect(during.status).toBe(200);
   });
 
-  // Was a known weakness, now fixed (see the report, "unbounded batches"): tRPC's maxBatchSize is unset, so one HTTP
-  // request may carry 1,000 calls (each a query; for auth.login up to the per-IP
-  // limit of argon2 verifications, which hold the 2 argon2 slots for seconds so that every other
-  // user's login waits), amplifying one request into 1,000 units of work. Fix:
-  // apps/server/src/app.ts trpcHandler: createExpressMiddleware({ …, maxBatchSize: 50 }) (tRPC answers
-  // 400 "Batch call exceeds maximum size"), and packages/api/src/client.ts httpBatchLink({ maxItems: 50 }).
+  // tRPC batches are bounded (maxBatchSize 50): one HTTP request cannot carry 1,000 calls, each a
+  // unit of work (for auth.login an argon2 verification holding a hashing slot).
   it('batches beyond a bound (1,000 calls; 200 logins) are refused with 400 in < 2 s', async () => {
     expect(batchAnswer, 'runs after the batch test').toBeDefined();
     expectQuick4xx('batch of 1000', batchAnswer!, false);
