@@ -105,6 +105,15 @@ export interface Sandbox {
   /** Stop the app (its whole process group); idempotent. */
   stopApp(): Promise<void>;
   /** Host (no scheme) where `port` of this sandbox is reachable from outside. */
+  /**
+   * Resolves once the started app accepts connections on its port (or answers `healthcheckPath` with
+   * 2xx/3xx); rejects with the reason when it exits first or the time runs out. Each provider probes
+   * where the app really is (a local app directly, a cloud app from inside its sandbox).
+   */
+  waitUntilReady(
+    app: AppHandle,
+    opts: { healthcheckPath?: string | undefined; timeoutMs: number; signal?: AbortSignal },
+  ): Promise<void>;
   getHost(port: number): string;
   /** Extend the sandbox's life by `ms` from now (no-op for the local provider). */
   keepAlive(ms: number): Promise<void>;
@@ -114,6 +123,11 @@ export interface Sandbox {
 
 export interface SandboxProvider {
   readonly name: 'local' | 'agentsphere';
+  /**
+   * Sandboxes run on the server's own machine: they vanish with it, so after a restart a RUNNING
+   * deployment whose app is gone is rebuilt from its source rather than FAILED.
+   */
+  readonly sandboxesOnThisHost: boolean;
   create(opts: CreateSandboxOptions): Promise<Sandbox>;
   /** Re-attach to an existing sandbox; rejects with SandboxNotFoundError when it is gone. */
   connect(id: string): Promise<Sandbox>;

@@ -64,8 +64,8 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     const port = await opts.appPort(plan);
     systemLog(opts, id, `starting: ${plan.start} (PORT=${port})`);
     const app = await ctx.apps.start(id, sandbox, plan.start, port, appEnv);
-    await ctx.apps
-      .waitReady(sandbox, app.internalUrl, port, plan.healthcheckPath, signal)
+    await sandbox
+      .waitUntilReady(app, { healthcheckPath: plan.healthcheckPath, timeoutMs: opts.startTimeoutMs, signal })
       .catch((e: Error) => {
         throw signal.aborted ? new LostRace() : new DeploymentFailure(e.message);
       });

@@ -78,12 +78,12 @@ export class Reconciler {
       // An app whose exit handler is ours reports its own end, with its exit code: leave it to that.
       if (!alive && sandbox && this.apps.watches(row.id, sandbox.id)) continue;
       if (alive) {
-        if (provider.name !== 'local') await sandbox?.keepAlive(5 * 60_000).catch(() => {});
+        await sandbox?.keepAlive(5 * 60_000).catch(() => {}); // cloud sandboxes expire without it
         // An app that kept running while this server restarted: its output and exit reach us again.
         if (sandbox && !this.apps.isFollowed(sandbox.id)) await this.apps.follow(row.id, sandbox);
         continue;
       }
-      if (firstPass && provider.name === 'local') {
+      if (firstPass && provider.sandboxesOnThisHost) {
         // After a restart (or a host reboot) local apps are gone: bring them back from their source.
         await provider.kill(row.appSandboxId).catch(() => false);
         if (await transition(sequelize, row.id, ['RUNNING'], 'PENDING', { appSandboxId: null })) {

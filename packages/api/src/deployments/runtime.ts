@@ -73,10 +73,16 @@ export function publicUrlFor(baseUrl: string, deploymentId: string): string {
 
 type Databases = DatabaseBackend & { start?(): Promise<{ warnings: string[] }>; stop?(): Promise<void> };
 
-function localSandboxes(
-  config: RuntimeConfig,
-  logger: EngineLogger,
-): { provider: SandboxProvider; databases: Databases } {
+/** What differs between providers, wired once: the provider, its databases, where its apps listen and are reached. */
+interface Sandboxes {
+  provider: SandboxProvider;
+  databases: Databases;
+  appPort: EngineOptions['appPort'];
+  publicUrlFor: EngineOptions['publicUrlFor'];
+}
+
+/** Local apps listen on a free port of this machine and are reached through the server's proxy. */
+function localSandboxes(config: RuntimeConfig, logger: EngineLogger, baseUrl: () => string): Sandboxes {
   const { env, dataDir } = config;
   const provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
   const local = createLocalDatabaseProvisioner({
@@ -90,10 +96,16 @@ function localSandboxes(
     start: env.CODERUNNER_APPS_DATABASE_URL ? () => local.start() : undefined,
     stop: () => local.stop(),
   };
-  return { provider, databases };
+  return {
+    provider,
+    databases,
+    appPort: () => findFreePort(),
+    publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
+  };
 }
 
-function agentSphereSandboxes(config: RuntimeConfig): { provider: SandboxProvider; databases: Databases } {
+/** Cloud apps listen on the port they ask for (8080 by default) and are reached at their sandbox's public host. */
+function agentSphereSandboxes(config: RuntimeConfig): Sandboxes {
   // Throws a clear message when AGENTSPHERE_API_KEY is missing: the SDK would only fail at the first call.
   const provider = createAgentSphereProvider(agentSphereConfigFromEnv(config.env));
   const databases: Databases = {
@@ -105,7 +117,12 @@ function agentSphereSandboxes(config: RuntimeConfig): { provider: SandboxProvide
       await provider.kill(d.dbSandboxId);
     },
   };
-  return { provider, databases };
+  return {
+    provider,
+    databases,
+    appPort: async (plan) => plan.port ?? 8080,
+    publicUrlFor: (_id, sandbox, port) => `https://${sandbox.getHost(port)}/`,
+  };
 }
 
 export function createDeploymentRuntime(opts: {
@@ -120,27 +137,27 @@ export function createDeploymentRuntime(opts: {
   const { dataDir } = config;
   const workDir = path.join(dataDir, 'work');
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
-  const { provider, databases } =
-    config.provider === 'agentsphere' ? agentSphereSandboxes(config) : localSandboxes(config, logger);
+  // Until the server listens (PORT=0 picks a port), the default base is not known.
+  let listeningPort = config.port;
+  const baseUrl = () => config.appsBaseUrl ?? `http://localhost:${listeningPort}`;
+  const sandboxes =
+    config.provider === 'agentsphere'
+      ? agentSphereSandboxes(config)
+      : localSandboxes(config, logger, baseUrl);
+  const { provider, databases } = sandboxes;
   const keyring: Keyring = loadKeyring({ env: config.env, dataDir });
   const logs = new LogStore(path.join(dataDir, 'logs'));
   const sources = new SourceStore(path.join(dataDir, 'sources'));
   const events = new EventEmitter();
   events.setMaxListeners(0);
-  // Until the server listens (PORT=0 picks a port), the default base is not known.
-  let listeningPort = config.port;
-  const baseUrl = () => config.appsBaseUrl ?? `http://localhost:${listeningPort}`;
-  const local = provider.name === 'local';
-
   const engine = new DeploymentEngine({
     sequelize,
     provider,
     logs,
     sources,
     workDir,
-    publicUrlFor: (id, sandbox, port) =>
-      local ? publicUrlFor(baseUrl(), id) : `https://${sandbox.getHost(port)}/`,
-    appPort: async (plan) => (local ? findFreePort() : (plan.port ?? 8080)),
+    publicUrlFor: sandboxes.publicUrlFor,
+    appPort: sandboxes.appPort,
     concurrency: 2,
     installTimeoutMs: 600_000,
     buildTimeoutMs: 600_000,

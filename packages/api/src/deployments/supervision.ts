@@ -3,7 +3,7 @@
  * traffic, when they are ready, and what happens when one exits on its own.
  */
 import { QueryTypes } from '@coderunner/db';
-import { type Sandbox, waitForApp } from '@coderunner/sandbox';
+import type { Sandbox } from '@coderunner/sandbox';
 import { type EngineOptions, markFailed, systemLog } from './context';
 
 export class AppSupervisor {
@@ -55,56 +55,6 @@ export class AppSupervisor {
    */
   watches(id: string, sandboxId: string): boolean {
     return this.apps.get(id)?.sandboxId === sandboxId || this.followed.has(sandboxId);
-  }
-
-  /**
-   * Ready when the app accepts a TCP connection on its port, or answers its healthcheck path with
-   * 2xx/3xx. Locally we probe 127.0.0.1 directly; in a cloud sandbox the probe runs inside the
-   * sandbox (its public host always accepts connections: the ingress does), and a healthcheck goes
-   * through the public host.
-   */
-  async waitReady(
-    sandbox: Sandbox,
-    internalUrl: string,
-    port: number,
-    healthcheckPath: string | undefined,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const timeoutMs = this.opts.startTimeoutMs;
-    if (this.opts.provider.name === 'local') {
-      const url = new URL(internalUrl);
-      await waitForApp({
-        host: url.hostname,
-        port: Number(url.port || port),
-        healthcheckPath,
-        timeoutMs,
-        isAlive: () => sandbox.isAppRunning(),
-        signal,
-      });
-      return;
-    }
-    const deadline = Date.now() + timeoutMs;
-    const notReady = () =>
-      new Error(
-        `the app did not ${healthcheckPath ? `answer ${healthcheckPath}` : `listen on port ${port}`} within ${Math.round(timeoutMs / 1000)} s`,
-      );
-    if (!healthcheckPath) {
-      const tries = Math.max(1, Math.ceil(timeoutMs / 200));
-      const probe = `for i in $(seq 1 ${tries}); do (echo > /dev/tcp/127.0.0.1/${port}) 2>/dev/null && exit 0; sleep 0.2; done; exit 1`;
-      const result = await sandbox.run(`bash -c '${probe}'`, { timeoutMs: timeoutMs + 5_000 });
-      if (result.exitCode !== 0) throw notReady();
-      return;
-    }
-    while (Date.now() < deadline && !signal.aborted) {
-      if (!(await sandbox.isAppRunning())) throw new Error(`the app exited before listening on port ${port}`);
-      const res = await fetch(new URL(healthcheckPath, internalUrl), {
-        redirect: 'manual',
-        signal: AbortSignal.timeout(5_000),
-      }).catch(() => null);
-      if (res && res.status >= 200 && res.status < 400) return;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    throw notReady();
   }
 
   /**

@@ -37,6 +37,7 @@ export function createAgentSphereProvider(options: AgentSphereProviderOptions): 
 
 class AgentSphereProvider implements SandboxProvider {
   readonly name = 'agentsphere';
+  readonly sandboxesOnThisHost = false;
   private readonly client: AgentSphereClient;
   private readonly templates: AgentSphereTemplates;
   private readonly sandboxTimeoutMs: number;

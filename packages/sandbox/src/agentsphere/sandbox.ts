@@ -172,6 +172,41 @@ export class AgentSphereSandbox implements Sandbox {
     this.app = undefined;
   }
 
+  /**
+   * The public host always accepts connections (the ingress does): without a healthcheck the probe
+   * runs inside the sandbox; a healthcheck goes through the public host.
+   */
+  async waitUntilReady(
+    app: AppHandle,
+    opts: { healthcheckPath?: string | undefined; timeoutMs: number; signal?: AbortSignal },
+  ): Promise<void> {
+    const { healthcheckPath, timeoutMs, signal } = opts;
+    const { port } = app;
+    const notReady = () =>
+      new SandboxError(
+        `the app did not ${healthcheckPath ? `answer ${healthcheckPath}` : `listen on port ${port}`} within ${Math.round(timeoutMs / 1000)} s`,
+      );
+    if (!healthcheckPath) {
+      const tries = Math.max(1, Math.ceil(timeoutMs / 200));
+      const probe = `for i in $(seq 1 ${tries}); do (echo > /dev/tcp/127.0.0.1/${port}) 2>/dev/null && exit 0; sleep 0.2; done; exit 1`;
+      const result = await this.run(`bash -c '${probe}'`, { timeoutMs: timeoutMs + 5_000 });
+      if (result.exitCode !== 0) throw notReady();
+      return;
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !signal?.aborted) {
+      if (!(await this.isAppRunning()))
+        throw new SandboxError(`the app exited before listening on port ${port}`);
+      const res = await fetch(new URL(healthcheckPath, app.internalUrl), {
+        redirect: 'manual',
+        signal: AbortSignal.timeout(5_000),
+      }).catch(() => null);
+      if (res && res.status >= 200 && res.status < 400) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw notReady();
+  }
+
   async keepAlive(ms: number): Promise<void> {
     await this.call(
       'extend the sandbox timeout',

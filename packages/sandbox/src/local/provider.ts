@@ -47,6 +47,7 @@ export function createLocalProvider(options: LocalProviderOptions): SandboxProvi
 
 class LocalProvider implements SandboxProvider {
   readonly name = 'local';
+  readonly sandboxesOnThisHost = true;
   private readonly rootDir: string;
   private config: Promise<LocalConfig> | undefined;
 

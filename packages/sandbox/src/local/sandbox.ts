@@ -7,6 +7,7 @@ import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process'
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { waitForApp } from '../readiness';
 import {
   type AppHandle,
   type CommandOptions,
@@ -346,6 +347,21 @@ export class LocalSandbox implements Sandbox {
     this.stopKeeper();
     updateRecord(this.paths.root, (r) => ({ ...r, app: null }));
     if (this.state.app === app) this.state.app = undefined;
+  }
+
+  async waitUntilReady(
+    app: AppHandle,
+    opts: { healthcheckPath?: string | undefined; timeoutMs: number; signal?: AbortSignal },
+  ): Promise<void> {
+    const url = new URL(app.internalUrl);
+    await waitForApp({
+      host: url.hostname,
+      port: Number(url.port || app.port),
+      healthcheckPath: opts.healthcheckPath,
+      timeoutMs: opts.timeoutMs,
+      isAlive: () => this.isAppRunning(),
+      signal: opts.signal,
+    });
   }
 
   async keepAlive(_ms: number): Promise<void> {
