@@ -3,6 +3,7 @@ import {
   appRouter,
   createRequestContext,
   DEFAULT_MAX_UPLOAD_MB,
+  MAX_BATCH_SIZE,
   uploadTooLargeMessage,
 } from '@coderunner/api';
 import { QueryTypes } from '@coderunner/db';
@@ -128,7 +129,7 @@ export function createApp(opts: AppOptions): express.Express {
       router: appRouter,
       maxBodySize,
       // One request may not carry unbounded work (1,000 calls, or enough logins to hold every argon2 slot).
-      maxBatchSize: 50,
+      maxBatchSize: MAX_BATCH_SIZE,
       createContext: ({ req }) => createRequestContext(opts.deps, req, (req as IdentifiedRequest).id),
       responseMeta({ errors }) {
         // A rate-limited call tells the client when to retry, in the standard header too.

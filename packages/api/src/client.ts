@@ -16,6 +16,7 @@ import {
 } from '@trpc/client';
 import { EventSource } from 'eventsource';
 import superjson from 'superjson';
+import { MAX_BATCH_SIZE } from './limits';
 import type { AppRouter } from './root';
 
 export interface ClientOptions {
@@ -53,7 +54,7 @@ export function createClient(opts: ClientOptions) {
             transformer: superjson,
             headers,
             fetch: fetchImpl,
-            maxItems: 50,
+            maxItems: MAX_BATCH_SIZE,
           }),
         }),
       }),

@@ -3,7 +3,6 @@
  */
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -14,6 +13,7 @@ import {
   provisionAgentSphereDatabase,
   sweepOrphans,
 } from '../src/agentsphere';
+import { findFreePort } from '../src/local';
 import {
   CommandTimeoutError,
   type FileEntry,
@@ -110,7 +110,7 @@ describe('AgentSphere provider: a deployment end to end', () => {
     expect(failed).toEqual({ exitCode: 3, stdout: '', stderr: 'oops\n' });
     expect((await sandbox.run('pwd', { cwd: 'lib' })).stdout.trim()).toMatch(/\/home\/user\/app\/lib$/);
 
-    const port = await freePort();
+    const port = await findFreePort();
     const exits: unknown[] = [];
     const app = await sandbox.startApp({
       command: 'node server.js',
@@ -396,16 +396,6 @@ function isScramVerifierOf(verifier: string, password: string): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 /** Processes whose working directory is still inside a fake sandbox (Linux /proc; none elsewhere). */

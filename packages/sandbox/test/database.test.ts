@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -18,6 +17,7 @@ import {
   type ProvisionStep,
   TRUST_WARNING,
 } from '../src/database';
+import { findFreePort } from '../src/local';
 
 const externalUrl = process.env.DATABASE_URL;
 const embedded = !externalUrl;
@@ -31,17 +31,6 @@ const logs: string[] = [];
 const hooks: { afterStep?: (step: ProvisionStep, deploymentId: string) => void | Promise<void> } = {};
 const provisioned: DatabaseInfo[] = [];
 const deploymentIds: string[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function withClient<T>(
   config: string | pg.ClientConfig,
@@ -102,7 +91,7 @@ beforeAll(async () => {
     });
     adminUrl = externalUrl;
   } else {
-    embeddedPort = await freePort();
+    embeddedPort = await findFreePort();
     provisioner = createLocalDatabaseProvisioner({
       dataDir,
       embeddedPort,
