@@ -269,7 +269,7 @@ sys.stdout.buffer.write(buf.getvalue())`,
       .mutate(
         await uploadForm(
           crypto.randomUUID(),
-          await (await import('@coderunner/sandbox')).packDirectory(appFolder(NODE_APP)),
+          (await (await import('@coderunner/sandbox')).packFolder(appFolder(NODE_APP))).archive,
         ),
       )
       .catch((e) => e);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CodeRunnerClient } from '@coderunner/api/client';
-import { packDirectory } from '@coderunner/sandbox';
+import { packFolder } from '@coderunner/sandbox';
 import type { BenchContext, BenchOutput } from '../lib/context';
 import { client, register, withPg } from '../lib/http';
 import { sleep } from '../lib/scope';
@@ -177,7 +177,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
   const projectId = (await api.projects.create.mutate({ name: 'hello' })).id;
   const appDir = tempDir(scope, 'app');
   for (const [name, content] of Object.entries(APP)) fs.writeFileSync(path.join(appDir, name), content);
-  const archive = await packDirectory(appDir);
+  const archive = (await packFolder(appDir)).archive;
 
   const live = new Set<string>();
   scope.defer('destroy the deployments left', async () => {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Deployment } from '@coderunner/db';
-import { packDirectory } from '@coderunner/sandbox';
+import { packFolder } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appRouter } from '../src/root';
 import { setupApi, type TestApi } from './helpers';
@@ -30,7 +30,7 @@ async function tinyUpload(projectId: string): Promise<FormData> {
   fs.writeFileSync(path.join(dir, 'server.js'), '');
   const form = new FormData();
   form.set('projectId', projectId);
-  form.set('source', new Blob([await packDirectory(dir)]), 'source.tar.gz');
+  form.set('source', new Blob([(await packFolder(dir)).archive]), 'source.tar.gz');
   fs.rmSync(dir, { recursive: true });
   return form;
 }

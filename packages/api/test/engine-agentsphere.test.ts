@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Deployment, Project, User } from '@coderunner/db';
-import { createAgentSphereProvider, findFreePort, packDirectory } from '@coderunner/sandbox';
+import { createAgentSphereProvider, findFreePort, packFolder } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeAgentSphere, installFetchRouter } from '../../sandbox/test/fake-agentsphere';
 import { DeploymentEngine } from '../src/deployments/engine';
@@ -79,7 +79,7 @@ async function queue(): Promise<string> {
     "require('http').createServer((q, s) => s.end('hello from the cloud')).listen(process.env.PORT, '127.0.0.1', () => console.log('up'));",
   );
   const d = await Deployment.create({ projectId });
-  sources.save(d.id, await packDirectory(app), {});
+  sources.save(d.id, (await packFolder(app)).archive, {});
   fs.rmSync(app, { recursive: true, force: true });
   return d.id;
 }

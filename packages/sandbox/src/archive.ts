@@ -88,44 +88,6 @@ export async function extractTarGz(
   }
 }
 
-export interface PackOptions {
-  /**
-   * Left out of the archive: a name matches that file or folder anywhere (`node_modules`), a path
-   * with a slash matches that path from the folder's top (`dist/cache`); or a predicate on the
-   * relative path.
-   */
-  ignore?: readonly string[] | ((relativePath: string) => boolean);
-}
-
-/** What a project upload usually should not carry; for callers such as the CLI. */
-export const DEFAULT_PACK_IGNORE: readonly string[] = ['node_modules', '.git', '.venv', '__pycache__'];
-
-/** A gzipped tar of the contents of `dir` (entries relative to it; file modes and symlinks kept). */
-export async function packDirectory(dir: string, options: PackOptions = {}): Promise<Buffer> {
-  const ignored = ignoreMatcher(options.ignore ?? []);
-  const top = (await fs.promises.readdir(dir)).filter((name) => !ignored(name)).sort();
-  if (top.length === 0) {
-    // node-tar refuses an empty list; two zero blocks are an empty tar.
-    return zlib.gzipSync(Buffer.alloc(1024));
-  }
-  const stream = createTar(
-    { gzip: true, cwd: dir, portable: true, filter: (p) => !ignored(normalizeEntryPath(p)) },
-    top,
-  );
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-function ignoreMatcher(ignore: NonNullable<PackOptions['ignore']>): (relativePath: string) => boolean {
-  if (typeof ignore === 'function') return ignore;
-  const names = new Set(ignore.filter((p) => !p.includes('/')));
-  const paths = ignore.filter((p) => p.includes('/')).map((p) => p.replace(/\/+$/, ''));
-  return (relativePath) =>
-    relativePath.split('/').some((segment) => names.has(segment)) ||
-    paths.some((p) => relativePath === p || relativePath.startsWith(`${p}/`));
-}
-
 /** Validates entries as they are listed; everything that cannot be decided per entry waits for checkLinks. */
 class EntryChecker {
   private count = 0;

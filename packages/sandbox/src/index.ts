@@ -2,14 +2,12 @@ export * from './agentsphere';
 export {
   ArchiveError,
   type ArchiveInput,
-  DEFAULT_PACK_IGNORE,
   type ExtractOptions,
   extractTarGz,
-  type PackOptions,
-  packDirectory,
 } from './archive';
 export * from './database';
 export { createLocalProvider, DEFAULT_SANDBOX_USER, findFreePort, type LocalProviderOptions } from './local';
+export { type PackResult, packFolder } from './pack';
 export { AppNotReadyError, type WaitForAppOptions, waitForApp } from './readiness';
 export {
   type BuildPlan,

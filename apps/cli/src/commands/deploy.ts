@@ -6,12 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type CodeRunnerClient, RUNTIME_TYPES, type RuntimeType } from '@coderunner/api/client';
+import { packFolder } from '@coderunner/sandbox/pack';
 import { type Command, Option } from 'commander';
 import { type Context, handler } from '../context';
 import { CliError, ExitCode, InterruptedError, UsageError } from '../errors';
 import { handleInterrupt, streamLogs, watchDeployment } from '../follow';
 import { printable } from '../output';
-import { formatSize, packFolder } from '../pack';
 import { formatLogLine, StatusLine } from '../progress';
 import { resolveProject } from '../resolve';
 import { type Deployment, deploymentJson, type LogLine } from '../views';
@@ -270,4 +270,11 @@ Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the r
       );
     }),
   );
+}
+
+/** 1536 → "1.5 KiB". */
+function formatSize(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
-import { packDirectory } from '@coderunner/sandbox';
+import { packFolder } from '@coderunner/sandbox';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -61,7 +61,7 @@ interface Raw {
 
 /** deployments.create as the CLI sends it (multipart), keeping the raw answer to inspect. */
 async function rawCreate(dir: string, token: string): Promise<Raw> {
-  const form = await uploadForm(projectId, await packDirectory(dir));
+  const form = await uploadForm(projectId, (await packFolder(dir)).archive);
   const started = performance.now();
   const res = await fetch(`${server.trpc}/deployments.create`, {
     method: 'POST',

@@ -1,6 +1,7 @@
 /**
- * Packing a folder for `coderunner deploy`: a gzipped tar of what git would commit, whether or not
- * the folder is a git repository.
+ * Packing a folder for upload: a gzipped tar of what git would commit, whether or not the folder is
+ * a git repository. The one packer: `coderunner deploy` uses it, and so do the server's tests and the
+ * bench, so they upload what the CLI builds.
  *
  * What is left out, by rules applied the way git applies them:
  * - always: `node_modules` and `.git`, anywhere (no rule can bring them back);
@@ -11,7 +12,8 @@
  *   so it can also bring back (`!dist/`) what `.gitignore` leaves out.
  *
  * Symbolic links are packed as links (never followed); sockets, pipes and devices are skipped.
- * The archive is built with node-tar directly (not @coderunner/sandbox, which is server code).
+ * This module imports only node built-ins, node-tar and ignore (no server code): the CLI bundles it
+ * through `@coderunner/sandbox/pack`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -122,11 +124,4 @@ export async function packFolder(dir: string): Promise<PackResult> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return { archive: Buffer.concat(chunks), files, bytes, entries, skipped };
-}
-
-/** 1536 → "1.5 KiB". */
-export function formatSize(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }

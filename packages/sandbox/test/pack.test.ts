@@ -1,12 +1,29 @@
-/** What `deploy` uploads: the folder as git would commit it, in a tar.gz the server accepts. */
+/** What `coderunner deploy` uploads: the folder as git would commit it, in a tar.gz the server accepts. */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { listEntries, packFolder } from '../src/pack';
-import { appFolder, removeTempDirs, tempDir } from './helpers';
 
-afterAll(() => removeTempDirs());
+const tempDirs: string[] = [];
+function tempDir(prefix = 'coderunner-pack-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function appFolder(files: Record<string, string>): string {
+  const dir = tempDir('coderunner-pack-app-');
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
 
 const files = (dir: string) => listEntries(dir).entries.filter((e) => !e.endsWith('/'));
 
