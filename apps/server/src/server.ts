@@ -7,6 +7,7 @@ import type { Config } from './config';
 import { createDeploymentRuntime, type DeploymentRuntime } from './deployments';
 import type { Logger } from './logger';
 import { createAppProxy } from './proxy';
+import { superviseEmbedded } from './supervise';
 
 export interface RunningServer {
   /** e.g. http://127.0.0.1:8080 */
@@ -26,9 +27,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   });
   if (target.embedded) {
     logger.info(
-      { dataDir: target.embedded.dataDir, port: target.embedded.port },
-      'embedded PostgreSQL started',
+      { dataDir: target.embedded.dataDir, port: target.embedded.port, mode: target.embedded.mode },
+      `embedded PostgreSQL ${target.embedded.mode}`,
     );
+    superviseEmbedded(target.embedded, logger);
   }
   const sequelize = connect(target.url);
   let httpServer: http.Server | undefined;

@@ -6,6 +6,7 @@ import { connect, migrateUp, resolveDatabase } from '@coderunner/db';
 import { loadConfigOrExit } from './config';
 import { createDeploymentRuntime } from './deployments';
 import { createLogger, flushLogger } from './logger';
+import { superviseEmbedded } from './supervise';
 
 const config = loadConfigOrExit();
 const logger = createLogger(config.LOG_LEVEL);
@@ -15,6 +16,7 @@ try {
     dataDir: config.dataDir,
     embeddedPort: config.CODERUNNER_EMBEDDED_PG_PORT,
   });
+  if (target.embedded) superviseEmbedded(target.embedded, logger);
   const sequelize = connect(target.url);
   await migrateUp(sequelize);
   const runtime = createDeploymentRuntime(config, sequelize, target.url, logger);

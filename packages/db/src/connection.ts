@@ -52,6 +52,7 @@ export function resolveDatabaseFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
 
 export async function ensureDatabaseExists(adminUrl: string, name: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
+  client.on('error', () => {}); // a dropped connection fails the query below instead
   await client.connect();
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);

@@ -12,6 +12,7 @@ async function main(): Promise<number> {
   const keyring = loadKeyring({ env: process.env, dataDir: defaultDataDir() });
   const target = await resolveDatabaseFromEnv();
   const pool = new pg.Pool({ connectionString: target.url, max: 2 });
+  pool.on('error', () => {}); // an idle client that drops: the next query fails and says why
   try {
     const result = await rotateSealedColumn({
       keyring,
