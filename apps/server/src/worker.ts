@@ -16,7 +16,10 @@ try {
     dataDir: config.dataDir,
     embeddedPort: config.CODERUNNER_EMBEDDED_PG_PORT,
   });
-  if (target.embedded) superviseEmbedded(target.embedded, logger);
+  if (target.embedded) {
+    logger.info({ port: target.embedded.port }, `embedded PostgreSQL ${target.embedded.mode}`);
+    superviseEmbedded(target.embedded, logger);
+  }
   const sequelize = connect(target.url);
   await migrateUp(sequelize);
   const runtime = createDeploymentRuntime(config, sequelize, target.url, logger);
