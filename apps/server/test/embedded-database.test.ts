@@ -211,7 +211,7 @@ describe('the server on its embedded PostgreSQL, with commands beside it', () =>
       .output()
       .split('\n')
       .filter((l) => l.includes('embedded PostgreSQL'));
-    expect(lines.join('\n')).toMatch(/is down: starting it again[^]*is back \(started\)/);
+    expect(lines.join('\n')).toMatch(/is down: starting it again[\s\S]*is back \(started\)/);
     pid = postmasterPid(s);
   });
 });
