@@ -25,6 +25,7 @@ const seedSql = fs.existsSync(seedDoc)
 
 async function runSql(url: string, sql: string) {
   const client = new pg.Client({ connectionString: url });
+  client.on('error', () => {});
   await client.connect();
   try {
     return await client.query(sql);
