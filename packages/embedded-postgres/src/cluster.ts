@@ -111,6 +111,9 @@ async function loadBinaries(env: EmbeddedPostgresSettingNames): Promise<Binaries
   return { postgres: mod.postgres, initdb: mod.initdb };
 }
 
+/** How long a live owner may take to bring its cluster up before another process starts it instead. */
+const OWNER_GRACE_MS = 30_000;
+
 /** None of our own variables reach Postgres: it gets a fixed, minimal environment. */
 const POSTGRES_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C', LANG: 'C' };
 
@@ -341,9 +344,9 @@ class Cluster implements EmbeddedPostgres {
     return { pid, port: Number(lines[3]), status: (lines[7] ?? '').trim() };
   }
 
-  private readOwner(): Owner | undefined {
+  private readOwner(file = this.ownerFile): Owner | undefined {
     try {
-      const o = JSON.parse(readFile(this.ownerFile) ?? '') as Owner;
+      const o = JSON.parse(readFile(file) ?? '') as Owner;
       return Number.isInteger(o.pid) ? o : undefined;
     } catch {
       return undefined;
@@ -361,6 +364,42 @@ class Cluster implements EmbeddedPostgres {
     const owner: Owner = { pid: process.pid, start: processStartTime(process.pid) };
     fs.writeFileSync(tmp, JSON.stringify(owner), { mode: 0o600 });
     fs.renameSync(tmp, this.ownerFile);
+  }
+
+  /**
+   * Makes this process the owner unless another live process is. Atomic against processes claiming
+   * at the same moment (exclusive create), so that two of them never initialise or start one folder.
+   */
+  private claimOwnership(): boolean {
+    const me = JSON.stringify({ pid: process.pid, start: processStartTime(process.pid) } satisfies Owner);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        fs.writeFileSync(this.ownerFile, me, { mode: 0o600, flag: 'wx' });
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const owner = this.readOwner();
+      if (owner?.pid === process.pid) return true;
+      if (this.ownerAlive(owner)) return false;
+      // A dead owner's file (or one being written): move it aside; put it back if it was a live claim.
+      const aside = `${this.ownerFile}.${process.pid}.aside`;
+      try {
+        fs.renameSync(this.ownerFile, aside);
+      } catch {
+        continue;
+      }
+      const moved = this.readOwner(aside);
+      if (this.ownerAlive(moved) && moved.pid !== process.pid) {
+        try {
+          fs.linkSync(aside, this.ownerFile);
+        } catch {
+          // yet another process claimed meanwhile: its claim stands
+        }
+      }
+      fs.rmSync(aside, { force: true });
+    }
+    return false;
   }
 
   /**
@@ -396,8 +435,11 @@ class Cluster implements EmbeddedPostgres {
           continue;
         }
         // Outlived its owner (or was ours before a restart of this process's supervisor).
+        if (!this.claimOwnership()) {
+          await sleep(100); // another process is taking it over: attach to it next time round
+          continue;
+        }
         if (pm.port === port && (this.ids.uid === undefined || processUid(pm.pid) === this.ids.uid)) {
-          this.writeOwner();
           const until = Date.now() + 15_000;
           while (Date.now() < until && processAlive(pm.pid)) {
             if (await canConnect(pm.port, this.password))
@@ -409,15 +451,15 @@ class Cluster implements EmbeddedPostgres {
         continue;
       }
       // No postmaster. A live owner without one is starting it (initdb, spawn) or bringing it back.
-      const owner = this.readOwner();
-      if (this.ownerAlive(owner) && owner.pid !== process.pid) {
+      if (!this.claimOwnership()) {
         ownerWaitSince ??= Date.now();
-        if (Date.now() - ownerWaitSince < 15_000) {
+        // Its supervisor restarts within a second; a first start (initdb) takes a few seconds.
+        if (Date.now() - ownerWaitSince < OWNER_GRACE_MS) {
           await sleep(100);
           continue;
         }
+        this.writeOwner(); // an owner that does not bring its cluster back: take over
       }
-      this.writeOwner();
       const started = await this.startHere(port);
       if (started) return started;
       // Lost a race with another process starting the same folder: attach to its postmaster.
@@ -498,6 +540,8 @@ class Cluster implements EmbeddedPostgres {
   private async startHere(port: number): Promise<Cluster['current'] | undefined> {
     this.assertReachable();
     this.initdb();
+    // A postmaster that appeared since we looked (another process won a start race): attach to it.
+    if (this.readPostmaster()) return undefined;
     // A pid file naming a dead process or someone else's (a recycled pid) would stop Postgres.
     fs.rmSync(path.join(this.clusterDir, 'postmaster.pid'), { force: true });
     await assertPortFree(port, this.options.env);

@@ -186,6 +186,20 @@ describe('embedded PostgreSQL', () => {
     expect(alive(pid)).toBe(true);
   });
 
+  it('two processes starting one fresh folder at once: one starts it, the other attaches', async () => {
+    const dataDir = tempDir();
+    const [a, b] = [
+      runScript([dataDir, String(await freePort())]),
+      runScript([dataDir, String(await freePort())]),
+    ];
+    const lines = await Promise.all([firstLine(a!), firstLine(b!)]);
+    const fields = lines.map((l) => l.split(' ')); // ready <user> <uid> <port> <mode> <postmaster pid>
+    expect(fields.map((f) => f[4]).sort()).toEqual(['attached', 'started']);
+    expect(fields[0]![3]).toBe(fields[1]![3]);
+    expect(fields[0]![5]).toBe(fields[1]![5]);
+    expect(fs.readFileSync(path.join(dataDir, 'pg/PG_VERSION'), 'utf8').trim()).toMatch(/^\d+$/);
+  });
+
   it('adopts the postmaster of a SIGKILLed owner (same port), and stops it when done', async () => {
     const dataDir = tempDir();
     const port = await freePort();
