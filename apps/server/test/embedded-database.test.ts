@@ -188,6 +188,7 @@ describe('the server on its embedded PostgreSQL, with commands beside it', () =>
 
   it('kill -9 of the postmaster: /readyz answers 503, then 200 again on its own', async () => {
     const before = postmasterPid(s);
+    const killedAt = Date.now();
     process.kill(before, 'SIGKILL');
     const statuses: number[] = [];
     const deadline = Date.now() + 90_000;
@@ -197,6 +198,10 @@ describe('the server on its embedded PostgreSQL, with commands beside it', () =>
       if (statuses.includes(503) && status === 200) break;
       await new Promise((r) => setTimeout(r, 20));
     }
+    console.log(
+      `[embedded] kill -9 of the postmaster: /readyz 503 ${statuses.filter((x) => x === 503).length} times, ` +
+        `200 again ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill`,
+    );
     expect(statuses).toContain(503);
     expect(statuses.at(-1)).toBe(200);
     expect(postmasterPid(s)).not.toBe(before);

@@ -279,8 +279,9 @@ class Cluster implements EmbeddedPostgres {
     const onEvent = opts.onEvent ?? (() => {});
     let busy = false;
     let down = false;
+    let active = true;
     const check = async () => {
-      if (busy || this.stopped || this.isRunning()) return;
+      if (!active || busy || this.stopped || this.isRunning()) return;
       busy = true;
       try {
         if (!down) onEvent({ kind: 'down' });
@@ -299,6 +300,7 @@ class Cluster implements EmbeddedPostgres {
     timer.unref();
     this.watchChild(check);
     const unwatch = () => {
+      active = false;
       clearInterval(timer);
       this.watchers.delete(unwatch);
     };
