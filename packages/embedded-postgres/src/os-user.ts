@@ -21,38 +21,39 @@ function lookup(user: string): RunAs {
 /** Not root: Postgres runs as we do. Root: as `user`, created (system account, no login, no home) when missing. */
 export function runAsIdentity(user: string, fail: (message: string) => Error): RunAs {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return {};
-  try {
-    return lookup(user);
-  } catch {
-    // not there yet
-  }
-  try {
-    execFileSync(
-      'useradd',
-      [
-        '--system',
-        '--user-group',
-        '--no-create-home',
-        '--home-dir',
-        '/nonexistent',
-        '--shell',
-        '/usr/sbin/nologin',
-        user,
-      ],
-      { stdio: 'pipe' },
-    );
-  } catch (err) {
-    // Another process may have created it meanwhile: look again before giving up.
+  let lastError = '';
+  // Several processes may create it at once: useradd then fails on the locked /etc/passwd, and the
+  // user appears a moment later.
+  for (let attempt = 0; attempt < 10; attempt++) {
     try {
       return lookup(user);
     } catch {
-      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-      throw fail(
-        `running as root, PostgreSQL needs an OS user "${user}" and it could not be created: ${stderr || (err as Error).message}`,
+      // not there yet
+    }
+    try {
+      execFileSync(
+        'useradd',
+        [
+          '--system',
+          '--user-group',
+          '--no-create-home',
+          '--home-dir',
+          '/nonexistent',
+          '--shell',
+          '/usr/sbin/nologin',
+          user,
+        ],
+        { stdio: 'pipe' },
       );
+      return lookup(user);
+    } catch (err) {
+      lastError = (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
     }
   }
-  return lookup(user);
+  throw fail(
+    `running as root, PostgreSQL needs an OS user "${user}" and it could not be created: ${lastError}`,
+  );
 }
 
 /** Gives a whole tree to `ids` (a cluster initialised by another OS user, e.g. an older release's `postgres`). */
