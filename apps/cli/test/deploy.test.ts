@@ -32,6 +32,7 @@ const pg = createRequire(import.meta.resolve('@coderunner/db'))('pg') as {
     connectionString: string;
   }) => {
     connect(): Promise<void>;
+    on(event: 'error', listener: (err: Error) => void): void;
     query(sql: string): Promise<{ rows: Record<string, unknown>[] }>;
     end(): Promise<void>;
   };
@@ -424,6 +425,7 @@ describe('db credentials', () => {
     );
     expect(shell.stdout).toBe(creds.url);
     const appDb = new pg.Client({ connectionString: shell.stdout });
+    appDb.on('error', () => {});
     await appDb.connect();
     try {
       const { rows } = await appDb.query('SELECT current_database() AS db');

@@ -12,6 +12,7 @@ import { createApp } from './app';
 import { type Config, runtimeConfig } from './config';
 import type { Logger } from './logger';
 import { createAppProxy } from './proxy';
+import { superviseEmbedded } from './supervise';
 
 export interface RunningServer {
   /** e.g. http://127.0.0.1:8080 */
@@ -31,9 +32,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   });
   if (target.embedded) {
     logger.info(
-      { dataDir: target.embedded.dataDir, port: target.embedded.port },
-      'embedded PostgreSQL started',
+      { dataDir: target.embedded.dataDir, port: target.embedded.port, mode: target.embedded.mode },
+      `embedded PostgreSQL ${target.embedded.mode}`,
     );
+    superviseEmbedded(target.embedded, logger);
   }
   const sequelize = connect(target.url);
   let httpServer: http.Server | undefined;

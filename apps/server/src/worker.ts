@@ -6,6 +6,7 @@ import { createDeploymentRuntime } from '@coderunner/api';
 import { connect, migrateUp, resolveDatabase } from '@coderunner/db';
 import { loadConfigOrExit, runtimeConfig } from './config';
 import { createLogger, exitOnCrash, flushLogger } from './logger';
+import { superviseEmbedded } from './supervise';
 
 const config = loadConfigOrExit();
 const logger = createLogger(config.LOG_LEVEL);
@@ -16,6 +17,10 @@ try {
     dataDir: config.dataDir,
     embeddedPort: config.CODERUNNER_EMBEDDED_PG_PORT,
   });
+  if (target.embedded) {
+    logger.info({ port: target.embedded.port }, `embedded PostgreSQL ${target.embedded.mode}`);
+    superviseEmbedded(target.embedded, logger);
+  }
   const sequelize = connect(target.url);
   await migrateUp(sequelize);
   const runtime = createDeploymentRuntime({

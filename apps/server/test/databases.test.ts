@@ -112,6 +112,7 @@ describe('a deployment with its own database', () => {
     const controlPlane = new URL(creds.url);
     controlPlane.pathname = '/postgres';
     const probe = new pg.Client({ connectionString: controlPlane.toString() });
+    probe.on('error', () => {});
     await expect(probe.connect().then(() => probe.query('SELECT 1'))).rejects.toThrow(
       /permission denied|not permitted|does not exist/,
     );
@@ -159,6 +160,7 @@ describe('a deployment with its own database', () => {
       password: superPw,
       database: 'postgres',
     });
+    admin.on('error', () => {});
     await admin.connect();
     try {
       const roles = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [creds.user]);

@@ -30,6 +30,7 @@ type Row = Record<string, unknown>;
 let query: (sql: string, params: unknown[]) => Promise<Row[]>;
 if (mode === 'pg') {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, idleTimeoutMillis: 10_000 });
+  pool.on('error', () => {});
   query = async (sql, params) => (await pool.query(sql, params)).rows;
 } else {
   const sequelize = connect(databaseUrl);

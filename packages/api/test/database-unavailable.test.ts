@@ -70,6 +70,7 @@ describe('isDatabaseUnavailable', () => {
     await client.connect();
     const ownPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     const other = new pg.Client({ connectionString: db.url });
+    other.on('error', () => {});
     await other.connect();
     await other.query('SELECT pg_terminate_backend($1)', [ownPid]);
     await other.end();

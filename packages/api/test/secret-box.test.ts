@@ -270,6 +270,7 @@ describe('rotateSealedColumn on a real PostgreSQL table', () => {
   beforeAll(async () => {
     db = await createTestDatabase('cr_secretbox');
     client = new pg.Client({ connectionString: db.url });
+    client.on('error', () => {});
     await client.connect();
     await client.query('CREATE TABLE secrets (id uuid PRIMARY KEY, box jsonb)');
     const rows = Array.from({ length: ROWS }, (_, i) => {

@@ -11,6 +11,7 @@ export async function snapshotSchema(
 ): Promise<string[]> {
   const exclude = opts.excludeTables ?? [];
   const client = new pg.Client({ connectionString: url });
+  client.on('error', () => {});
   await client.connect();
   try {
     const q = async (sql: string) => (await client.query(sql, [exclude])).rows as Record<string, unknown>[];

@@ -26,6 +26,7 @@ const seedSql = ddlFromSeedDoc(fs.readFileSync(seedDoc, 'utf8'));
 
 async function runSql(url: string, sql: string) {
   const client = new pg.Client({ connectionString: url });
+  client.on('error', () => {});
   await client.connect();
   try {
     return await client.query(sql);

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -14,6 +15,7 @@ import {
   type DatabaseInfo,
   type LocalDatabaseProvisioner,
   localDatabaseName,
+  localDatabaseOptionsFromEnv,
   type ProvisionStep,
   TRUST_WARNING,
 } from '../src/database';
@@ -283,6 +285,7 @@ describe(`local app databases (${embedded ? 'embedded PostgreSQL, scram' : 'DATA
     provisioner = createLocalDatabaseProvisioner({
       dataDir,
       embeddedPort,
+      connectionLimit: 3,
       log: (m) => logs.push(m),
       testHooks: hooks,
     });
@@ -293,7 +296,68 @@ describe(`local app databases (${embedded ? 'embedded PostgreSQL, scram' : 'DATA
       async (c) => (await c.query('SELECT answer FROM kept')).rows,
     );
     expect(rows).toEqual([{ answer: 42 }]);
+    // The connection limit is the provisioner's setting.
+    const limited = await provision();
+    const [role] = await admin('SELECT rolconnlimit FROM pg_roles WHERE rolname = $1', [
+      limited.connectionInfo.user,
+    ]);
+    expect(role).toEqual({ rolconnlimit: 3 });
   });
+
+  it.runIf(embedded)(
+    'the embedded apps cluster drops a client that never authenticates within 10 s',
+    async () => {
+      const [row] = await admin<{ seconds: number }>(
+        "SELECT setting::int AS seconds FROM pg_settings WHERE name = 'authentication_timeout'",
+      );
+      expect(row!.seconds).toBeLessThanOrEqual(10);
+      // A startup packet for an app role, then silence: the server asks for the password and gives up.
+      const info = await provision();
+      const socket = net.connect(embeddedPort, '127.0.0.1');
+      socket.on('error', () => {});
+      const params = Buffer.from(
+        `user\0${info.connectionInfo.user}\0database\0${info.connectionInfo.database}\0\0`,
+      );
+      const startup = Buffer.alloc(8 + params.length);
+      startup.writeInt32BE(startup.length, 0);
+      startup.writeInt32BE(196608, 4); // protocol 3.0
+      params.copy(startup, 8);
+      const started = Date.now();
+      const firstReply = new Promise<string>((resolve) =>
+        socket.once('data', (d) => resolve(String.fromCharCode(d[0]!))),
+      );
+      const closed = new Promise<number>((resolve) =>
+        socket.once('close', () => resolve(Date.now() - started)),
+      );
+      socket.write(startup);
+      expect(await firstReply).toBe('R'); // an authentication request, left unanswered
+      const elapsed = await closed;
+      expect(elapsed).toBeGreaterThanOrEqual(row!.seconds * 1000 - 1000);
+    },
+  );
+
+  it.runIf(embedded)(
+    'the embedded apps cluster comes back on its own after its postmaster is killed',
+    async () => {
+      const pidFile = path.join(dataDir, 'apps-pg', 'pg', 'postmaster.pid');
+      const before = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+      process.kill(before, 'SIGKILL');
+      const deadline = Date.now() + 60_000;
+      let info: DatabaseInfo | undefined;
+      while (!info && Date.now() < deadline) {
+        info = await provision().catch(() => undefined);
+        if (!info) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(info).toBeDefined();
+      expect(Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0])).not.toBe(before);
+      expect(logs.some((l) => l.includes('embedded PostgreSQL stopped; starting it again'))).toBe(true);
+      const rows = await withClient(
+        info!.connectionInfo.url,
+        async (c) => (await c.query('SELECT 1 AS ok')).rows,
+      );
+      expect(rows).toEqual([{ ok: 1 }]);
+    },
+  );
 
   it('never logs a password', () => {
     expect(provisioned.length).toBeGreaterThan(3);
@@ -303,6 +367,20 @@ describe(`local app databases (${embedded ? 'embedded PostgreSQL, scram' : 'DATA
         expect(line).not.toContain(connectionInfo.password);
         expect(line).not.toContain(encodeURIComponent(connectionInfo.password));
       }
+    }
+  });
+});
+
+describe('localDatabaseOptionsFromEnv', () => {
+  it('reads the connection limit of app roles, and refuses a bad one naming the variable', () => {
+    expect(
+      localDatabaseOptionsFromEnv({ CODERUNNER_APPS_DB_CONNECTION_LIMIT: '5' }, '/d').connectionLimit,
+    ).toBe(5);
+    expect(localDatabaseOptionsFromEnv({}, '/d').connectionLimit).toBeUndefined();
+    for (const bad of ['0', 'many', '-3', '2.5']) {
+      expect(() => localDatabaseOptionsFromEnv({ CODERUNNER_APPS_DB_CONNECTION_LIMIT: bad }, '/d')).toThrow(
+        /CODERUNNER_APPS_DB_CONNECTION_LIMIT must be a whole number/,
+      );
     }
   });
 });

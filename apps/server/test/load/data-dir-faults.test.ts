@@ -111,6 +111,7 @@ beforeAll(async () => {
   token = registered.token;
   const user = registered.user;
   const sql = new pg.Client({ connectionString: db.url });
+  sql.on('error', () => {});
   await sql.connect();
   await sql.query(`UPDATE users SET plan_type = 'team' WHERE id = $1`, [user.id]);
   await sql.end();
@@ -295,6 +296,7 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
 
 async function sandboxOf(id: string): Promise<{ sandbox: string | null }[]> {
   const sql = new pg.Client({ connectionString: db.url });
+  sql.on('error', () => {});
   await sql.connect();
   try {
     return (await sql.query('SELECT app_sandbox_id AS sandbox FROM deployments WHERE id = $1', [id])).rows;

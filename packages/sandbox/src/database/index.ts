@@ -5,9 +5,10 @@ export {
   localDatabaseSandboxId,
 } from './names';
 export {
-  APP_CONNECTION_LIMIT,
+  APPS_CLUSTER_SETTINGS,
   createLocalDatabaseProvisioner,
   type DatabaseInfo,
+  DEFAULT_APP_CONNECTION_LIMIT,
   DEFAULT_APPS_EMBEDDED_PORT,
   type LocalDatabaseConnectionInfo,
   type LocalDatabaseProvisioner,

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { type EmbeddedPostgres, startEmbeddedPostgres } from '@coderunner/db/embedded';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '@coderunner/embedded-postgres';
 import pg from 'pg';
 import { type DatabaseConnectionInfo, SandboxError } from '../types';
 import { localDatabaseName, localDatabaseSandboxId } from './names';
@@ -21,7 +21,18 @@ import { scramSha256Verifier } from './scram';
 
 /** Port of the apps' embedded PostgreSQL (the control plane's uses 54329). Stored URLs contain it. */
 export const DEFAULT_APPS_EMBEDDED_PORT = 54330;
-export const APP_CONNECTION_LIMIT = 20;
+/** Connections one app role may hold at once (CODERUNNER_APPS_DB_CONNECTION_LIMIT): no app can take the cluster's all. */
+export const DEFAULT_APP_CONNECTION_LIMIT = 20;
+/**
+ * Settings of the embedded apps cluster: a client that opens a connection and never authenticates
+ * (a half-open startup packet) holds a slot for at most 10 s, not PostgreSQL's default minute.
+ */
+export const APPS_CLUSTER_SETTINGS = { authentication_timeout: '10s' };
+const APPS_SETTING_NAMES = {
+  port: 'CODERUNNER_APPS_EMBEDDED_PG_PORT',
+  dataDir: 'CODERUNNER_DATA_DIR',
+  url: 'CODERUNNER_APPS_DATABASE_URL',
+};
 /** Comment put on every role and database we create: `destroy` drops nothing without it. */
 const MARKER_PREFIX = 'coderunner:app-database:';
 const MIN_SERVER_VERSION = 130000; // DROP DATABASE … WITH (FORCE)
@@ -47,6 +58,8 @@ export interface LocalDatabaseProvisionerOptions {
   dataDir: string;
   /** Port of the embedded cluster (default 54330). Keep it stable: stored URLs contain it. */
   embeddedPort?: number | undefined;
+  /** Connections each app role may hold (default 20). */
+  connectionLimit?: number | undefined;
   /**
    * The cluster of `adminUrl` serves app databases only: revoke CONNECT from PUBLIC on all its other
    * databases too. Always true for the embedded cluster. Default false: on a shared cluster we only
@@ -134,19 +147,27 @@ function parseAdminUrl(adminUrl: string): { host: string; port: number } {
   return { host, port };
 }
 
-/** The apps' cluster settings from the environment (`CODERUNNER_APPS_DATABASE_URL`, `CODERUNNER_APPS_EMBEDDED_PG_PORT`). */
+/**
+ * The apps' cluster settings from the environment (`CODERUNNER_APPS_DATABASE_URL`,
+ * `CODERUNNER_APPS_EMBEDDED_PG_PORT`, `CODERUNNER_APPS_DB_CONNECTION_LIMIT`).
+ */
 export function localDatabaseOptionsFromEnv(
   env: NodeJS.ProcessEnv,
   dataDir: string,
-): Pick<LocalDatabaseProvisionerOptions, 'adminUrl' | 'dataDir' | 'embeddedPort'> {
+): Pick<LocalDatabaseProvisionerOptions, 'adminUrl' | 'dataDir' | 'embeddedPort' | 'connectionLimit'> {
   const port = env.CODERUNNER_APPS_EMBEDDED_PG_PORT;
   if (port !== undefined && port !== '' && !/^\d{1,5}$/.test(port)) {
     throw new SandboxError('CODERUNNER_APPS_EMBEDDED_PG_PORT must be a port number');
+  }
+  const limit = env.CODERUNNER_APPS_DB_CONNECTION_LIMIT;
+  if (limit !== undefined && limit !== '' && !(/^\d{1,4}$/.test(limit) && Number(limit) >= 1)) {
+    throw new SandboxError('CODERUNNER_APPS_DB_CONNECTION_LIMIT must be a whole number from 1 to 9999');
   }
   return {
     adminUrl: env.CODERUNNER_APPS_DATABASE_URL || undefined,
     dataDir,
     embeddedPort: port ? Number(port) : undefined,
+    connectionLimit: limit ? Number(limit) : undefined,
   };
 }
 
@@ -154,6 +175,12 @@ export function createLocalDatabaseProvisioner(
   options: LocalDatabaseProvisionerOptions,
 ): LocalDatabaseProvisioner {
   const log = options.log ?? (() => {});
+  const connectionLimit = options.connectionLimit ?? DEFAULT_APP_CONNECTION_LIMIT;
+  if (!Number.isInteger(connectionLimit) || connectionLimit < 1) {
+    throw new SandboxError(
+      `the connection limit of app roles must be a whole number of 1 or more (got ${connectionLimit})`,
+    );
+  }
   let starting: Promise<Cluster> | undefined;
 
   async function openCluster(): Promise<Cluster> {
@@ -209,6 +236,19 @@ export function createLocalDatabaseProvisioner(
       throw err;
     }
     for (const w of cluster.warnings) log(`apps database: warning: ${w}`);
+    // Apps connect to it directly: while the provisioner is open, a postmaster that dies comes back.
+    if (embedded) {
+      embedded.supervise({
+        onEvent: (e) =>
+          log(
+            e.kind === 'down'
+              ? 'apps database: the embedded PostgreSQL stopped; starting it again'
+              : e.kind === 'up'
+                ? `apps database: the embedded PostgreSQL is back (${e.mode})`
+                : `apps database: could not start the embedded PostgreSQL again: ${describe(e.error)}`,
+          ),
+      });
+    }
     log(
       `apps database: using ${embedded ? 'the embedded PostgreSQL' : 'CODERUNNER_APPS_DATABASE_URL'} on ${host}:${port}`,
     );
@@ -240,7 +280,7 @@ export function createLocalDatabaseProvisioner(
         await client.query('BEGIN');
         await client.query(
           `CREATE ROLE ${quoteIdent(name)} LOGIN PASSWORD ${quoteLiteral(scramSha256Verifier(password))} ` +
-            `NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${APP_CONNECTION_LIMIT}`,
+            `NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${connectionLimit}`,
         );
         await client.query(`COMMENT ON ROLE ${quoteIdent(name)} IS ${quoteLiteral(marker)}`);
         await client.query('COMMIT');
@@ -381,7 +421,7 @@ async function startAppsCluster(
   const root = path.resolve(dataDir);
   try {
     fs.mkdirSync(root, { recursive: true, mode: 0o700 });
-    // As root, Postgres runs as the OS user `postgres`, which must be able to pass through our folder
+    // As root, Postgres runs as the OS user `coderunner-pg`, which must be able to pass through our folder
     // to reach `apps-pg` (search only: it cannot list it or read our other files).
     if (typeof process.getuid === 'function' && process.getuid() === 0) {
       const mode = fs.statSync(root).mode & 0o7777;
@@ -391,12 +431,16 @@ async function startAppsCluster(
     throw new SandboxError(`cannot use the data folder ${root} for the apps' database: ${describe(err)}`);
   }
   try {
-    return await startEmbeddedPostgres({ dataDir: path.join(root, 'apps-pg'), port });
+    return await startEmbeddedPostgres({
+      dataDir: path.join(root, 'apps-pg'),
+      port,
+      env: APPS_SETTING_NAMES,
+      settings: APPS_CLUSTER_SETTINGS,
+    });
   } catch (err) {
     log(`apps database: embedded PostgreSQL did not start: ${describe(err)}`);
     throw new SandboxError(
-      `the embedded PostgreSQL for app databases (port ${port}, ${path.join(root, 'apps-pg')}) did not start: ${describe(err)}` +
-        '; choose another port (CODERUNNER_APPS_EMBEDDED_PG_PORT) or set CODERUNNER_APPS_DATABASE_URL',
+      `the embedded PostgreSQL for app databases (${path.join(root, 'apps-pg')}) did not start: ${describe(err)}`,
       { cause: err },
     );
   }

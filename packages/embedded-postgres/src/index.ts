@@ -1,0 +1,10 @@
+export {
+  type EmbeddedPostgres,
+  EmbeddedPostgresError,
+  type EmbeddedPostgresMode,
+  type EmbeddedPostgresOptions,
+  type EmbeddedPostgresSettingNames,
+  type SuperviseEvent,
+  startEmbeddedPostgres,
+} from './cluster';
+export { DEFAULT_OS_USER } from './os-user';
