@@ -5,9 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { findFreePort } from '@coderunner/embedded-postgres';
 import pg from 'pg';
 import type { Sequelize } from 'sequelize';
 import { connect } from './connection';
@@ -82,16 +82,8 @@ export async function createMigratedTestDatabase(): Promise<MigratedTestDatabase
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (the workspace's one helper). */
+export const freePort = () => findFreePort();
 
 /** vitest globalSetup body: start one embedded cluster for the run when DATABASE_URL is not set. */
 export async function startTestCluster(): Promise<() => Promise<void>> {

@@ -8,3 +8,4 @@ export {
   startEmbeddedPostgres,
 } from './cluster';
 export { DEFAULT_OS_USER } from './os-user';
+export { findFreePort } from './ports';

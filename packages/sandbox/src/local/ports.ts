@@ -1,17 +1,2 @@
-import net from 'node:net';
-
-/**
- * A TCP port that is free on `host` right now (the OS picks it). Another process may take it before
- * the app binds it; the app then fails to start and the deployment says so.
- */
-export function findFreePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+// One free-port helper for the workspace: the leaf package's (an app's port, a test's cluster port).
+export { findFreePort } from '@coderunner/embedded-postgres';
