@@ -2,13 +2,7 @@
  * Packing a folder for `coderunner deploy`: a gzipped tar of what git would commit, whether or not
  * the folder is a git repository.
  *
- * What is left out, by rules applied the way git applies them:
- * - always: `node_modules` and `.git`, anywhere (no rule can bring them back);
- * - by default: `.venv` and `__pycache__` folders (a `!` rule in an ignore file brings them back);
- * - whatever a `.gitignore` says, at the top or in any subfolder (its rules apply below its folder,
- *   the deepest file that has a say wins, and a file inside an ignored folder cannot be brought back);
- * - whatever a `.coderunnerignore` says: the same syntax, read after the `.gitignore` of its folder,
- *   so it can also bring back (`!dist/`) what `.gitignore` leaves out.
+ * What is left out: the rules in @coderunner/api's upload-rules.ts, shared with the dashboard's packer.
  *
  * Symbolic links are packed as links (never followed); sockets, pipes and devices are skipped.
  * The archive is built with node-tar directly (not @coderunner/sandbox, which is server code).
@@ -16,55 +10,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import ignore, { type Ignore } from 'ignore';
+import { ALWAYS_IGNORED, IGNORE_FILES, rebaseRules, uploadRules } from '@coderunner/api/client';
 import { create as createTar } from 'tar';
-
-/** Never uploaded, whatever an ignore file says. */
-export const ALWAYS_IGNORED: readonly string[] = ['node_modules', '.git'];
-/** Left out unless an ignore file brings them back with `!`. */
-export const DEFAULT_IGNORE_RULES: readonly string[] = ['.venv/', '__pycache__/'];
-export const IGNORE_FILES: readonly string[] = ['.gitignore', '.coderunnerignore'];
-
-export interface PackResult {
-  archive: Buffer;
-  /** Files and symbolic links in the archive (folders not counted). */
-  files: number;
-  /** Bytes of those files before compression. */
-  bytes: number;
-  /** Relative paths (POSIX separators) of the entries, folders with a trailing slash. */
-  entries: string[];
-  /** Things that could not be packed (special files), for a warning. */
-  skipped: string[];
-}
-
-/**
- * The lines of an ignore file in folder `base` (relative to the packed folder), rewritten to apply
- * from the packed folder's top, so that one rule list in git's order of precedence (defaults, then
- * each folder's files, parents before children) decides, the last matching rule winning:
- * - a pattern with a slash before its end is anchored to its file's folder: `base/pattern`;
- * - one without matches at any depth below that folder: `base/<any folders>/pattern`.
- */
-export function rebaseRules(text: string, base: string): string[] {
-  const rules: string[] = [];
-  for (const raw of text.replace(/^\uFEFF/, '').split(/\r?\n/)) {
-    if (!raw.trim() || raw.startsWith('#')) continue;
-    if (!base) {
-      rules.push(raw);
-      continue;
-    }
-    const negated = raw.startsWith('!');
-    const pattern = negated ? raw.slice(1) : raw;
-    const body = pattern.replace(/\/+$/, '');
-    const anchored = body.includes('/');
-    const rebased = anchored ? `${base}/${pattern.replace(/^\/+/, '')}` : `${base}/**/${pattern}`;
-    rules.push(`${negated ? '!' : ''}${rebased}`);
-  }
-  return rules;
-}
 
 /** The entries to pack, in a stable order: each folder before its contents. */
 export function listEntries(root: string): { entries: string[]; skipped: string[] } {
-  const rules: Ignore = ignore().add([...DEFAULT_IGNORE_RULES]);
+  const rules = uploadRules();
   const entries: string[] = [];
   const skipped: string[] = [];
   const walk = (dir: string, rel: string) => {
@@ -130,3 +81,5 @@ export function formatSize(n: number): string {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
+
+export { ALWAYS_IGNORED, DEFAULT_IGNORE_RULES, IGNORE_FILES, rebaseRules } from '@coderunner/api/client';

@@ -37,10 +37,12 @@ export {
 export { type LogLine, LogStore } from './deployments/log-store';
 export { readFilesForUpload, SourceStore } from './deployments/source-store';
 export type { DeploymentDto, ProjectDto, UserDto } from './dto';
+export { type CodeRunnerErrorCode, type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } from './rate-limit';
 export { type AppRouter, appRouter } from './root';
 export * from './secrets';
+export { SESSION_COOKIE, SESSION_HEADER } from './session';
 export { createCallerFactory } from './trpc';
 
 export type RouterInputs = inferRouterInputs<AppRouter>;

@@ -63,6 +63,8 @@ const NO_OBJECT_ID = new Set([
   'auth.login',
   'auth.me',
   'auth.changePassword',
+  'auth.logout',
+  'auth.usage',
   'projects.create',
   'projects.list',
 ]);

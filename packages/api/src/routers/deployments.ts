@@ -6,16 +6,15 @@ import { detectRuntime, extractTarGz } from '@coderunner/sandbox';
 import { tracked } from '@trpc/server';
 import { z } from 'zod';
 import type { Context } from '../context';
+import { RUNTIMES } from '../deploy-options';
 import { openConnectionInfo } from '../deployments/database-hooks';
 import { PENDING_CHANNEL } from '../deployments/engine';
-import { ACTIVE_STATUSES, STATUS_CHANNEL } from '../deployments/lifecycle';
+import { countActiveDeployments, STATUS_CHANNEL } from '../deployments/lifecycle';
 import { type DeploymentRow, deploymentColumns } from '../deployments/row';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
 import { quotaFor } from '../quotas';
 import { protectedProcedure, router, TRPCError } from '../trpc';
-
-const RUNTIMES = ['nodejs', 'python', 'manifest'] as const;
 
 const deploymentNotFound = () => new TRPCError({ code: 'NOT_FOUND', message: 'deployment not found' });
 
@@ -47,11 +46,7 @@ export const ownedDeploymentProcedure = protectedProcedure
 async function assertDeploymentQuota(userId: string, transaction: Transaction, ctx: Context): Promise<void> {
   const user = await User.findByPk(userId, { transaction, lock: transaction.LOCK.UPDATE });
   if (!user) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'the account no longer exists' });
-  const [{ n }] = (await ctx.deps.sequelize.query(
-    `SELECT count(*)::int AS n FROM deployments d JOIN projects p ON p.id = d.project_id
-     WHERE p.user_id = :userId AND d.status = ANY(ARRAY[:active]::deployment_status[])`,
-    { type: QueryTypes.SELECT, replacements: { userId, active: ACTIVE_STATUSES }, transaction },
-  )) as [{ n: number }];
+  const n = await countActiveDeployments(ctx.deps.sequelize, userId, transaction);
   const limit = quotaFor(user.planType).activeDeployments;
   if (n >= limit) {
     throw new TRPCError({
@@ -68,13 +63,26 @@ const createFields = z.strictObject({
 });
 
 /** `deployments.create` input: FormData with `projectId`, optional `runtime`/`database`, and `source` (a .tar.gz). */
-const createInput = z.instanceof(FormData, {
+/**
+ * What the upload procedure reads of its FormData, written out structurally: the input type then
+ * names neither Node's nor the DOM's FormData, so browser and Node clients both pass their own, and
+ * the router's declarations stay free of Node-only types.
+ */
+export interface UploadForm {
+  entries(): Iterable<[string, string | UploadFile]>;
+}
+interface UploadFile {
+  readonly size: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+const createInput = z.custom<UploadForm>((v) => v instanceof FormData, {
   message: 'send multipart form data (the CLI and createClient do)',
 });
 
-async function readUpload(ctx: Context, form: FormData) {
+async function readUpload(ctx: Context, form: UploadForm) {
   const fields: Record<string, string> = {};
-  let source: Blob | null = null;
+  let source: UploadFile | null = null;
   for (const [key, value] of form.entries()) {
     if (key === 'source') {
       if (typeof value === 'string')

@@ -125,9 +125,9 @@ export const projectsRouter = router({
       }),
     ),
 
-  delete: ownedProjectProcedure.mutation(async ({ ctx }) => {
+  delete: ownedProjectProcedure.mutation(async ({ ctx }): Promise<{ id: string; deleted: true }> => {
     const removed = await Project.destroy({ where: { id: ctx.project.id, userId: ctx.user.id } });
     if (!removed) throw projectNotFound();
-    return { id: ctx.project.id, deleted: true as const };
+    return { id: ctx.project.id, deleted: true };
   }),
 });
