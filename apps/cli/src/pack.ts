@@ -13,6 +13,18 @@ import zlib from 'node:zlib';
 import { ALWAYS_IGNORED, IGNORE_FILES, rebaseRules, uploadRules } from '@coderunner/api/client';
 import { create as createTar } from 'tar';
 
+export interface PackResult {
+  archive: Buffer;
+  /** Files and symbolic links in the archive (folders not counted). */
+  files: number;
+  /** Bytes of those files before compression. */
+  bytes: number;
+  /** Relative paths (POSIX separators) of the entries, folders with a trailing slash. */
+  entries: string[];
+  /** Things that could not be packed (special files), for a warning. */
+  skipped: string[];
+}
+
 /** The entries to pack, in a stable order: each folder before its contents. */
 export function listEntries(root: string): { entries: string[]; skipped: string[] } {
   const rules = uploadRules();
