@@ -4,6 +4,8 @@ import {
   createRequestContext,
   DEFAULT_MAX_UPLOAD_MB,
   MAX_BATCH_SIZE,
+  SESSION_HEADER,
+  UNAVAILABLE_RETRY_SECONDS,
   uploadTooLargeMessage,
 } from '@coderunner/api';
 import { QueryTypes } from '@coderunner/db';
@@ -11,6 +13,7 @@ import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
+import { serveDashboard } from './dashboard';
 import type { Logger } from './logger';
 import { type IdentifiedRequest, requestLog } from './request-log';
 
@@ -25,6 +28,8 @@ export interface AppOptions {
   maxUploadBytes?: number;
   /** Serves deployments' public URLs (requests whose Host names a deployment). */
   appProxy?: (req: express.Request, res: express.Response, next: () => void) => void;
+  /** The built dashboard (apps/web/dist), served at `/`; absent: `/` answers 404. */
+  dashboardDir?: string;
 }
 
 /** Resolves when the database answers within `timeoutMs`; rejects with a short reason otherwise. */
@@ -105,7 +110,16 @@ export function createApp(opts: AppOptions): express.Express {
     app.use(
       cors({
         origin: opts.corsOrigins.includes('*') ? true : opts.corsOrigins,
-        allowedHeaders: ['authorization', 'content-type', 'trpc-accept', 'x-trpc-source', 'last-event-id'],
+        allowedHeaders: [
+          'authorization',
+          'content-type',
+          'trpc-accept',
+          'x-trpc-source',
+          'last-event-id',
+          SESSION_HEADER,
+        ],
+        // A browser client may read when to retry, and the id to quote in a report.
+        exposedHeaders: ['retry-after', 'x-request-id'],
         maxAge: 600,
       }),
     );
@@ -130,14 +144,15 @@ export function createApp(opts: AppOptions): express.Express {
       maxBodySize,
       // One request may not carry unbounded work (1,000 calls, or enough logins to hold every argon2 slot).
       maxBatchSize: MAX_BATCH_SIZE,
-      createContext: ({ req }) => createRequestContext(opts.deps, req, (req as IdentifiedRequest).id),
+      createContext: ({ req, res }) =>
+        createRequestContext(opts.deps, req, (req as IdentifiedRequest).id, res),
       responseMeta({ errors }) {
         // A rate-limited call tells the client when to retry, in the standard header too.
         const waits = errors.map(
           (e) => (e.cause as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds ?? 0,
         );
         // An unavailable database: come back in a few seconds.
-        if (errors.some((e) => e.code === 'SERVICE_UNAVAILABLE')) waits.push(5);
+        if (errors.some((e) => e.code === 'SERVICE_UNAVAILABLE')) waits.push(UNAVAILABLE_RETRY_SECONDS);
         const retryAfter = Math.max(0, ...waits);
         return retryAfter > 0 ? { headers: { 'retry-after': String(retryAfter) } } : {};
       },
@@ -164,6 +179,8 @@ export function createApp(opts: AppOptions): express.Express {
       );
     return uploadHandler(req, res, next);
   });
+
+  if (opts.dashboardDir) app.use(serveDashboard(opts.dashboardDir));
 
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found' });

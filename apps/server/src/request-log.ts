@@ -8,7 +8,8 @@ export type IdentifiedRequest = http.IncomingMessage & { id?: string };
 /**
  * One JSON line per request once its response is finished or abandoned: id, method, path (never the
  * query string, which carries tRPC inputs), status and milliseconds; 5xx at error level, an abandoned
- * response at warn. The id goes back in `x-request-id` and reaches the tRPC context, so an INTERNAL
+ * response at warn (but a
+ * stream the client closed, as it does to unsubscribe, at info). The id goes back in `x-request-id` and reaches the tRPC context, so an INTERNAL
  * error's message, its log line and this line share it.
  *
  * This replaces pino-http: it built two child loggers per request that nothing read, which was the
@@ -35,10 +36,16 @@ export function requestLog(logger: Logger, opts: { skip?: (path: string) => bool
         status: res.statusCode,
         ms: Math.round((performance.now() - start) * 10) / 10,
       };
-      if (!res.writableFinished) logger.warn(line, 'request abandoned before its response was sent');
+      // A stream (SSE subscription) ends when its client unsubscribes: that is its normal end.
+      if (!res.writableFinished && isEventStream(res)) logger.info(line, 'stream closed by the client');
+      else if (!res.writableFinished) logger.warn(line, 'request abandoned before its response was sent');
       else if (res.statusCode >= 500) logger.error(line, 'request failed');
       else logger.info(line, 'request completed');
     });
     next();
   };
+}
+
+function isEventStream(res: http.ServerResponse): boolean {
+  return res.headersSent && String(res.getHeader('content-type') ?? '').startsWith('text/event-stream');
 }

@@ -10,6 +10,7 @@ import {
 import { connect, type DatabaseTarget, migrateUp, resolveDatabase } from '@coderunner/db';
 import { createApp } from './app';
 import { type Config, runtimeConfig } from './config';
+import { DEFAULT_DASHBOARD_DIR } from './dashboard';
 import type { Logger } from './logger';
 import { createAppProxy } from './proxy';
 import { superviseEmbedded } from './supervise';
@@ -66,6 +67,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxJsonBodyBytes: config.CODERUNNER_MAX_JSON_KB * 1024,
       maxUploadBytes: config.CODERUNNER_MAX_UPLOAD_MB * 1024 * 1024,
       appProxy: proxy.web,
+      dashboardDir: DEFAULT_DASHBOARD_DIR,
     });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;

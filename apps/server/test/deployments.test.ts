@@ -269,7 +269,7 @@ sys.stdout.buffer.write(buf.getvalue())`,
       .mutate(
         await uploadForm(
           crypto.randomUUID(),
-          (await (await import('@coderunner/sandbox')).packFolder(appFolder(NODE_APP))).archive,
+          (await (await import('@coderunner/api/pack')).packFolder(appFolder(NODE_APP))).archive,
         ),
       )
       .catch((e) => e);

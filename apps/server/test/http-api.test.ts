@@ -1,11 +1,13 @@
 import { Writable } from 'node:stream';
-import { createClient } from '@coderunner/api/client';
+import { SESSION_COOKIE } from '@coderunner/api';
+import { createClient, isCodeRunnerError, SESSION_HEADER } from '@coderunner/api/client';
 import { createTestDatabase, type TestDatabase } from '@coderunner/db/testing';
 import { TRPCClientError } from '@trpc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
 import { type RunningServer, startServer } from '../src/server';
+import { appFolder, deployFolder } from './fixtures/deploy-helpers';
 
 const PASSWORD = 'correct horse battery staple';
 const logLines: string[] = [];
@@ -41,6 +43,11 @@ afterAll(async () => {
 });
 
 const trpc = () => `${server.url}/trpc`;
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'OK',
+    (e) => (isCodeRunnerError(e) ? e.data.code : String(e)),
+  );
 /** The server's one-line-per-request log entries. */
 const accessLines = () =>
   logLines.filter((l) => l.includes('"reqId"')).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -156,6 +163,110 @@ describe('rate limiting over HTTP', () => {
       .catch((e) => e);
     expect(err.data.code).toBe('TOO_MANY_REQUESTS');
     expect(err.message).toMatch(/try again in \d+ s/);
+    // The typed guard narrows the data: the wait is a number, also readable by browsers (exposed header).
+    expect(isCodeRunnerError(err) && err.data.retryAfterSeconds).toBeGreaterThan(0);
+    const cors = await fetch(`${trpc()}/auth.login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: 'https://app.example.com' },
+      body: JSON.stringify({ json: { email, password: PASSWORD } }),
+    });
+    expect(cors.status).toBe(429);
+    expect(cors.headers.get('access-control-expose-headers')).toMatch(/retry-after/);
+  });
+});
+
+describe('a browser client', () => {
+  const cookieOf = (res: Response) =>
+    res.headers.getSetCookie().find((c) => c.startsWith(`${SESSION_COOKIE}=`));
+
+  it('validation errors carry typed issues naming the field', async () => {
+    const { token } = await createClient({ url: trpc() }).auth.register.mutate({
+      email: 'issues@example.com',
+      password: PASSWORD,
+    });
+    const err = await createClient({ url: trpc(), token })
+      .projects.create.mutate({ name: '' })
+      .catch((e) => e);
+    expect(isCodeRunnerError(err)).toBe(true);
+    expect(isCodeRunnerError(err) && err.data.issues).toEqual([
+      { path: ['name'], message: 'must not be empty' },
+    ]);
+    expect(isCodeRunnerError(new Error('x'))).toBe(false);
+  });
+
+  it('a token set after login applies to the same client', async () => {
+    let token: string | null = null;
+    const client = createClient({ url: trpc(), token: () => token });
+    expect(await codeOf(client.auth.me.query())).toBe('UNAUTHORIZED');
+    token = (await client.auth.register.mutate({ email: 'later@example.com', password: PASSWORD })).token;
+    expect((await client.auth.me.query()).email).toBe('later@example.com');
+  });
+
+  it('a cookie session: set on login (HttpOnly, SameSite=Strict), honoured only with the session header, cleared on logout', async () => {
+    const email = 'cookie@example.com';
+    await createClient({ url: trpc() }).auth.register.mutate({ email, password: PASSWORD });
+    const login = await fetch(`${trpc()}/auth.login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [SESSION_HEADER]: '1' },
+      body: JSON.stringify({ json: { email, password: PASSWORD } }),
+    });
+    expect(login.status).toBe(200);
+    const body = (await login.json()) as { result: { data: { json: { token: string } } } };
+    expect(body.result.data.json.token).toBe(''); // no page script ever holds it
+    const cookie = cookieOf(login)!;
+    expect(cookie).toMatch(/; HttpOnly/);
+    expect(cookie).toMatch(/; SameSite=Strict/);
+    expect(cookie).toMatch(/; Path=\//);
+    expect(cookie).not.toMatch(/; Secure/); // plain http here
+    const pair = cookie.split(';')[0]!;
+    const me = (headers: Record<string, string>) =>
+      fetch(`${trpc()}/auth.me`, { headers: { cookie: pair, ...headers } });
+    expect((await me({ [SESSION_HEADER]: '1' })).status).toBe(200);
+    expect((await me({})).status).toBe(401); // what a cross-site form or link would send
+    const logout = await fetch(`${trpc()}/auth.logout`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [SESSION_HEADER]: '1', cookie: pair },
+    });
+    expect(logout.status).toBe(200);
+    expect(cookieOf(logout)).toMatch(/^coderunner_session=; Max-Age=0;/);
+  });
+
+  it('the cookie is Secure when the request came over https (through a local proxy)', async () => {
+    const email = 'secure@example.com';
+    await createClient({ url: trpc() }).auth.register.mutate({ email, password: PASSWORD });
+    const login = await fetch(`${trpc()}/auth.login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [SESSION_HEADER]: '1', 'x-forwarded-proto': 'https' },
+      body: JSON.stringify({ json: { email, password: PASSWORD } }),
+    });
+    expect(cookieOf(login)).toMatch(/; Secure/);
+  });
+
+  it('a client that unsubscribes ends its stream without a warning in the log', async () => {
+    const { token } = await createClient({ url: trpc() }).auth.register.mutate({
+      email: 'unsubscribe@example.com',
+      password: PASSWORD,
+    });
+    const client = createClient({ url: trpc(), token });
+    const project = await client.projects.create.mutate({ name: 'watched' });
+    const dir = appFolder({ 'package.json': '{"scripts":{"start":"node -e 0"}}' });
+    const deployment = await deployFolder(client, project.id, dir);
+    await new Promise<void>((resolve, reject) => {
+      const sub = client.deployments.watch.subscribe(
+        { id: deployment.id },
+        {
+          onData: () => {
+            sub.unsubscribe();
+            resolve();
+          },
+          onError: reject,
+        },
+      );
+    });
+    const closed = () => accessLines().find((l) => l.path === '/trpc/deployments.watch');
+    await expect.poll(closed, { timeout: 5_000 }).toBeDefined();
+    expect(closed()).toMatchObject({ level: 30, msg: 'stream closed by the client' });
+    await client.deployments.destroy.mutate({ id: deployment.id });
   });
 });
 

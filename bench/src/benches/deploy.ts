@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CodeRunnerClient } from '@coderunner/api/client';
-import { packFolder } from '@coderunner/sandbox';
+import { packFolder } from '@coderunner/api/pack';
 import type { BenchContext, BenchOutput } from '../lib/context';
 import { client, register, withPg } from '../lib/http';
 import { sleep } from '../lib/scope';

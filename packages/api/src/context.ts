@@ -4,6 +4,8 @@ import { createTokenService, type TokenService } from './auth/tokens';
 import type { ApiConfig } from './config';
 import type { DeploymentService } from './deployments/service';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
+import type { Keyring } from './secrets';
+import { SESSION_COOKIE, SESSION_HEADER } from './session';
 import type { AuthedUser } from './trpc';
 
 /** What every procedure may use; built once by the server (or a test), shared by all requests. */
@@ -37,11 +39,20 @@ export function createApiDeps(opts: {
   };
 }
 
+/** The browser-session side of a request (see session.ts; absent for callers that are not HTTP requests). */
+export interface CookieSession {
+  /** The caller sent SESSION_HEADER: log-ins put the token in the cookie rather than the body. */
+  wanted: boolean;
+  set(token: string, maxAgeSeconds: number): void;
+  clear(): void;
+}
+
 /** The part of the context that needs no HTTP request: tests build it directly for `createCaller`. */
 export interface InnerContextOptions {
   deps: ApiDeps;
-  /** The bearer token, if the caller sent one. */
+  /** The bearer token (or the session cookie's), if the caller sent one. */
   token?: string | null;
+  cookieSession?: CookieSession;
   requestId?: string;
   /** Client address, for rate limits. */
   ip?: string;
@@ -53,21 +64,57 @@ export function createInnerContext(opts: InnerContextOptions) {
     token: opts.token ?? null,
     requestId: opts.requestId ?? crypto.randomUUID(),
     ip: opts.ip ?? 'local',
+    cookieSession: opts.cookieSession ?? null,
     /** The authenticated caller, resolved once per request (shared by the calls of a batch). */
     auth: {} as { user?: Promise<AuthedUser | null> },
   };
 }
 
-/** The outer context: what the HTTP request says (the Authorization header, the client address). */
+/** The value of cookie `name` in a Cookie header, or null. */
+export function readCookie(header: string | undefined, name: string): string | null {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return null;
+}
+
+type Headers = Record<string, string | string[] | undefined>;
+const first = (h: string | string[] | undefined) => (Array.isArray(h) ? h[0] : h);
+
+/** Sets and clears the session cookie on a Node response (`Secure` when the request came over https). */
+function cookieSession(
+  req: { headers: Headers; secure?: boolean },
+  res: { appendHeader(name: string, value: string): unknown },
+): CookieSession {
+  const attributes = `Path=/; HttpOnly; SameSite=Strict${req.secure ? '; Secure' : ''}`;
+  return {
+    wanted: first(req.headers[SESSION_HEADER]) !== undefined,
+    set: (token, maxAge) =>
+      res.appendHeader(
+        'set-cookie',
+        `${SESSION_COOKIE}=${encodeURIComponent(token)}; Max-Age=${maxAge}; ${attributes}`,
+      ),
+    clear: () => res.appendHeader('set-cookie', `${SESSION_COOKIE}=; Max-Age=0; ${attributes}`),
+  };
+}
+
+/**
+ * The outer context: what the HTTP request says (the Authorization header or, on requests carrying
+ * SESSION_HEADER, the session cookie; the client address).
+ */
 export function createRequestContext(
   deps: ApiDeps,
-  req: { headers: Record<string, string | string[] | undefined>; ip?: string | undefined },
+  req: { headers: Headers; ip?: string | undefined; secure?: boolean },
   requestId?: string,
+  res?: { appendHeader(name: string, value: string): unknown },
 ) {
-  const header = req.headers.authorization;
-  const value = Array.isArray(header) ? header[0] : header;
-  const token = value?.startsWith('Bearer ') ? value.slice(7).trim() : null;
-  return createInnerContext({ deps, token, requestId, ip: req.ip ?? 'unknown' });
+  const value = first(req.headers.authorization);
+  const session = res ? cookieSession(req, res) : undefined;
+  let token = value?.startsWith('Bearer ') ? value.slice(7).trim() : null;
+  // Without the header a cookie is ignored: a cross-site form post is then simply not logged in.
+  if (!token && session?.wanted) token = readCookie(first(req.headers.cookie), SESSION_COOKIE);
+  return createInnerContext({ deps, token, requestId, ip: req.ip ?? 'unknown', cookieSession: session });
 }
 
 export type Context = ReturnType<typeof createInnerContext>;

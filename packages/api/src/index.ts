@@ -41,11 +41,13 @@ export { DeploymentService } from './deployments/service';
 export { readFilesForUpload, SourceStore } from './deployments/source-store';
 export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
 export type { DeploymentDto, ProjectDto, UserDto } from './dto';
+export { type CodeRunnerErrorCode, type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
 export { MAX_BATCH_SIZE } from './limits';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } from './rate-limit';
 export { type AppRouter, appRouter } from './root';
 export * from './secrets';
+export { SESSION_COOKIE, SESSION_HEADER } from './session';
 export { createCallerFactory } from './trpc';
 
 export type RouterInputs = inferRouterInputs<AppRouter>;

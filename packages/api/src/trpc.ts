@@ -13,6 +13,7 @@ import superjson from 'superjson';
 import { ZodError } from 'zod';
 import { PasswordCheckBusyError } from './auth/password';
 import type { Context } from './context';
+import { type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
 import { RateLimitedError } from './rate-limit';
 
 /** "name: Too big: expected string to have <=255 characters; id: Invalid UUID" */
@@ -28,26 +29,23 @@ function describeZodError(err: ZodError): string {
 const t = initTRPC.context<Context>().create({
   transformer: superjson,
   errorFormatter({ shape, error, ctx, path }) {
-    const { stack: _stack, ...data } = shape.data; // never send stack traces
+    const { stack: _stack, ...base } = shape.data; // never send stack traces
+    const data: CodeRunnerErrorData = base;
+    let message = shape.message;
     if (error.code === 'INTERNAL_SERVER_ERROR') {
       // Unknown failures keep their details in the server log, under the id the client sees.
       const requestId = ctx?.requestId ?? 'unknown';
       ctx?.deps.logError?.(error.cause ?? error, { requestId, path });
-      return { ...shape, message: `internal error (request id ${requestId})`, data: { ...data, requestId } };
+      message = `internal error (request id ${requestId})`;
+      data.requestId = requestId;
+    } else if (error.cause instanceof ZodError) {
+      data.issues = error.cause.issues.map((i) => ({ path: i.path.map(String), message: i.message }));
+    } else if (error.cause instanceof RateLimitedError) {
+      data.retryAfterSeconds = error.cause.retryAfterSeconds;
+    } else if (error.code === 'SERVICE_UNAVAILABLE') {
+      data.retryAfterSeconds = UNAVAILABLE_RETRY_SECONDS;
     }
-    if (error.cause instanceof ZodError) {
-      return {
-        ...shape,
-        data: {
-          ...data,
-          issues: error.cause.issues.map((i) => ({ path: i.path.map(String), message: i.message })),
-        },
-      };
-    }
-    if (error.cause instanceof RateLimitedError) {
-      return { ...shape, data: { ...data, retryAfterSeconds: error.cause.retryAfterSeconds } };
-    }
-    return { ...shape, data };
+    return { message, code: shape.code, data };
   },
 });
 
@@ -127,7 +125,7 @@ export const middleware = t.middleware;
 export const publicProcedure = t.procedure.use(mapDomainErrors);
 export const createCallerFactory = t.createCallerFactory;
 
-export const INVALID_TOKEN = 'invalid or expired token: run `coderunner login` again';
+export const INVALID_TOKEN = 'invalid or expired token: log in again';
 
 /** The caller as loaded for this request (password hash included for re-verification, never output). */
 export interface AuthedUser {
@@ -165,7 +163,7 @@ export const protectedProcedure = publicProcedure.use(async ({ ctx, next }) => {
   if (!ctx.token) {
     throw new TRPCError({
       code: 'UNAUTHORIZED',
-      message: 'not logged in: send Authorization: Bearer <token>',
+      message: 'not logged in',
     });
   }
   ctx.auth.user ??= authenticate(ctx);

@@ -1,6 +1,9 @@
 import { QueryTypes, User } from '@coderunner/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTokenService } from '../src/auth/tokens';
+import { createInnerContext } from '../src/context';
+import { appRouter } from '../src/root';
+import { createCallerFactory } from '../src/trpc';
 import { codeOf, PASSWORD, setupApi, TEST_SECRET, type TestApi } from './helpers';
 
 let api: TestApi;
@@ -195,6 +198,32 @@ describe('tokens', () => {
         api.caller().auth.changePassword({ currentPassword: PASSWORD, newPassword: 'x'.repeat(9) }),
       ),
     ).toBe('UNAUTHORIZED');
+  });
+});
+
+describe('auth.usage', () => {
+  it("the caller's plan, its limits and what the caller holds (other users' projects not counted)", async () => {
+    const { token } = await api.register();
+    const other = await api.register();
+    await api.caller(token).projects.create({ name: 'one' });
+    await api.caller(token).projects.create({ name: 'two' });
+    await api.caller(other.token).projects.create({ name: 'elsewhere' });
+    expect(await api.caller(token).auth.usage()).toEqual({
+      plan: 'free',
+      limits: { projects: 3, activeDeployments: 1 },
+      used: { projects: 2, activeDeployments: 0 },
+    });
+  });
+
+  it('with a cookie session, login puts the token in the cookie only', async () => {
+    const { email } = await api.register();
+    const set: string[] = [];
+    const cookieSession = { wanted: true, set: (t: string) => set.push(t), clear: () => {} };
+    const caller = createCallerFactory(appRouter)(createInnerContext({ deps: api.deps, cookieSession }));
+    const { token } = await caller.auth.login({ email, password: PASSWORD });
+    expect(token).toBe('');
+    expect(set).toHaveLength(1);
+    expect((await api.caller(set[0]!).auth.me()).email).toBe(email);
   });
 });
 

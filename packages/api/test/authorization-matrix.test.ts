@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Deployment } from '@coderunner/db';
-import { packFolder } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packFolder } from '../src/pack';
 import { appRouter } from '../src/root';
 import { setupApi, type TestApi } from './helpers';
 
@@ -63,6 +63,8 @@ const NO_OBJECT_ID = new Set([
   'auth.login',
   'auth.me',
   'auth.changePassword',
+  'auth.logout',
+  'auth.usage',
   'projects.create',
   'projects.list',
 ]);

@@ -6,12 +6,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Deployment, Project, User } from '@coderunner/db';
-import { createAgentSphereProvider, findFreePort, packFolder } from '@coderunner/sandbox';
+import { createAgentSphereProvider, findFreePort } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeAgentSphere, installFetchRouter } from '../../sandbox/test/fake-agentsphere';
 import { DeploymentEngine } from '../src/deployments/engine';
 import { LogStore } from '../src/deployments/log-store';
 import { SourceStore } from '../src/deployments/source-store';
+import { packFolder } from '../src/pack';
 import { setupApi, type TestApi } from './helpers';
 
 const DOMAIN = 'agentsphere.test';

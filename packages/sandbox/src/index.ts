@@ -7,7 +7,6 @@ export {
 } from './archive';
 export * from './database';
 export { createLocalProvider, DEFAULT_SANDBOX_USER, findFreePort, type LocalProviderOptions } from './local';
-export { type PackResult, packFolder } from './pack';
 export { AppNotReadyError, type WaitForAppOptions, waitForApp } from './readiness';
 export {
   type BuildPlan,

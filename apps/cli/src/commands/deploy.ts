@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type CodeRunnerClient, RUNTIME_TYPES, type RuntimeType } from '@coderunner/api/client';
-import { packFolder } from '@coderunner/sandbox/pack';
+import { packFolder } from '@coderunner/api/pack';
 import { type Command, Option } from 'commander';
 import { type Context, handler } from '../context';
 import { CliError, ExitCode, InterruptedError, UsageError } from '../errors';

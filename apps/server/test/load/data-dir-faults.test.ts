@@ -14,8 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
+import { packFolder } from '@coderunner/api/pack';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
-import { packFolder } from '@coderunner/sandbox';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {

@@ -11,6 +11,8 @@ export interface TokenService {
   /** The claims of a valid token, or null for an expired, tampered, foreign or malformed one. */
   verify(token: string): Promise<Claims | null>;
   fingerprint(passwordHash: string): string;
+  /** How long an issued token is valid. */
+  ttlSeconds: number;
 }
 
 const ISSUER = 'coderunner';
@@ -38,6 +40,7 @@ export function createTokenService(secretBytes: Uint8Array, ttlSeconds: number):
     createHash('sha256').update(passwordHash).digest('base64url').slice(0, 22);
   return {
     fingerprint,
+    ttlSeconds,
     issue: (user) =>
       new SignJWT({ pwf: fingerprint(user.passwordHash) })
         .setProtectedHeader({ alg: 'HS256' })

@@ -24,6 +24,20 @@ export const ACTIVE_STATUSES: readonly DeploymentStatus[] = [
   'RUNNING',
 ];
 
+/** How many of a user's deployments hold a sandbox now (what the plan's deployment quota counts). */
+export async function countActiveDeployments(
+  sequelize: Sequelize,
+  userId: string,
+  transaction?: Transaction,
+): Promise<number> {
+  const [row] = await sequelize.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM deployments d JOIN projects p ON p.id = d.project_id
+     WHERE p.user_id = :userId AND d.status = ANY(ARRAY[:active]::deployment_status[])`,
+    { type: QueryTypes.SELECT, replacements: { userId, active: ACTIVE_STATUSES }, transaction },
+  );
+  return row?.n ?? 0;
+}
+
 export function canTransition(from: DeploymentStatus, to: DeploymentStatus): boolean {
   return TRANSITIONS[from].includes(to);
 }

@@ -5,14 +5,15 @@
 import type { EventEmitter } from 'node:events';
 import { QueryTypes, type Sequelize, type Transaction } from '@coderunner/db';
 import { TRPCError } from '@trpc/server';
-import { lockUser, quotaFor } from '../quotas';
+import { lockUser } from '../accounts';
+import { quotaFor } from '../quotas';
 import type { Keyring } from '../secrets';
 import type { DeploymentEngine } from './engine';
-import { ACTIVE_STATUSES, insertPending, transition } from './lifecycle';
+import { countActiveDeployments, insertPending, transition } from './lifecycle';
 import type { LogStore } from './log-store';
 import type { DeploymentRow } from './row';
 import type { SourceStore } from './source-store';
-import { inspectArchive, readUpload, type UploadLimits } from './upload';
+import { inspectArchive, readUpload, type UploadForm, type UploadLimits } from './upload';
 
 export interface DeploymentServiceDeps {
   sequelize: Sequelize;
@@ -48,7 +49,7 @@ export class DeploymentService {
   }
 
   /** Store the upload and queue a PENDING deployment of the caller's project; returns at once. */
-  async create(userId: string, form: FormData, requestId?: string): Promise<DeploymentRow> {
+  async create(userId: string, form: UploadForm, requestId?: string): Promise<DeploymentRow> {
     const { sequelize } = this.deps;
     const upload = await readUpload(form, this.limits);
     const plan = await inspectArchive(upload.archive, this.limits, upload.runtime);
@@ -119,11 +120,7 @@ export class DeploymentService {
   /** Serialises the user's quota-checked writes, then counts the deployments holding a sandbox. */
   private async assertQuota(userId: string, transaction: Transaction): Promise<void> {
     const user = await lockUser(userId, transaction);
-    const [{ n }] = (await this.deps.sequelize.query(
-      `SELECT count(*)::int AS n FROM deployments d JOIN projects p ON p.id = d.project_id
-       WHERE p.user_id = :userId AND d.status = ANY(ARRAY[:active]::deployment_status[])`,
-      { type: QueryTypes.SELECT, replacements: { userId, active: ACTIVE_STATUSES }, transaction },
-    )) as [{ n: number }];
+    const n = await countActiveDeployments(this.deps.sequelize, userId, transaction);
     const limit = quotaFor(user.planType).activeDeployments;
     if (n >= limit) {
       throw new TRPCError({

@@ -32,6 +32,19 @@ const fields = z.strictObject({
   database: z.enum(['postgres']).optional(),
 });
 
+/**
+ * What the upload procedure reads of its FormData, written out structurally: the input type then
+ * names neither Node's nor the DOM's FormData, so browser and Node clients both pass their own, and
+ * the router's declarations stay free of Node-only types.
+ */
+export interface UploadForm {
+  entries(): Iterable<[string, string | UploadFile]>;
+}
+interface UploadFile {
+  readonly size: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
 export interface Upload {
   projectId: string;
   runtime?: RuntimeType;
@@ -40,9 +53,9 @@ export interface Upload {
 }
 
 /** `deployments.create`'s FormData: `projectId`, optional `runtime`/`database`, and `source` (a .tar.gz). */
-export async function readUpload(form: FormData, limits: UploadLimits): Promise<Upload> {
+export async function readUpload(form: UploadForm, limits: UploadLimits): Promise<Upload> {
   const values: Record<string, string> = {};
-  let source: Blob | null = null;
+  let source: UploadFile | null = null;
   for (const [key, value] of form.entries()) {
     if (key === 'source') {
       if (typeof value === 'string')

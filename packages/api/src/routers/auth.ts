@@ -1,8 +1,10 @@
-import { User, withDomainErrors } from '@coderunner/db';
+import { Project, User, withDomainErrors } from '@coderunner/db';
 import { z } from 'zod';
 import { PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS, PasswordCheckBusyError } from '../auth/password';
 import type { Context } from '../context';
+import { countActiveDeployments } from '../deployments/lifecycle';
 import { toUserDto } from '../dto';
+import { quotaFor } from '../quotas';
 import { RateLimitedError } from '../rate-limit';
 import { protectedProcedure, publicProcedure, router, TRPCError } from '../trpc';
 
@@ -81,6 +83,17 @@ async function withFailureBudget<T>(ctx: Context, address: string, attempt: () =
   }
 }
 
+/**
+ * A fresh token for `user`: in the body, or, when the caller asked for a browser session, in the
+ * HttpOnly cookie only (the body's token is then empty, so no page script ever holds it).
+ */
+async function startSession(ctx: Context, user: { id: string; passwordHash: string }): Promise<string> {
+  const token = await ctx.deps.tokens.issue(user);
+  if (!ctx.cookieSession?.wanted) return token;
+  ctx.cookieSession.set(token, ctx.deps.tokens.ttlSeconds);
+  return '';
+}
+
 export const authRouter = router({
   register: publicProcedure.input(credentials).mutation(async ({ ctx, input }) => {
     await limitByIp(ctx);
@@ -89,7 +102,7 @@ export const authRouter = router({
       const passwordHash = await ctx.deps.passwords.hash(input.password);
       return withDomainErrors(User.create({ email: input.email, passwordHash }));
     });
-    return { user: toUserDto(user), token: await ctx.deps.tokens.issue(user) };
+    return { user: toUserDto(user), token: await startSession(ctx, user) };
   }),
 
   login: publicProcedure.input(loginInput).mutation(async ({ ctx, input }) => {
@@ -103,10 +116,29 @@ export const authRouter = router({
       if (!found || !ok) throw new TRPCError({ code: 'UNAUTHORIZED', message: INVALID_CREDENTIALS });
       return found;
     });
-    return { user: toUserDto(user), token: await ctx.deps.tokens.issue(user) };
+    return { user: toUserDto(user), token: await startSession(ctx, user) };
+  }),
+
+  /** Ends a browser session (clears its cookie). Bearer tokens are stateless: a client just forgets them. */
+  logout: publicProcedure.mutation(({ ctx }) => {
+    ctx.cookieSession?.clear();
+    return { ok: true as const };
   }),
 
   me: protectedProcedure.query(({ ctx }) => toUserDto(ctx.user)),
+
+  /** The caller's plan, what it allows, and what the caller holds now. */
+  usage: protectedProcedure.query(async ({ ctx }) => {
+    const [projects, activeDeployments] = await Promise.all([
+      Project.count({ where: { userId: ctx.user.id } }),
+      countActiveDeployments(ctx.deps.sequelize, ctx.user.id),
+    ]);
+    return {
+      plan: ctx.user.planType,
+      limits: quotaFor(ctx.user.planType),
+      used: { projects, activeDeployments },
+    };
+  }),
 
   changePassword: protectedProcedure
     .input(z.strictObject({ currentPassword: anyPassword, newPassword }))
@@ -128,6 +160,6 @@ export const authRouter = router({
           code: 'CONFLICT',
           message: 'the password was changed meanwhile; log in again',
         });
-      return { token: await ctx.deps.tokens.issue(updated) };
+      return { token: await startSession(ctx, updated) };
     }),
 });

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Context } from '../context';
 import { openConnectionInfo } from '../deployments/database-hooks';
 import { type DeploymentRow, deploymentColumns } from '../deployments/row';
+import type { UploadForm } from '../deployments/upload';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
 import { protectedProcedure, router, TRPCError } from '../trpc';
@@ -35,7 +36,7 @@ export const ownedDeploymentProcedure = protectedProcedure
   .use(async ({ ctx, input, next }) => next({ ctx: { deployment: await loadOwned(ctx, input.id) } }));
 
 /** `deployments.create` input: FormData with `projectId`, optional `runtime`/`database`, and `source` (a .tar.gz). */
-const createInput = z.instanceof(FormData, {
+const createInput = z.custom<UploadForm>((v) => v instanceof FormData, {
   message: 'send multipart form data (the CLI and createClient do)',
 });
 

@@ -1,8 +1,9 @@
 import { Project, QueryTypes, type Transaction, User } from '@coderunner/db';
 import { z } from 'zod';
+import { lockUser } from '../accounts';
 import { type ProjectDto, toProjectDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
-import { lockUser, quotaFor } from '../quotas';
+import { quotaFor } from '../quotas';
 import { protectedProcedure, router, TRPCError } from '../trpc';
 
 const name = z
@@ -115,9 +116,9 @@ export const projectsRouter = router({
       }),
     ),
 
-  delete: ownedProjectProcedure.mutation(async ({ ctx }) => {
+  delete: ownedProjectProcedure.mutation(async ({ ctx }): Promise<{ id: string; deleted: true }> => {
     const removed = await Project.destroy({ where: { id: ctx.project.id, userId: ctx.user.id } });
     if (!removed) throw projectNotFound();
-    return { id: ctx.project.id, deleted: true as const };
+    return { id: ctx.project.id, deleted: true };
   }),
 });

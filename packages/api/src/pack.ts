@@ -1,31 +1,20 @@
 /**
- * Packing a folder for upload: a gzipped tar of what git would commit, whether or not the folder is
- * a git repository. The one packer: `coderunner deploy` uses it, and so do the server's tests and the
- * bench, so they upload what the CLI builds.
+ * Packing a folder for upload, on disk: a gzipped tar of what git would commit, whether or not the
+ * folder is a git repository. The one packer for Node: `coderunner deploy` uses it, and so do the
+ * server's tests and the bench, so they upload what the CLI builds. (The dashboard packs in the
+ * browser with the same rules.)
  *
- * What is left out, by rules applied the way git applies them:
- * - always: `node_modules` and `.git`, anywhere (no rule can bring them back);
- * - by default: `.venv` and `__pycache__` folders (a `!` rule in an ignore file brings them back);
- * - whatever a `.gitignore` says, at the top or in any subfolder (its rules apply below its folder,
- *   the deepest file that has a say wins, and a file inside an ignored folder cannot be brought back);
- * - whatever a `.coderunnerignore` says: the same syntax, read after the `.gitignore` of its folder,
- *   so it can also bring back (`!dist/`) what `.gitignore` leaves out.
+ * What is left out: the rules in upload-rules.ts, shared with the dashboard's packer.
  *
  * Symbolic links are packed as links (never followed); sockets, pipes and devices are skipped.
- * This module imports only node built-ins, node-tar and ignore (no server code): the CLI bundles it
- * through `@coderunner/sandbox/pack`.
+ * This module imports only node built-ins, node-tar and the rules (no server code): the CLI bundles
+ * it through `@coderunner/api/pack`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import ignore, { type Ignore } from 'ignore';
 import { create as createTar } from 'tar';
-
-/** Never uploaded, whatever an ignore file says. */
-export const ALWAYS_IGNORED: readonly string[] = ['node_modules', '.git'];
-/** Left out unless an ignore file brings them back with `!`. */
-export const DEFAULT_IGNORE_RULES: readonly string[] = ['.venv/', '__pycache__/'];
-export const IGNORE_FILES: readonly string[] = ['.gitignore', '.coderunnerignore'];
+import { ALWAYS_IGNORED, IGNORE_FILES, rebaseRules, uploadRules } from './upload-rules';
 
 export interface PackResult {
   archive: Buffer;
@@ -39,34 +28,9 @@ export interface PackResult {
   skipped: string[];
 }
 
-/**
- * The lines of an ignore file in folder `base` (relative to the packed folder), rewritten to apply
- * from the packed folder's top, so that one rule list in git's order of precedence (defaults, then
- * each folder's files, parents before children) decides, the last matching rule winning:
- * - a pattern with a slash before its end is anchored to its file's folder: `base/pattern`;
- * - one without matches at any depth below that folder: `base/<any folders>/pattern`.
- */
-export function rebaseRules(text: string, base: string): string[] {
-  const rules: string[] = [];
-  for (const raw of text.replace(/^\uFEFF/, '').split(/\r?\n/)) {
-    if (!raw.trim() || raw.startsWith('#')) continue;
-    if (!base) {
-      rules.push(raw);
-      continue;
-    }
-    const negated = raw.startsWith('!');
-    const pattern = negated ? raw.slice(1) : raw;
-    const body = pattern.replace(/\/+$/, '');
-    const anchored = body.includes('/');
-    const rebased = anchored ? `${base}/${pattern.replace(/^\/+/, '')}` : `${base}/**/${pattern}`;
-    rules.push(`${negated ? '!' : ''}${rebased}`);
-  }
-  return rules;
-}
-
 /** The entries to pack, in a stable order: each folder before its contents. */
 export function listEntries(root: string): { entries: string[]; skipped: string[] } {
-  const rules: Ignore = ignore().add([...DEFAULT_IGNORE_RULES]);
+  const rules = uploadRules();
   const entries: string[] = [];
   const skipped: string[] = [];
   const walk = (dir: string, rel: string) => {
@@ -125,3 +89,5 @@ export async function packFolder(dir: string): Promise<PackResult> {
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return { archive: Buffer.concat(chunks), files, bytes, entries, skipped };
 }
+
+export { ALWAYS_IGNORED, DEFAULT_IGNORE_RULES, IGNORE_FILES, rebaseRules } from './upload-rules';

@@ -1,0 +1,236 @@
+import { isCodeRunnerError } from '@coderunner/api/client';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useSubscription } from '@trpc/tanstack-react-query';
+import { useEffect, useRef, useState } from 'react';
+import { useTRPC } from '../api';
+import { type LogLine, logLinesOf } from '../logs';
+import { ConfirmButton, ErrorMessage, formatDate, Link, Loading, StatusBadge } from '../ui';
+
+/** Lines kept on the page (the oldest go first). */
+const MAX_LINES = 2_000;
+
+export function DeploymentPage({ id }: { id: string }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const deployment = useQuery(trpc.deployments.get.queryOptions({ id }));
+  // Live status: each change the server sees replaces the cached deployment.
+  const watch = useSubscription(
+    trpc.deployments.watch.subscriptionOptions(
+      { id },
+      {
+        enabled: deployment.isSuccess && deployment.data.status !== 'DESTROYED',
+        onData: (d) => queryClient.setQueryData(trpc.deployments.get.queryKey({ id }), d),
+      },
+    ),
+  );
+  const actionOptions = {
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: trpc.deployments.pathKey() }),
+  };
+  const stop = useMutation(trpc.deployments.stop.mutationOptions(actionOptions));
+  const start = useMutation(trpc.deployments.start.mutationOptions(actionOptions));
+  const destroy = useMutation(trpc.deployments.destroy.mutationOptions(actionOptions));
+
+  if (deployment.isPending) return <Loading what="the deployment" />;
+  if (deployment.error) {
+    const missing = isCodeRunnerError(deployment.error) && deployment.error.data.code === 'NOT_FOUND';
+    return (
+      <section>
+        <h1>{missing ? 'Deployment not found' : 'Deployment'}</h1>
+        {missing ? <p>It does not exist, or it is not yours.</p> : <ErrorMessage error={deployment.error} />}
+        <Link href="/">Back to your projects</Link>
+      </section>
+    );
+  }
+  const d = deployment.data;
+  return (
+    <section>
+      <p className="crumbs">
+        <Link href={`/projects/${d.projectId}`}>Back to the project</Link>
+      </p>
+      <h1>
+        Deployment <code>{d.id.slice(0, 8)}</code>
+      </h1>
+      <dl className="facts">
+        <dt>Status</dt>
+        <dd aria-live="polite">
+          <StatusBadge status={d.status} />
+          {watch.status === 'connecting' && d.status !== 'DESTROYED' && (
+            <span className="muted small"> (connecting for live updates…)</span>
+          )}
+        </dd>
+        <dt>URL</dt>
+        <dd>
+          {d.publicUrl && d.status !== 'DESTROYED' ? (
+            <a href={d.publicUrl} target="_blank" rel="noreferrer">
+              {d.publicUrl}
+            </a>
+          ) : (
+            <span className="muted">{d.publicUrl ? 'none any more' : 'given once it runs'}</span>
+          )}
+        </dd>
+        <dt>Runtime</dt>
+        <dd>{d.runtimeType ?? 'not detected yet'}</dd>
+        <dt>Created</dt>
+        <dd>{formatDate(d.createdAt)}</dd>
+        <dt>Full id</dt>
+        <dd>
+          <code>{d.id}</code>
+        </dd>
+      </dl>
+      <ErrorMessage error={watch.error} />
+      {d.status !== 'DESTROYED' && (
+        <div className="actions">
+          {d.status === 'RUNNING' && (
+            <ConfirmButton
+              label="Stop"
+              confirmLabel="Stop the app"
+              question="Stop this app? Its URL stops answering until you start it again."
+              pending={stop.isPending}
+              onConfirm={() => stop.mutate({ id })}
+            />
+          )}
+          {d.status === 'STOPPED' && (
+            <button type="button" onClick={() => start.mutate({ id })} disabled={start.isPending}>
+              {start.isPending ? 'Starting…' : 'Start'}
+            </button>
+          )}
+          <ConfirmButton
+            label="Destroy"
+            confirmLabel="Destroy for good"
+            question="Destroy this deployment? The app, its URL and its database are removed for good."
+            danger
+            pending={destroy.isPending}
+            onConfirm={() => destroy.mutate({ id })}
+          />
+        </div>
+      )}
+      <ErrorMessage error={stop.error ?? start.error ?? destroy.error} />
+      {d.hasDatabase && d.status !== 'DESTROYED' && <DatabaseCredentials id={id} />}
+      <Logs id={id} />
+    </section>
+  );
+}
+
+function DatabaseCredentials({ id }: { id: string }) {
+  const trpc = useTRPC();
+  const [shown, setShown] = useState(false);
+  const [copied, setCopied] = useState('');
+  const creds = useQuery({ ...trpc.deployments.databaseCredentials.queryOptions({ id }), enabled: shown });
+  const copy = async (url: string) => {
+    try {
+      await navigator.clipboard.writeText(url);
+      setCopied('Copied the connection URL.');
+    } catch {
+      setCopied('Could not copy: select the URL and copy it by hand.');
+    }
+  };
+  return (
+    <div className="card">
+      <h2>Database</h2>
+      {!shown ? (
+        <button type="button" onClick={() => setShown(true)}>
+          Show database credentials
+        </button>
+      ) : creds.isPending ? (
+        <Loading what="credentials" />
+      ) : creds.error ? (
+        <ErrorMessage error={creds.error} />
+      ) : (
+        <>
+          <dl className="facts">
+            <dt>Host</dt>
+            <dd>
+              <code>{creds.data.host}</code>
+            </dd>
+            <dt>Port</dt>
+            <dd>
+              <code>{creds.data.port}</code>
+            </dd>
+            <dt>User</dt>
+            <dd>
+              <code>{creds.data.user}</code>
+            </dd>
+            <dt>Password</dt>
+            <dd>
+              <code>{creds.data.password}</code>
+            </dd>
+            <dt>Database</dt>
+            <dd>
+              <code>{creds.data.database}</code>
+            </dd>
+            <dt>URL</dt>
+            <dd>
+              <code className="wrap">{creds.data.url}</code>
+            </dd>
+          </dl>
+          <div className="actions">
+            <button type="button" onClick={() => copy(creds.data.url)}>
+              Copy connection URL
+            </button>
+            <button type="button" onClick={() => setShown(false)}>
+              Hide credentials
+            </button>
+          </div>
+          <p role="status">{copied}</p>
+        </>
+      )}
+    </div>
+  );
+}
+
+/** Build and app logs, followed live; after a dropped connection the link resumes from the last line. */
+function Logs({ id }: { id: string }) {
+  const trpc = useTRPC();
+  const [lines, setLines] = useState<LogLine[]>([]);
+  const lastId = useRef(-1);
+  const box = useRef<HTMLDivElement>(null);
+  const sub = useSubscription(
+    trpc.deployments.logs.subscriptionOptions(
+      { id, follow: true, tail: 1000 },
+      {
+        onData: (event) => {
+          const fresh = logLinesOf(event).filter((l) => l.id > lastId.current);
+          if (!fresh.length) return;
+          lastId.current = fresh[fresh.length - 1]!.id;
+          setLines((old) => [...old, ...fresh].slice(-MAX_LINES));
+        },
+      },
+    ),
+  );
+  // Keep the newest line in view while the reader is at the bottom.
+  useEffect(() => {
+    const el = box.current;
+    if (el && lines.length && el.scrollHeight - el.scrollTop - el.clientHeight < 80)
+      el.scrollTop = el.scrollHeight;
+  }, [lines]);
+  return (
+    <div className="logs">
+      <h2>Logs</h2>
+      <p className="muted small" aria-live="polite">
+        {sub.status === 'pending'
+          ? 'Following live.'
+          : sub.status === 'connecting'
+            ? 'Connecting…'
+            : sub.status === 'error'
+              ? 'The log stream stopped.'
+              : 'Not following.'}
+      </p>
+      <ErrorMessage error={sub.error} />
+      {sub.status === 'error' && (
+        <button type="button" onClick={() => sub.reset()}>
+          Reconnect
+        </button>
+      )}
+      {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region must be reachable from the keyboard */}
+      <div ref={box} role="log" tabIndex={0} aria-label="Log lines" className="log-lines">
+        {lines.length === 0
+          ? 'No log lines yet.'
+          : lines.map((l) => (
+              <span key={l.id} className={`line ${l.stream}`}>
+                {`${l.time.toLocaleTimeString()} [${l.source}] ${l.text}\n`}
+              </span>
+            ))}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,148 @@
+import { isCodeRunnerError } from '@coderunner/api/client';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { type FormEvent, useId, useState } from 'react';
+import { fieldError, useTRPC } from '../api';
+import { DeployForm } from '../DeployForm';
+import { navigate } from '../router';
+import { ConfirmButton, ErrorMessage, formatDate, Link, Loading, StatusBadge } from '../ui';
+
+/** Statuses a deployment leaves by itself: while one is shown, the list refreshes. */
+const IN_PROGRESS = new Set(['PENDING', 'PROVISIONING', 'BUILDING']);
+
+export function ProjectPage({ id }: { id: string }) {
+  const trpc = useTRPC();
+  const project = useQuery(trpc.projects.get.queryOptions({ id }));
+  if (project.isPending) return <Loading what="the project" />;
+  if (project.error) {
+    const missing = isCodeRunnerError(project.error) && project.error.data.code === 'NOT_FOUND';
+    return (
+      <section>
+        <h1>{missing ? 'Project not found' : 'Project'}</h1>
+        {missing ? <p>It does not exist, or it is not yours.</p> : <ErrorMessage error={project.error} />}
+        <Link href="/">Back to your projects</Link>
+      </section>
+    );
+  }
+  const p = project.data;
+  return (
+    <section>
+      <p className="crumbs">
+        <Link href="/">Projects</Link> / {p.name}
+      </p>
+      <h1>{p.name}</h1>
+      {p.description && <p>{p.description}</p>}
+      <ProjectSettings project={p} />
+      <DeployForm projectId={p.id} />
+      <Deployments projectId={p.id} />
+    </section>
+  );
+}
+
+function Deployments({ projectId }: { projectId: string }) {
+  const trpc = useTRPC();
+  const list = useQuery(
+    trpc.deployments.list.queryOptions(
+      { projectId, limit: 50 },
+      {
+        refetchInterval: (q) => (q.state.data?.items.some((d) => IN_PROGRESS.has(d.status)) ? 1_500 : 10_000),
+      },
+    ),
+  );
+  return (
+    <>
+      <h2>Deployments</h2>
+      {list.isPending ? (
+        <Loading what="deployments" />
+      ) : list.error ? (
+        <ErrorMessage error={list.error} />
+      ) : list.data.items.length === 0 ? (
+        <p className="empty">Nothing deployed yet. Choose a folder above to deploy it.</p>
+      ) : (
+        <ul className="cards" aria-label="Deployments, newest first">
+          {list.data.items.map((d) => (
+            <li key={d.id} className="row">
+              <Link href={`/deployments/${d.id}`}>
+                Deployment <code>{d.id.slice(0, 8)}</code>
+              </Link>
+              <StatusBadge status={d.status} />
+              <span className="muted small">
+                {d.runtimeType ?? 'runtime not detected yet'} · {formatDate(d.createdAt)}
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
+  );
+}
+
+function ProjectSettings({ project }: { project: { id: string; name: string; description: string | null } }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const id = useId();
+  const [editing, setEditing] = useState(false);
+  const [name, setName] = useState(project.name);
+  const [description, setDescription] = useState(project.description ?? '');
+  const update = useMutation(
+    trpc.projects.update.mutationOptions({
+      onSuccess: async () => {
+        await queryClient.invalidateQueries({ queryKey: trpc.projects.pathKey() });
+        setEditing(false);
+      },
+    }),
+  );
+  const remove = useMutation(
+    trpc.projects.delete.mutationOptions({
+      onSuccess: async () => {
+        queryClient.removeQueries({ queryKey: trpc.projects.get.queryKey({ id: project.id }) });
+        await queryClient.invalidateQueries({ queryKey: trpc.projects.list.pathKey() });
+        navigate('/');
+      },
+    }),
+  );
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    update.mutate({ id: project.id, name, description: description || null });
+  };
+  if (!editing)
+    return (
+      <div className="actions">
+        <button type="button" onClick={() => setEditing(true)}>
+          Rename or edit description
+        </button>
+        <ConfirmButton
+          label="Delete project"
+          confirmLabel="Delete it for good"
+          question={`Delete ${project.name} and all its deployments? This cannot be undone.`}
+          danger
+          pending={remove.isPending}
+          onConfirm={() => remove.mutate({ id: project.id })}
+        />
+        <ErrorMessage error={remove.error} />
+      </div>
+    );
+  const nameError = fieldError(update.error, 'name');
+  return (
+    <form onSubmit={submit} className="card" aria-label="Edit project">
+      <label htmlFor={`${id}-name`}>Name</label>
+      <input
+        id={`${id}-name`}
+        value={name}
+        onChange={(e) => setName(e.target.value)}
+        aria-invalid={nameError ? true : undefined}
+      />
+      {nameError && <p className="field-error">{nameError}</p>}
+      <label htmlFor={`${id}-description`}>Description</label>
+      <input id={`${id}-description`} value={description} onChange={(e) => setDescription(e.target.value)} />
+      {!nameError && <ErrorMessage error={update.error} />}
+      <div className="actions">
+        <button type="submit" className="primary" disabled={update.isPending}>
+          {update.isPending ? 'Saving…' : 'Save'}
+        </button>
+        <button type="button" onClick={() => setEditing(false)}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}
