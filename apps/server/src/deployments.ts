@@ -183,6 +183,7 @@ export function createDeploymentRuntime(
     },
     async close() {
       await engine.stop();
+      await logs.close();
       await status.close();
       await databases.stop?.();
     },

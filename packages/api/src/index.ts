@@ -34,7 +34,7 @@ export {
   TRANSITIONS,
   transition,
 } from './deployments/lifecycle';
-export { type LogLine, LogStore } from './deployments/log-store';
+export { type LogBatch, type LogLine, LogStore, type LogStoreOptions } from './deployments/log-store';
 export { readFilesForUpload, SourceStore } from './deployments/source-store';
 export type { DeploymentDto, ProjectDto, UserDto } from './dto';
 export { PLAN_QUOTAS, quotaFor } from './quotas';

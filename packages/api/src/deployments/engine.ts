@@ -520,7 +520,7 @@ export class DeploymentEngine {
     if (row.dbSandboxId && this.opts.database)
       await this.opts.database.destroy({ id: row.id, dbSandboxId: row.dbSandboxId });
     this.opts.sources.remove(row.id);
-    if (moved) this.opts.logs.remove(row.id);
+    if (moved) await this.opts.logs.remove(row.id);
   }
 
   /**
@@ -586,7 +586,7 @@ export class DeploymentEngine {
           await this.notifyPending();
         }
       } else {
-        const tail = this.opts.logs.read(row.id, null, 5).map((l) => l.text);
+        const tail = (await this.opts.logs.read(row.id, null, 5)).map((l) => l.text);
         await provider.kill(row.appSandboxId).catch(() => false);
         if (await transition(sequelize, row.id, ['RUNNING'], 'FAILED', { appSandboxId: null })) {
           this.log(
