@@ -135,6 +135,34 @@ describe('deployment logs', () => {
     expect(lines.map((l) => `${l.id}:${l.text}`)).toEqual(['2:b', '3:c', '4:d']);
   });
 
+  it('followers in another process keep up while the writer deletes old segments; any gap is reported', async () => {
+    const dir = tmp();
+    const writer = new LogStore(dir, { maxBytes: 20_000 });
+    const reader = new LogStore(dir, { maxBytes: 20_000 });
+    writer.append('d', 'system', 'info', 'line 0');
+    await writer.settled('d');
+    const total = 2_000;
+    const last = `line ${total - 1}`;
+    const followers = Array.from({ length: 20 }, () =>
+      collect(reader, 'd', null, (lines) => lines.at(-1)?.text === last),
+    );
+    await sleep(200);
+    for (let i = 1; i < total; i += 10) {
+      const n = Math.min(10, total - i);
+      writer.append('d', 'app', 'stdout', Array.from({ length: n }, (_, k) => `line ${i + k}`).join('\n'));
+      await sleep(2);
+    }
+    for (const { lines, batches } of await Promise.all(followers)) {
+      expect(lines[0]!.text).toBe('line 0');
+      expect(lines.at(-1)!.text).toBe(last);
+      expect(lines.every((l, i) => i === 0 || l.id > lines[i - 1]!.id)).toBe(true);
+      // Whatever was not received is accounted for by `missed`.
+      const missed = batches.reduce((sum, b) => sum + (b.missed ?? 0), 0);
+      expect(lines.length + missed).toBe(total);
+    }
+    expect(reader.followedDeployments).toBe(0);
+  });
+
   it('hands hundreds of followers every line of a fast writer, in order, in shared batches', async () => {
     const logs = new LogStore(tmp(), { tickMs: 20 });
     logs.append('d', 'system', 'info', 'before');

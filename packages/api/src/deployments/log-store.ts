@@ -11,8 +11,9 @@ import path from 'node:path';
  *
  * Writes are synchronous for the caller (ids are assigned at once) and reach the disk asynchronously,
  * off the request path. Followers of a deployment in this process share one feed: lines written here
- * go straight to it, lines another process wrote (replicas sharing the data folder) are picked up by
- * one poll of the newest segment per feed, reading from the last byte position. The feed sends lines
+ * go straight to it, lines another process wrote (replicas sharing the data folder) are read by the
+ * feed from its last byte position when the folder changes (fs.watch) or its timer fires (for file
+ * systems that report no changes), lines already seen skipped unparsed. The feed sends lines
  * in batches (one per `tickMs`), the same batch object to every follower; a follower that does not
  * keep up holds at most `maxBacklogLines` lines and then skips ahead, told how many it missed.
  */
@@ -41,7 +42,7 @@ export interface LogStoreOptions {
   maxBytes?: number;
   /** Lines written within this window go out as one batch. */
   tickMs?: number;
-  /** How often a feed looks for lines another process wrote (when it finds none, it slows down to 4×). */
+  /** How often a feed looks for lines another process wrote if no change is reported (slowing down to 4× while it finds none). */
   pollMs?: number;
   /** A follower that has this many lines waiting drops the oldest of them. */
   maxBacklogLines?: number;
@@ -119,7 +120,11 @@ class Feed {
   private pending: LogLine[] = [];
   private tick: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  private kickTimer: NodeJS.Timeout | undefined;
   private pollDelay: number;
+  private polling = false;
+  private again = false;
+  private watcher: fs.FSWatcher | undefined;
   /** Highest id handed out: lines at or below it (re-read from disk, another replica's) are skipped. */
   lastId: number | null = null;
   /** Where the poll reads on: a segment and a byte offset in it (null: from the first segment). */
@@ -132,9 +137,10 @@ class Feed {
     private readonly pollMs: number,
     private readonly poll: (feed: Feed) => Promise<boolean>,
     init: (feed: Feed) => Promise<void>,
+    private readonly folder: string,
   ) {
     this.pollDelay = pollMs;
-    this.ready = init(this).then(() => this.schedulePoll());
+    this.ready = init(this).then(() => void this.runPoll());
   }
 
   publish(lines: LogLine[]): void {
@@ -153,24 +159,57 @@ class Feed {
     for (const follower of this.followers) follower.push(batch);
   }
 
-  private schedulePoll(): void {
+  /** Something changed in the folder (or the timer fired): read the disk soon, one read at a time. */
+  private kick(delayMs = 5): void {
     if (this.closed) return;
-    this.pollTimer = setTimeout(() => {
-      void this.poll(this)
-        .catch(() => false)
-        .then((found) => {
-          // This process's own lines come back from disk too: when nothing new shows up, poll less.
-          this.pollDelay = found ? this.pollMs : Math.min(this.pollDelay * 2, this.pollMs * 4);
-          this.schedulePoll();
-        });
-    }, this.pollDelay);
-    this.pollTimer.unref();
+    if (this.polling) {
+      this.again = true;
+      return;
+    }
+    if (this.kickTimer) return;
+    this.kickTimer = setTimeout(() => void this.runPoll(), delayMs);
+    this.kickTimer.unref();
+  }
+
+  private async runPoll(): Promise<void> {
+    this.kickTimer = undefined;
+    clearTimeout(this.pollTimer);
+    this.polling = true;
+    const found = await this.poll(this).catch(() => false);
+    this.polling = false;
+    if (this.closed) return;
+    this.watch();
+    // Changes are noticed at once where the file system reports them (inotify), and by this timer
+    // where it does not (some network file systems); it slows down while it finds nothing.
+    this.pollDelay = found || !this.watcher ? this.pollMs : Math.min(this.pollDelay * 2, this.pollMs * 4);
+    if (this.again) {
+      this.again = false;
+      this.kick(0);
+    } else {
+      this.pollTimer = setTimeout(() => this.kick(0), this.pollDelay);
+      this.pollTimer.unref();
+    }
+  }
+
+  private watch(): void {
+    if (this.watcher) return;
+    try {
+      this.watcher = fs.watch(this.folder, () => this.kick());
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch {
+      // no folder yet (nothing written): the timer looks again
+    }
   }
 
   close(): void {
     this.closed = true;
     clearTimeout(this.tick);
     clearTimeout(this.pollTimer);
+    clearTimeout(this.kickTimer);
+    this.watcher?.close();
   }
 }
 
@@ -399,6 +438,7 @@ export class LogStore {
             .catch(() => 0);
           f.position = { segment: last, offset: size };
         },
+        this.folder(deploymentId),
       );
       this.feeds.set(deploymentId, feed);
     }
@@ -419,7 +459,7 @@ export class LogStore {
     const found: LogLine[] = [];
     for (const s of segments.filter((x) => x >= segment)) {
       const from = s === segment ? offset : 0;
-      const read = await readLinesFrom(segmentFile(folder, s), from).catch(() => null);
+      const read = await readLinesFrom(segmentFile(folder, s), from, feed.lastId).catch(() => null);
       if (!read) break;
       found.push(...read.lines);
       segment = s;
@@ -457,6 +497,8 @@ export class LogStore {
           yield { lines: page };
           last = page.at(-1)!.id;
         }
+        // An empty log: ids start at 1, so lines that come and go before we see them count as missed.
+        if (!lines.length) last = 0;
       } else {
         for (;;) {
           const page = await this.readAfter(deploymentId, last);
@@ -530,10 +572,15 @@ function listSegmentsSync(folder: string): number[] {
   }
 }
 
-function parseLines(text: string): LogLine[] {
+/** Lines whose id is at most `skipUpTo` are skipped unparsed (this process's own, read back). */
+function parseLines(text: string, skipUpTo: number | null = null): LogLine[] {
   const out: LogLine[] = [];
   for (const raw of text.split('\n')) {
     if (!raw) continue;
+    if (skipUpTo !== null) {
+      const id = /^\{"i":(\d+),/.exec(raw)?.[1];
+      if (id !== undefined && Number(id) <= skipUpTo) continue;
+    }
     try {
       out.push(toLine(JSON.parse(raw) as StoredLine));
     } catch {
@@ -544,7 +591,11 @@ function parseLines(text: string): LogLine[] {
 }
 
 /** The whole lines of a file from byte `from` on, and the offset after the last of them. */
-async function readLinesFrom(file: string, from: number): Promise<{ lines: LogLine[]; end: number }> {
+async function readLinesFrom(
+  file: string,
+  from: number,
+  skipUpTo: number | null = null,
+): Promise<{ lines: LogLine[]; end: number }> {
   const handle = await fsp.open(file, 'r');
   try {
     const { size } = await handle.stat();
@@ -553,7 +604,7 @@ async function readLinesFrom(file: string, from: number): Promise<{ lines: LogLi
     const { bytesRead } = await handle.read(buf, 0, buf.length, from);
     const cut = buf.lastIndexOf(0x0a, bytesRead - 1);
     if (cut === -1) return { lines: [], end: from };
-    return { lines: parseLines(buf.toString('utf8', 0, cut + 1)), end: from + cut + 1 };
+    return { lines: parseLines(buf.toString('utf8', 0, cut + 1), skipUpTo), end: from + cut + 1 };
   } finally {
     await handle.close();
   }
