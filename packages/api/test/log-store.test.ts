@@ -57,6 +57,21 @@ describe('deployment logs', () => {
     expect((await logs.readAfter('d1', 1, 2)).map((l) => l.id)).toEqual([2, 3]);
   });
 
+  it('reads the last lines from the end of the log, across read chunks and segments', async () => {
+    const logs = new LogStore(tmp(), { maxBytes: 1024 * 1024 });
+    const text = (i: number) => `${i} ${'é'.repeat(1_500)}`; // 3 kB a line: a 64 kB chunk holds ~21
+    for (let i = 1; i <= 200; i++) logs.append('d', 'app', 'stdout', text(i));
+    for (const n of [1, 21, 22, 50, 150]) {
+      const lines = await logs.read('d', null, n);
+      expect(lines.map((l) => l.id)).toEqual(Array.from({ length: n }, (_, k) => 201 - n + k));
+      expect(lines.every((l) => l.text === text(l.id))).toBe(true);
+    }
+    expect((await logs.read('d', 190, 50)).map((l) => l.id)).toEqual([
+      191, 192, 193, 194, 195, 196, 197, 198, 199, 200,
+    ]);
+    expect((await logs.readAfter('d', 100, 3)).map((l) => l.id)).toEqual([101, 102, 103]);
+  });
+
   it('goes on numbering after the lines another store (an earlier process) wrote', async () => {
     const dir = tmp();
     const first = new LogStore(dir);

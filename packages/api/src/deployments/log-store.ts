@@ -385,23 +385,22 @@ export class LogStore {
     }
   }
 
-  private async readSegment(deploymentId: string, first: number): Promise<LogLine[]> {
-    const file = segmentFile(this.folder(deploymentId), first);
-    const { lines } = await readLinesFrom(file, 0).catch(() => ({ lines: [] as LogLine[] }));
-    return lines;
-  }
-
-  /** Lines after `afterId` (all when null), at most the last `limit` of them: read from the newest segment back. */
+  /**
+   * Lines after `afterId` (all when null), at most the last `limit` of them: read from the end of the
+   * newest segment backwards, as far as needed; only the lines returned are parsed.
+   */
   async read(deploymentId: string, afterId: number | null, limit = PAGE_LINES): Promise<LogLine[]> {
     await this.settled(deploymentId);
     const segments = await this.segments(deploymentId);
+    const folder = this.folder(deploymentId);
     let out: LogLine[] = [];
     for (let i = segments.length - 1; i >= 0 && out.length < limit; i--) {
-      const lines = await this.readSegment(deploymentId, segments[i]!);
-      out = lines.filter((l) => afterId === null || l.id > afterId).concat(out);
+      const file = segmentFile(folder, segments[i]!);
+      const lines = await readLastLines(file, limit - out.length, afterId).catch(() => [] as LogLine[]);
+      out = lines.concat(out);
       if (afterId !== null && segments[i]! <= afterId + 1) break;
     }
-    return out.slice(-limit);
+    return out;
   }
 
   /** The first `limit` lines after `afterId`: read from the segment holding the next id on. */
@@ -411,10 +410,11 @@ export class LogStore {
     let start = 0;
     for (let i = 0; i < segments.length; i++) if (segments[i]! <= afterId + 1) start = i;
     const out: LogLine[] = [];
+    const folder = this.folder(deploymentId);
     for (let i = start; i < segments.length && out.length < limit; i++) {
-      for (const line of await this.readSegment(deploymentId, segments[i]!)) {
-        if (line.id > afterId && out.length < limit) out.push(line);
-      }
+      const file = segmentFile(folder, segments[i]!);
+      const { lines } = await readLinesFrom(file, 0, afterId).catch(() => ({ lines: [] as LogLine[] }));
+      for (const line of lines) if (out.length < limit) out.push(line);
     }
     return out;
   }
@@ -605,6 +605,33 @@ async function readLinesFrom(
     const cut = buf.lastIndexOf(0x0a, bytesRead - 1);
     if (cut === -1) return { lines: [], end: from };
     return { lines: parseLines(buf.toString('utf8', 0, cut + 1), skipUpTo), end: from + cut + 1 };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The last `limit` whole lines of a file with an id above `after`, read backwards in chunks. */
+async function readLastLines(file: string, limit: number, after: number | null): Promise<LogLine[]> {
+  if (limit <= 0) return [];
+  const handle = await fsp.open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const chunks: Buffer[] = [];
+    let start = size;
+    let newlines = 0;
+    // One more newline than lines wanted: the line before them ends there, so they are all whole.
+    while (start > 0 && newlines <= limit) {
+      const length = Math.min(64 * 1024, start);
+      start -= length;
+      const buf = Buffer.alloc(length);
+      await handle.read(buf, 0, length, start);
+      chunks.unshift(buf);
+      for (let i = 0; i < length; i++) if (buf[i] === 0x0a) newlines++;
+    }
+    const raws = Buffer.concat(chunks).toString('utf8').split('\n');
+    if (start > 0) raws.shift(); // cut in the middle
+    const wanted = raws.filter(Boolean).slice(-limit);
+    return parseLines(wanted.join('\n'), after);
   } finally {
     await handle.close();
   }

@@ -359,8 +359,8 @@ export const deploymentsRouter = router({
       if (!input.follow) {
         const lines = await logs.read(deployment.id, after, input.tail ?? 1000);
         for (let i = 0; i < lines.length; i += LOG_PAGE_LINES) {
-          const page = lines.slice(i, i + LOG_PAGE_LINES);
-          yield tracked(String(page.at(-1)!.id), { lines: page } satisfies LogBatch);
+          const page: LogBatch = { lines: lines.slice(i, i + LOG_PAGE_LINES) };
+          yield tracked(String(page.lines.at(-1)!.id), page);
         }
         return;
       }
