@@ -22,7 +22,7 @@ async function collect(
   id: string,
   afterId: number | null,
   until: (lines: LogLine[]) => boolean,
-  opts: { signal?: AbortSignal; tail?: number } = {},
+  opts: { signal?: AbortSignal; tail?: number; onBatch?: () => void } = {},
 ): Promise<{ batches: LogBatch[]; lines: LogLine[] }> {
   const controller = new AbortController();
   opts.signal?.addEventListener('abort', () => controller.abort(), { once: true });
@@ -31,6 +31,7 @@ async function collect(
   for await (const batch of store.follow(id, afterId, controller.signal, { tail: opts.tail })) {
     batches.push(batch);
     lines.push(...batch.lines);
+    opts.onBatch?.();
     if (until(lines)) controller.abort();
   }
   return { batches, lines };
@@ -183,10 +184,17 @@ describe('deployment logs', () => {
     logs.append('d', 'system', 'info', 'before');
     const followers = 300;
     const total = 3_000;
-    const runs = Array.from({ length: followers }, () =>
-      collect(logs, 'd', null, (lines) => lines.at(-1)?.text === `line ${total - 1}`),
-    );
-    await sleep(200);
+    let first = 0;
+    const runs = Array.from({ length: followers }, () => {
+      let counted = false;
+      const onBatch = () => {
+        if (!counted) first++;
+        counted = true;
+      };
+      return collect(logs, 'd', null, (lines) => lines.at(-1)?.text === `line ${total - 1}`, { onBatch });
+    });
+    // Every follower has its history before the writer starts: what follows are live batches only.
+    while (first < followers) await sleep(20);
     expect(logs.followedDeployments).toBe(1);
     for (let i = 0; i < total; i += 10) {
       logs.append('d', 'app', 'stdout', Array.from({ length: 10 }, (_, k) => `line ${i + k}`).join('\n'));
@@ -236,7 +244,7 @@ describe('deployment logs', () => {
   });
 
   it('keeps followers going while old segments are deleted, telling a late one what it missed', async () => {
-    const logs = new LogStore(tmp(), { maxBytes: 8_000, tickMs: 10 });
+    const logs = new LogStore(tmp(), { maxBytes: 8_000, tickMs: 10, maxBacklogLines: 10_000 });
     const total = 3_000;
     const followers = Array.from({ length: 50 }, () =>
       collect(logs, 'd', null, (lines) => lines.at(-1)?.text === `line ${total - 1}`),
