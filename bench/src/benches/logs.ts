@@ -29,6 +29,9 @@ const API_INTERVAL_MS = 100;
 const MULTI_DEPLOYMENTS = 100;
 const MULTI_PER_DEPLOYMENT = 10;
 const READY_TIMEOUT_MS = 45_000;
+/** The benchmark's limit in main.ts, and what one case may take at worst (connecting, measuring, settling). */
+const LIMIT_MS = 320_000;
+const CASE_MS = 80_000;
 
 const APP = {
   'package.json': JSON.stringify({
@@ -173,6 +176,7 @@ async function nextJson<T>(c: Child, key: string, timeoutMs: number, what: strin
 }
 
 export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
+  const benchStart = Date.now();
   const db = await freshDatabase(scope);
   const logDir = tempDir(scope, 'logs');
   const dataDir = tempDir(scope, 'data');
@@ -293,35 +297,47 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
 
   await pacedLatency(listUrl, headers); // warm-up
   const cases: Case[] = [await measure('idle', [], 0)];
-  for (const n of FOLLOWER_COUNTS) cases.push(await measure(`1 deployment × ${fmt(n)}`, [appId], n));
+  const skipped: string[] = [];
+  // Within the benchmark's time limit even on a busy machine: a case that cannot finish is skipped.
+  const timeLeft = () => LIMIT_MS - (Date.now() - benchStart);
+  for (const n of FOLLOWER_COUNTS) {
+    const name = `1 deployment × ${fmt(n)}`;
+    if (timeLeft() < CASE_MS) skipped.push(name);
+    else cases.push(await measure(name, [appId], n));
+  }
 
   // 100 deployments (rows only: no sandbox), their lines written by another process on the data folder.
-  const { rows } = await withPg(db.url, (c) =>
-    c.query<{ id: string }>(
-      `INSERT INTO deployments (project_id, status) SELECT $1, 'STOPPED' FROM generate_series(1, ${MULTI_DEPLOYMENTS}) RETURNING id`,
-      [project.id],
-    ),
-  );
-  const ids = rows.map((r) => r.id);
-  const writer = spawnChild(
-    scope,
-    'bench/src/children/log-writer.ts',
-    { LOG_DIR: path.join(dataDir, 'logs'), DEPLOYMENTS: ids.join(',') },
-    path.join(logDir, 'log-writer.log'),
-  );
-  await nextJson<string>(writer, 'line', 30_000, 'the log writer');
-  await sleep(1_000);
-  cases.push(
-    await measure(`${MULTI_DEPLOYMENTS} deployments × ${MULTI_PER_DEPLOYMENT}`, ids, MULTI_PER_DEPLOYMENT),
-  );
-  writer.child.kill('SIGTERM');
+  const multiName = `${MULTI_DEPLOYMENTS} deployments × ${MULTI_PER_DEPLOYMENT}`;
+  if (timeLeft() < CASE_MS) skipped.push(multiName);
+  else await multiCase();
+  async function multiCase() {
+    const { rows } = await withPg(db.url, (c) =>
+      c.query<{ id: string }>(
+        `INSERT INTO deployments (project_id, status) SELECT $1, 'STOPPED' FROM generate_series(1, ${MULTI_DEPLOYMENTS}) RETURNING id`,
+        [project.id],
+      ),
+    );
+    const ids = rows.map((r) => r.id);
+    const writer = spawnChild(
+      scope,
+      'bench/src/children/log-writer.ts',
+      { LOG_DIR: path.join(dataDir, 'logs'), DEPLOYMENTS: ids.join(',') },
+      path.join(logDir, 'log-writer.log'),
+    );
+    await nextJson<string>(writer, 'line', 30_000, 'the log writer');
+    await sleep(1_000);
+    cases.push(await measure(multiName, ids, MULTI_PER_DEPLOYMENT));
+    writer.child.kill('SIGTERM');
+  }
 
   const idle = cases[0]!;
-  const top = cases.find((c) => c.followers === 1_000 && c.name.startsWith('1 deployment'))!;
-  const multi = cases.at(-1)!;
+  const top = cases.filter((c) => c.name.startsWith('1 deployment')).at(-1);
+  const multi = cases.find((c) => c.name === multiName);
   const perThousand = (c: Case) => ((c.rssMb - idle.rssMb) / c.followers) * 1_000;
-  const r = ratio(top.apiP99, idle.apiP99);
-  const line = `logs: projects.list p99 ${ms(idle.apiP99)} idle, ${ms(top.apiP99)} with ${top.started === top.followers ? '1,000' : `${fmt(top.started)}/1,000`} followers of an app printing 10 lines/s (lag p50 ${ms(top.lagP50)}, p99 ${ms(top.lagP99)}, ${top.lostTotal} lines lost; server ${fmt(top.cpuPct)}% CPU, +${fmt(perThousand(top))} MB RSS per 1,000 followers); 100 deployments × 10: API p99 ${ms(multi.apiP99)}, lag p99 ${ms(multi.lagP99)} — ratio ${r}`;
+  const r = top ? ratio(top.apiP99, idle.apiP99) : Number.NaN;
+  const line = top
+    ? `logs: projects.list p99 ${ms(idle.apiP99)} idle, ${ms(top.apiP99)} with ${fmt(top.started)}/${fmt(top.followers)} followers streaming from an app printing 10 lines/s (lag p50 ${ms(top.lagP50)}, p99 ${ms(top.lagP99)}, ${top.lostTotal} lines lost; server ${fmt(top.cpuPct)}% CPU, +${fmt(perThousand(top))} MB RSS per 1,000 followers)${multi ? `; 100 deployments × 10: API p99 ${ms(multi.apiP99)}, lag p99 ${ms(multi.lagP99)}` : ''}${skipped.length ? `; not run in time: ${skipped.join(', ')}` : ''} — ratio ${r}`
+    : `logs: not measured — no follower case fitted in the time limit`;
 
   const details = [
     `One app deployed on the local provider prints \`tick <epoch ms> <seq>\` 10 times a second. Followers subscribe to \`deployments.logs({ follow: true, tail: 1 })\` through the typed client (SSE, \`eventsource\`) in child processes of ${PER_PROCESS} followers each, connecting 10 per 100 ms per process (a failed subscription is retried after 1 s from its last event id, as the CLI does); measuring starts 2 s after every follower has its first batch (or after 45 s with those that have: the table says how many). Meanwhile the bench process calls \`projects.list\` (20 projects) ${API_CALLS} times, one every ${API_INTERVAL_MS} ms (not waiting for answers). Lag = time a follower received a line − the stamp the app put in it. Lost = gaps in a follower's seq during the window; "skipped" = lines the server told a follower it skipped (\`missed\`). CPU = utime+stime over the window, % of one core (server; follower processes together); RSS at the end of the window; per 1,000 followers = (RSS − idle RSS) ÷ followers × 1,000. The 100 deployments × 10 case has no sandboxes: a separate process (\`src/children/log-writer.ts\`, standing for a worker-only replica) appends the lines to the shared data folder through the product's LogStore, so the server's feeds pick them up from disk.`,
@@ -332,8 +348,9 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
       (c) =>
         `| ${c.name} | ${fmt(c.started)} / ${fmt(c.followers)} | ${ms(c.apiP50)} | ${ms(c.apiP99)} | ${c.followers ? ms(c.lagP50) : '–'} | ${c.followers ? ms(c.lagP99) : '–'} | ${fmt(c.received)} | ${c.lostTotal} / ${c.lostMax} | ${c.missed} | ${c.streamErrors} | ${fmt(c.cpuPct)}% | ${fmt(c.rssMb)} MB | ${c.followers ? `${fmt(perThousand(c))} MB` : '–'} | ${fmt(c.followersCpuPct)}% |`,
     ),
+    ...(skipped.length ? ['', `Not run (the benchmark's time limit was near): ${skipped.join(', ')}.`] : []),
     '',
-    `Ratio = API p99 with 1,000 followers ÷ idle p99 (goal ≤ 2; lag p99 goal < 250 ms; no line lost; < 50 KB per idle follower = 50 MB per 1,000).`,
+    `Ratio = API p99 with the most followers measured (1,000 unless skipped) ÷ idle p99 (goal ≤ 2; lag p99 goal < 250 ms; no line lost; < 50 KB per idle follower = 50 MB per 1,000).`,
   ];
   return { line, details, database: db.description };
 }
