@@ -12,7 +12,7 @@
  */
 import type { CodeRunnerClient } from '@coderunner/api/client';
 import { CliError, ExitCode, trpcCode } from './errors';
-import type { Deployment, LogLine } from './views';
+import type { Deployment, LogBatch, LogLine } from './views';
 
 interface Callbacks<T> {
   onStarted: () => void;
@@ -154,6 +154,8 @@ export interface LogStreamOptions {
   afterId?: number | null | undefined;
   signal?: AbortSignal | undefined;
   onLine: (line: LogLine) => void;
+  /** The server could not send `count` lines before the next one (too old to keep, or we read too slowly). */
+  onMissed?: (count: number) => void;
   onConnection?: (state: 'lost' | 'back') => void;
   apiUrl: string;
   retryMs?: number;
@@ -161,11 +163,13 @@ export interface LogStreamOptions {
 
 /**
  * A deployment's log lines, each once and in order: the history (the last `tail` lines with it),
- * then with `follow` the new ones until the signal aborts. Resolves with the last line id seen.
+ * then with `follow` the new ones until the signal aborts. The server sends them in batches (one
+ * event per batch, its id the batch's last line id); they are handed on line by line. Resolves with
+ * the last line id seen.
  */
 export async function streamLogs(client: CodeRunnerClient, opts: LogStreamOptions): Promise<number | null> {
   let last = opts.afterId ?? null;
-  await runStream<{ id: string; data: LogLine }>(
+  await runStream<{ id: string; data: LogBatch }>(
     (lastEventId, callbacks) => {
       const resumeFrom = lastEventId ?? (last !== null ? String(last) : null);
       return client.deployments.logs.subscribe(
@@ -186,10 +190,13 @@ export async function streamLogs(client: CodeRunnerClient, opts: LogStreamOption
       onConnection: opts.onConnection,
       eventId: (event) => event.id,
       onData: (event) => {
-        const line = event.data;
-        if (last !== null && line.id <= last) return; // already printed (a replay after a reconnect)
-        last = line.id;
-        opts.onLine(line);
+        const { lines, missed } = event.data;
+        if (missed) opts.onMissed?.(missed);
+        for (const line of lines) {
+          if (last !== null && line.id <= last) continue; // already printed (a replay after a reconnect)
+          last = line.id;
+          opts.onLine(line);
+        }
       },
     },
   );

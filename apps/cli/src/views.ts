@@ -42,13 +42,21 @@ export const projectJson = (p: Project): ProjectJson => ({
 
 export type Deployment = RouterOutputs['deployments']['get'];
 export type DatabaseCredentials = RouterOutputs['deployments']['databaseCredentials'];
-/** What deployments.logs yields for each line (a tracked event's data). */
+/** One log line, as deployments.logs sends it inside a batch. */
 export interface LogLine {
   id: number;
   time: Date;
   source: string;
   stream: string;
   text: string;
+}
+/**
+ * What deployments.logs yields (a tracked event's data, the event id being the last line's id):
+ * consecutive lines, and how many lines before them the server could not send.
+ */
+export interface LogBatch {
+  lines: LogLine[];
+  missed?: number | undefined;
 }
 
 export interface DeploymentJson {

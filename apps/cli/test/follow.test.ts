@@ -8,11 +8,11 @@ import { TRPCClientError } from '@trpc/client';
 import { describe, expect, it } from 'vitest';
 import { CliError } from '../src/errors';
 import { streamLogs } from '../src/follow';
-import type { LogLine } from '../src/views';
+import type { LogBatch, LogLine } from '../src/views';
 
 type Callbacks = {
   onStarted: () => void;
-  onData: (d: { id: string; data: LogLine }) => void;
+  onData: (d: { id: string; data: LogBatch }) => void;
   onError: (e: unknown) => void;
   onComplete: () => void;
   onConnectionStateChange: (s: { state: string; error: unknown }) => void;
@@ -35,10 +35,19 @@ function fakeClient(script: (input: Record<string, unknown>, cb: Callbacks, atte
   return { client, inputs };
 }
 
-const line = (id: number): { id: string; data: LogLine } => ({
-  id: String(id),
-  data: { id, time: new Date(), source: 'app', stream: 'stdout', text: `line ${id}` },
+const logLine = (id: number): LogLine => ({
+  id,
+  time: new Date(),
+  source: 'app',
+  stream: 'stdout',
+  text: `line ${id}`,
 });
+/** One event of deployments.logs: a batch of lines, its id the last line's. */
+const batch = (ids: number[], missed?: number): { id: string; data: LogBatch } => ({
+  id: String(ids.at(-1)),
+  data: { lines: ids.map(logLine), ...(missed ? { missed } : {}) },
+});
+const line = (id: number) => batch([id]);
 
 describe('streamLogs', () => {
   it('a server down from the start is "cannot reach" (exit 4) at once, follow or not', async () => {
@@ -101,6 +110,34 @@ describe('streamLogs', () => {
       { id: 'd', follow: true, tail: 10 },
       { id: 'd', follow: true, lastEventId: '3' }, // resumes after the last line: no tail then
     ]);
+  });
+
+  it('hands on each batch line by line, resumes after the last batch, and reports what the server skipped', async () => {
+    const { client, inputs } = fakeClient((_input, cb, attempt) => {
+      cb.onStarted();
+      if (attempt === 1) {
+        cb.onData(batch([1, 2, 3]));
+        cb.onData(batch([10, 11], 6)); // a slow reader: the server skipped 4..9
+        cb.onError(new Error('socket hang up'));
+      } else {
+        cb.onData(batch([11, 12, 13])); // 11 again after the reconnection: dropped
+        cb.onComplete();
+      }
+    });
+    const seen: number[] = [];
+    const missed: number[] = [];
+    const last = await streamLogs(client, {
+      id: 'd',
+      follow: true,
+      apiUrl: 'http://x',
+      retryMs: 10,
+      onLine: (l) => seen.push(l.id),
+      onMissed: (n) => missed.push(n),
+    });
+    expect(seen).toEqual([1, 2, 3, 10, 11, 12, 13]);
+    expect(missed).toEqual([6]);
+    expect(last).toBe(13);
+    expect(inputs[1]).toEqual({ id: 'd', follow: true, lastEventId: '11' });
   });
 
   it("the server's refusal (NOT_FOUND, UNAUTHORIZED) ends a follow with that error", async () => {

@@ -6,11 +6,11 @@ type LogEvent = Parameters<
 >[0];
 
 /**
- * The log lines one subscription event carries. The only place that knows the event's shape, so a
- * change of the subscription's output (one line per event, or batches) is adapted here alone.
+ * The log lines one subscription event carries (a batch of lines per event; `missed` counts lines a
+ * slow reader skipped). The only place that knows the event's shape.
  */
 export function logLinesOf(event: LogEvent) {
-  return [event.data];
+  return event.data.lines;
 }
 
 export type LogLine = ReturnType<typeof logLinesOf>[number];

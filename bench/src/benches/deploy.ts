@@ -49,16 +49,22 @@ interface Timeline {
   running: number;
 }
 
-async function readTimeline(logFile: string): Promise<Timeline> {
+/** A deployment's stored log lines: its segment files (`<first id>.ndjson`) in order. */
+function storedLines(logFolder: string): StoredLine[] {
+  if (!fs.existsSync(logFolder)) return [];
+  return fs
+    .readdirSync(logFolder)
+    .filter((n) => n.endsWith('.ndjson'))
+    .sort()
+    .flatMap((n) => fs.readFileSync(path.join(logFolder, n), 'utf8').split('\n'))
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as StoredLine);
+}
+
+async function readTimeline(logFolder: string): Promise<Timeline> {
   const deadline = Date.now() + 3_000;
   for (;;) {
-    const lines = fs.existsSync(logFile)
-      ? fs
-          .readFileSync(logFile, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l) as StoredLine)
-      : [];
+    const lines = storedLines(logFolder);
     const sys = (prefix: string) => lines.find((l) => l.s === 'system' && l.m.startsWith(prefix))?.t;
     const app = (word: string) => {
       const m = lines.map((l) => new RegExp(`^${word} (\\d+)$`).exec(l.m)).find(Boolean);
@@ -80,7 +86,7 @@ async function readTimeline(logFile: string): Promise<Timeline> {
       const missing = Object.entries(t)
         .filter(([, v]) => v === undefined)
         .map(([k]) => k);
-      throw new Error(`log ${logFile} lacks ${missing.join(', ')}:\n${lines.map((l) => l.m).join('\n')}`);
+      throw new Error(`log ${logFolder} lacks ${missing.join(', ')}:\n${lines.map((l) => l.m).join('\n')}`);
     }
     await sleep(100);
   }
@@ -121,7 +127,7 @@ function form(projectId: string, archive: Uint8Array): FormData {
 }
 
 /** Sandbox processes still alive (their environment carries the sandbox id): killed by pid. */
-function killSandboxProcesses(sandboxIds: Set<string>): number {
+export function killSandboxProcesses(sandboxIds: Set<string>): number {
   let killed = 0;
   if (!sandboxIds.size) return 0;
   for (const entry of fs.readdirSync('/proc')) {
@@ -196,7 +202,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     const { id } = await api.deployments.create.mutate(form(projectId, archive));
     live.add(id);
     const seen = await waitRunning(api, id);
-    const t = await readTimeline(path.join(dataDir, 'logs', `${id}.ndjson`));
+    const t = await readTimeline(path.join(dataDir, 'logs', id));
     seq.push({ total: seen - t0, t, t0, seen });
     const sandbox = t.listening - t.install;
     log(

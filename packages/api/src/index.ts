@@ -30,7 +30,7 @@ export {
   TRANSITIONS,
   transition,
 } from './deployments/lifecycle';
-export { type LogLine, LogStore } from './deployments/log-store';
+export { type LogBatch, type LogLine, LogStore, type LogStoreOptions } from './deployments/log-store';
 export {
   createDeploymentRuntime,
   type DeploymentRuntime,

@@ -26,8 +26,35 @@ function describeZodError(err: ZodError): string {
     .join('; ');
 }
 
+/**
+ * Outputs handed to many subscribers (a log batch fanned out to every follower of a deployment) are
+ * serialized by superjson once, not once per subscriber. Only objects marked here are cached: they
+ * must not change once sent.
+ */
+const serializedOutputs = new WeakMap<object, ReturnType<typeof superjson.serialize> | null>();
+export function serializedOnce<T extends object>(value: T): T {
+  if (!serializedOutputs.has(value)) serializedOutputs.set(value, null);
+  return value;
+}
+const transformer = {
+  input: superjson,
+  output: {
+    serialize(value: unknown) {
+      if (typeof value !== 'object' || value === null || !serializedOutputs.has(value))
+        return superjson.serialize(value);
+      let out = serializedOutputs.get(value);
+      if (!out) {
+        out = superjson.serialize(value);
+        serializedOutputs.set(value, out);
+      }
+      return out;
+    },
+    deserialize: (value: unknown) => superjson.deserialize(value as ReturnType<typeof superjson.serialize>),
+  },
+};
+
 const t = initTRPC.context<Context>().create({
-  transformer: superjson,
+  transformer,
   errorFormatter({ shape, error, ctx, path }) {
     const { stack: _stack, ...base } = shape.data; // never send stack traces
     const data: CodeRunnerErrorData = base;

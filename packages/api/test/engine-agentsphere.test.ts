@@ -96,10 +96,7 @@ describe('the engine on AgentSphere (fake)', () => {
   it('deploys to RUNNING with https://<port>-<sandbox>.<domain> and streams the build and app output', async () => {
     const id = await queue();
     const d = await settle(id);
-    const text = logs
-      .read(id, null)
-      .map((l) => l.text)
-      .join('\n');
+    const text = (await logs.read(id, null)).map((l) => l.text).join('\n');
     expect(d.status, text).toBe('RUNNING');
     expect(d.publicUrl).toMatch(
       new RegExp(`^https://\\d+-${d.appSandboxId}\\.${DOMAIN.replace('.', '\\.')}/$`),
@@ -126,12 +123,7 @@ describe('the engine on AgentSphere (fake)', () => {
     expect(after.status).toBe('FAILED');
     expect(after.appSandboxId).toBeNull();
     // Whichever notices first: the app's process ending, or the reconciler finding the sandbox gone.
-    expect(
-      logs
-        .read(id, null)
-        .map((l) => l.text)
-        .join('\n'),
-    ).toMatch(
+    expect((await logs.read(id, null)).map((l) => l.text).join('\n')).toMatch(
       /FAILED: the (sandbox running the app no longer exists|app was killed by SIG\w+|app exited with code)/,
     );
   });

@@ -80,6 +80,7 @@ async function follow(
     signal: logsAbort.signal,
     apiUrl: ctx.apiUrl,
     onConnection,
+    onMissed: (count) => status.line(ctx.out.style(`… ${count} log lines skipped`, 'yellow', true)),
     onLine: (line) => {
       lines.push(line);
       lastLineId = line.id;

@@ -32,7 +32,9 @@ export function registerLogsCommand(program: Command): void {
 Without --follow it prints the history the server keeps (the last 1000 lines unless --tail says
 otherwise) and ends. With --follow it then waits for new lines until Ctrl-C (exit 0); when the
 connection to the server is lost (a server restart) it reconnects by itself and resumes after the
-last line it printed: no line is lost or printed twice.
+last line it printed: no line is lost or printed twice. If the server no longer keeps some lines
+(its log of a deployment is bounded) or this terminal reads too slowly to keep up, it says on stderr
+how many lines were skipped and goes on.
 
 With --json, one JSON object per line (NDJSON): {"id","time","source","stream","text"}; "source" is
 system, build or app, "stream" stdout, stderr or info.`,
@@ -62,6 +64,14 @@ system, build or app, "stream" stdout, stderr or info.`,
                 state === 'lost'
                   ? 'connection to the server lost; reconnecting…'
                   : 'reconnected; resuming after the last line',
+                'yellow',
+                true,
+              ),
+            ),
+          onMissed: (count) =>
+            ctx.out.info(
+              ctx.out.style(
+                `… ${count} line${count === 1 ? '' : 's'} skipped (no longer kept by the server, or this terminal read too slowly)`,
                 'yellow',
                 true,
               ),

@@ -193,7 +193,11 @@ describe('SIGKILL of the server during deploys', () => {
       await new Promise<void>((resolve) => {
         const sub = after.deployments.logs.subscribe(
           { id: r.id },
-          { onData: (e) => lines.push(e.data.text), onError: () => resolve(), onComplete: () => resolve() },
+          {
+            onData: (e) => lines.push(...e.data.lines.map((l) => l.text)),
+            onError: () => resolve(),
+            onComplete: () => resolve(),
+          },
         );
         setTimeout(() => {
           sub.unsubscribe();

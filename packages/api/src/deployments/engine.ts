@@ -105,6 +105,6 @@ export class DeploymentEngine {
     }
     if (row.dbSandboxId && database) await database.destroy({ id: row.id, dbSandboxId: row.dbSandboxId });
     this.opts.sources.remove(row.id);
-    if (moved) this.opts.logs.remove(row.id);
+    if (moved) await this.opts.logs.remove(row.id);
   }
 }

@@ -94,7 +94,7 @@ export class Reconciler {
           );
         }
       } else {
-        const tail = this.opts.logs.read(row.id, null, 5).map((l) => l.text);
+        const tail = (await this.opts.logs.read(row.id, null, 5)).map((l) => l.text);
         await provider.kill(row.appSandboxId).catch(() => false);
         if (await transition(sequelize, row.id, ['RUNNING'], 'FAILED', { appSandboxId: null })) {
           systemLog(

@@ -212,6 +212,7 @@ export function createDeploymentRuntime(opts: {
     },
     async close() {
       await engine.stop();
+      await logs.close();
       await status.close();
       await databases.stop?.();
     },

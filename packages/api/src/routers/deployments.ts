@@ -3,11 +3,15 @@ import { tracked } from '@trpc/server';
 import { z } from 'zod';
 import type { Context } from '../context';
 import { openConnectionInfo } from '../deployments/database-hooks';
+import type { LogBatch } from '../deployments/log-store';
 import { type DeploymentRow, deploymentColumns } from '../deployments/row';
 import type { UploadForm } from '../deployments/upload';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
-import { protectedProcedure, router, TRPCError } from '../trpc';
+import { protectedProcedure, router, serializedOnce, TRPCError } from '../trpc';
+
+/** Lines per history event of deployments.logs. */
+const LOG_PAGE_LINES = 1000;
 
 const deploymentNotFound = () => new TRPCError({ code: 'NOT_FOUND', message: 'deployment not found' });
 
@@ -173,9 +177,12 @@ export const deploymentsRouter = router({
   }),
 
   /**
-   * Build and runtime log lines: the history (bounded), then, with `follow`, live lines until the
-   * client goes away. Each line is a tracked event, so a reconnecting client resumes after the last
-   * id it saw (`lastEventId`) and loses nothing.
+   * Build and runtime log lines in batches (`{ lines, missed? }`, see LogBatch): the history
+   * (bounded), then, with `follow`, live lines until the client goes away, gathered per short tick
+   * (50 ms) into one event. Each batch is a tracked event whose id is its last line's id, so a
+   * reconnecting client resumes after the last line it got (`lastEventId`) and loses nothing the
+   * server still keeps; `missed` says how many lines it could not be sent (older than the bounded
+   * log keeps, or skipped because it read too slowly).
    */
   logs: protectedProcedure
     .input(
@@ -191,17 +198,18 @@ export const deploymentsRouter = router({
       const { logs } = services(ctx);
       const after = input.lastEventId ? Number(input.lastEventId) : null;
       if (!input.follow) {
-        for (const line of logs.read(deployment.id, after, input.tail ?? 1000))
-          yield tracked(String(line.id), line);
+        const lines = await logs.read(deployment.id, after, input.tail ?? 1000);
+        for (let i = 0; i < lines.length; i += LOG_PAGE_LINES) {
+          const page: LogBatch = { lines: lines.slice(i, i + LOG_PAGE_LINES) };
+          yield tracked(String(page.lines.at(-1)!.id), page);
+        }
         return;
       }
       const controller = new AbortController();
       signal?.addEventListener('abort', () => controller.abort(), { once: true });
-      let first = after;
-      if (first === null && input.tail) first = logs.read(deployment.id, null, input.tail)[0]?.id ?? null;
-      const start = first !== null && after === null ? first - 1 : first;
-      for await (const line of logs.follow(deployment.id, start, controller.signal)) {
-        yield tracked(String(line.id), line);
+      for await (const batch of logs.follow(deployment.id, after, controller.signal, { tail: input.tail })) {
+        // The same batch object goes to every follower of this deployment: serialized once.
+        yield tracked(String(batch.lines.at(-1)!.id), serializedOnce(batch));
       }
     }),
 });
