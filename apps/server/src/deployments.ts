@@ -12,25 +12,31 @@ import {
   SourceStore,
   STATUS_CHANNEL,
 } from '@coderunner/api';
-import type { Sequelize } from '@coderunner/db';
+import { QueryTypes, type Sequelize } from '@coderunner/db';
 import {
   agentSphereConfigFromEnv,
   createAgentSphereProvider,
   createLocalDatabaseProvisioner,
   createLocalProvider,
+  DEFAULT_APPS_EMBEDDED_PORT,
   findFreePort,
+  isolationWarning,
+  type IsolationStatus,
+  parseUidRange,
   localDatabaseOptionsFromEnv,
   provisionAgentSphereDatabase,
   type SandboxProvider,
 } from '@coderunner/sandbox';
 import pg from 'pg';
-import type { Config } from './config';
+import { type Config, parseLimits } from './config';
 import type { Logger } from './logger';
 
 export interface DeploymentRuntime {
   services: DeploymentServices;
   engine: DeploymentEngine;
   provider: SandboxProvider;
+  /** Tenant isolation in force: `sandbox` or `none` (the agentsphere provider isolates by itself). */
+  isolation: { mode: 'sandbox' | 'none'; missing: string[] };
   /** Start workers (when this process runs them) and the status listener, once the HTTP port is known. */
   start(opts: { workers: boolean; port?: number }): Promise<void>;
   close(): Promise<void>;
@@ -93,10 +99,13 @@ export function createDeploymentRuntime(
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const env = config.env;
   let provider: SandboxProvider;
+  let isolationStatus: Pick<IsolationStatus, 'mode' | 'missing'> = { mode: 'none', missing: [] };
   let databases: DatabaseBackend & { start?(): Promise<{ warnings: string[] }>; stop?(): Promise<void> };
   if (config.SANDBOX_PROVIDER === 'agentsphere') {
     // Throws a clear message when AGENTSPHERE_API_KEY is missing: the SDK would only fail at the first call.
     const agentsphere = agentSphereConfigFromEnv(env);
+    // Each sandbox is a machine of its own there.
+    isolationStatus = { mode: 'sandbox', missing: [] };
     provider = createAgentSphereProvider(agentsphere);
     databases = {
       provision: async (d) => {
@@ -111,17 +120,45 @@ export function createDeploymentRuntime(
       },
     };
   } else {
-    provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
-    const local = createLocalDatabaseProvisioner({
-      ...localDatabaseOptionsFromEnv(env, dataDir),
+    const databaseOptions = localDatabaseOptionsFromEnv(env, dataDir);
+    const appsDatabasePort = databaseOptions.adminUrl
+      ? Number(new URL(databaseOptions.adminUrl).port || 5432)
+      : (databaseOptions.embeddedPort ?? DEFAULT_APPS_EMBEDDED_PORT);
+    const planLimits: Record<string, ReturnType<typeof parseLimits>> = {
+      free: parseLimits(config.CODERUNNER_LIMITS_FREE),
+      personal: parseLimits(config.CODERUNNER_LIMITS_PERSONAL),
+      team: parseLimits(config.CODERUNNER_LIMITS_TEAM),
+    };
+    const local = createLocalProvider({
+      rootDir: path.join(dataDir, 'sandboxes'),
+      isolation: config.CODERUNNER_ISOLATION,
+      uidRange: parseUidRange(config.CODERUNNER_SANDBOX_UIDS),
+      // Sandboxes reach the apps' cluster (their own database on it) and nothing else on this machine.
+      databasePorts: () => [appsDatabasePort],
+      limits: async (metadata) => {
+        const [row] = await sequelize.query<{ plan_type: string }>(
+          'SELECT u.plan_type FROM projects p JOIN users u ON u.id = p.user_id WHERE p.id = :id',
+          { type: QueryTypes.SELECT, replacements: { id: metadata.projectId } },
+        );
+        return planLimits[row?.plan_type ?? 'free'] ?? planLimits.free!;
+      },
+    });
+    // CODERUNNER_ISOLATION=sandbox without what it needs: this throws, and the server does not start.
+    const status = local.isolation();
+    isolationStatus = status;
+    const warning = isolationWarning(status);
+    if (warning) logger.warn(warning);
+    provider = local;
+    const appsDatabases = createLocalDatabaseProvisioner({
+      ...databaseOptions,
       log: (msg) => logger.debug({ msg }, 'app databases'),
     });
     databases = {
-      provision: (d) => local.provision(d.id),
-      destroy: (d) => local.destroy(d.id),
+      provision: (d) => appsDatabases.provision(d.id),
+      destroy: (d) => appsDatabases.destroy(d.id),
       // A shared cluster is checked (and warned about) at start; the embedded one starts on first use.
-      start: env.CODERUNNER_APPS_DATABASE_URL ? () => local.start() : undefined,
-      stop: () => local.stop(),
+      start: env.CODERUNNER_APPS_DATABASE_URL ? () => appsDatabases.start() : undefined,
+      stop: () => appsDatabases.stop(),
     };
   }
   const keyring: Keyring = loadKeyring({ env, dataDir });
@@ -172,6 +209,7 @@ export function createDeploymentRuntime(
     services,
     engine,
     provider,
+    isolation: { mode: isolationStatus.mode, missing: isolationStatus.missing },
     async start({ workers, port }) {
       if (port) listeningPort = port;
       if (databases.start) {

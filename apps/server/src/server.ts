@@ -43,6 +43,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
       logError: (err, meta) => logger.error({ err, ...meta }, 'unexpected error'),
       deployments: runtime.services,
+      system: { isolation: runtime.isolation.mode },
     });
     const proxy = createAppProxy((id) => runtime!.engine.resolveApp(id));
     const app = createApp({
@@ -52,6 +53,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxJsonBodyBytes: config.CODERUNNER_MAX_JSON_KB * 1024,
       maxUploadBytes: config.CODERUNNER_MAX_UPLOAD_MB * 1024 * 1024,
       appProxy: proxy.web,
+      trustProxy: config.TRUST_PROXY,
+      isolation: runtime.isolation.mode,
     });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;

@@ -21,6 +21,13 @@ export interface ApiDeps {
   logError?: (err: unknown, meta: { requestId: string; path?: string }) => void;
   /** Present on servers that run deployments. */
   deployments?: DeploymentServices;
+  /** What `system.info` reports. */
+  system?: SystemInfo;
+}
+
+export interface SystemInfo {
+  /** Tenant isolation of deployed apps: `sandbox` (each in its own sandbox) or `none`. */
+  isolation: 'sandbox' | 'none';
 }
 
 export interface DeploymentServices {
@@ -43,6 +50,7 @@ export function createApiDeps(opts: {
   rateLimitStore?: RateLimitStore;
   logError?: ApiDeps['logError'];
   deployments?: DeploymentServices;
+  system?: SystemInfo;
 }): ApiDeps {
   return {
     sequelize: opts.sequelize,
@@ -52,6 +60,7 @@ export function createApiDeps(opts: {
     rateLimitStore: opts.rateLimitStore ?? createMemoryRateLimitStore(),
     logError: opts.logError,
     deployments: opts.deployments,
+    system: opts.system,
   };
 }
 

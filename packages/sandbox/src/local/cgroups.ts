@@ -37,6 +37,9 @@ const GROUP_PREFIX = 'coderunner';
 const CPU_PERIOD_US = 100_000;
 const KILL_ROUNDS = 200;
 
+/** v1 counters of leaves already removed, by `<sandbox id>/<controller>` (this process's). */
+const removedCounts = new Map<string, number>();
+
 export type CgroupLayout =
   | { version: 2; base: string }
   | { version: 1; memory: string; pids: string; cpu: string; freezer: string | null };
@@ -214,22 +217,15 @@ export class SandboxCgroup {
     return empty;
   }
 
-  /** How often the kernel's OOM killer ended a process of this leaf (or sandbox). */
-  oomKills(leaf?: string): number {
-    const dir = this.dir('memory', leaf);
+  /** How often the kernel's OOM killer ended a process of this sandbox. */
+  oomKills(): number {
     const file = this.layout.version === 2 ? 'memory.events' : 'memory.oom_control';
-    const text = readText(path.join(dir, file)) ?? '';
-    const v1Failures =
-      this.layout.version === 1 ? Number(readText(path.join(dir, 'memory.failcnt')) ?? 0) : 0;
-    const kills = Number(/oom_kill (\d+)/.exec(text)?.[1] ?? 0);
-    // Under v1 without oom_kill counts, a failed charge at the limit is the sign.
-    return kills > 0 ? kills : this.layout.version === 1 && !/oom_kill /.test(text) ? v1Failures : 0;
+    return this.count('memory', file, /oom_kill (\d+)/);
   }
 
   /** How often a fork was refused at the process limit. */
-  pidsLimitHits(leaf?: string): number {
-    const text = readText(path.join(this.dir('pids', leaf), 'pids.events')) ?? '';
-    return Number(/max (\d+)/.exec(text)?.[1] ?? 0);
+  pidsLimitHits(): number {
+    return this.count('pids', 'pids.events', /max (\d+)/);
   }
 
   /** Memory in use by the sandbox now, bytes. */
@@ -239,13 +235,43 @@ export class SandboxCgroup {
     return Number(readText(path.join(dir, file)) ?? 0);
   }
 
-  /** Remove empty leaves (all) and, with `all`, the sandbox's group. */
+  /**
+   * A counter of the sandbox. v2 counts in the group and its descendants; v1 counts in the leaf
+   * where it happened: summed over the leaves, those removed already included.
+   */
+  private count(controller: 'memory' | 'pids', file: string, pattern: RegExp): number {
+    const read = (leaf?: string) =>
+      Number(pattern.exec(readText(path.join(this.dir(controller, leaf), file)) ?? '')?.[1] ?? 0);
+    if (this.layout.version === 2) return read();
+    let total = read() + (removedCounts.get(`${this.sandboxId}/${controller}`) ?? 0);
+    for (const leaf of this.leaves()) total += read(leaf);
+    return total;
+  }
+
+  /** Remove a leaf, or every leaf and then the sandbox's group (once empty). */
   remove(leaf?: string): void {
     const names = leaf ? [leaf] : this.leaves();
+    if (this.layout.version === 1 && leaf) {
+      // Its counters go with it: count() keeps them.
+      const kept: [controller: 'memory' | 'pids', file: string, pattern: RegExp][] = [
+        ['memory', 'memory.oom_control', /oom_kill (\d+)/],
+        ['pids', 'pids.events', /max (\d+)/],
+      ];
+      for (const [controller, file, pattern] of kept) {
+        const text = readText(path.join(this.dir(controller, leaf), file)) ?? '';
+        const n = Number(pattern.exec(text)?.[1] ?? 0);
+        const key = `${this.sandboxId}/${controller}`;
+        if (n > 0) removedCounts.set(key, (removedCounts.get(key) ?? 0) + n);
+      }
+    }
     for (const name of names) {
       for (const dir of groupDirs(this.layout, path.join(this.sandboxId, name))) rmdir(dir);
     }
-    if (!leaf) for (const dir of groupDirs(this.layout, this.sandboxId)) rmdir(dir);
+    if (!leaf) {
+      for (const dir of groupDirs(this.layout, this.sandboxId)) rmdir(dir);
+      removedCounts.delete(`${this.sandboxId}/memory`);
+      removedCounts.delete(`${this.sandboxId}/pids`);
+    }
   }
 
   private dir(controller: 'memory' | 'pids', leaf?: string): string {
