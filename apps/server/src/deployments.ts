@@ -20,10 +20,10 @@ import {
   createLocalProvider,
   DEFAULT_APPS_EMBEDDED_PORT,
   findFreePort,
-  isolationWarning,
   type IsolationStatus,
-  parseUidRange,
+  isolationWarning,
   localDatabaseOptionsFromEnv,
+  parseUidRange,
   provisionAgentSphereDatabase,
   type SandboxProvider,
 } from '@coderunner/sandbox';

@@ -113,6 +113,8 @@ interface LiveState {
 interface AdoptedApp {
   timer: NodeJS.Timeout;
   unwatch?: () => void;
+  /** Notices its exit now (rather than at the next poll) and resolves once onExit was called. */
+  check?: () => Promise<void>;
   followers: LogFollower[];
   /** Set before we end it ourselves (stopApp, kill): no onExit then. */
   stopping: boolean;
@@ -385,6 +387,8 @@ export class LocalSandbox implements Sandbox {
   async getApp(): Promise<AppHandle | null> {
     const app = this.state.app;
     if (app) return app.exited ? null : app.handle;
+    // A followed app that has just exited: its exit is reported (onExit) before anyone hears "gone".
+    await this.state.adopted?.check?.();
     // Started by another (earlier) server process: the record says which process it is.
     const record = readRecord(this.paths.root);
     const recorded = record?.app;
@@ -414,16 +418,17 @@ export class LocalSandbox implements Sandbox {
     const adopted: AdoptedApp = {
       followers,
       stopping: false,
-      timer: setInterval(() => check(), APP_EXIT_POLL_MS),
+      timer: setInterval(() => void check(), APP_EXIT_POLL_MS),
     };
     adopted.timer.unref();
     let ending = false;
-    const check = () => {
-      if (ending || isRunning(recorded)) return;
+    let ended: Promise<void> = Promise.resolve();
+    const check = (): Promise<void> => {
+      if (ending || isRunning(recorded)) return ended;
       ending = true;
       clearInterval(adopted.timer);
       adopted.unwatch?.();
-      void (async () => {
+      ended = (async () => {
         // Not our child: its exit status is not ours to read. Leftovers of its group would hold its port.
         if (this.iso) {
           await this.endLeaf('app');
@@ -437,7 +442,9 @@ export class LocalSandbox implements Sandbox {
         if (!adopted.stopping && !this.state.killed)
           safeCall(() => opts.onExit?.({ exitCode: null, signal: null }));
       })().catch(() => {});
+      return ended;
     };
+    adopted.check = check;
     this.state.adopted = adopted;
     // After a restart, the limit counters are read from now on (earlier hits were reported already).
     const watch = this.iso ? this.watchApp(recorded.pid, recorded.port, this.limitCounters()) : undefined;
