@@ -293,11 +293,13 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
   ).rows[0].n as number;
   if (left) throw new Error(`${left} deployments not DESTROYED`);
 
-  // The same deploys on a server that does not isolate (same database, same plan), for the ratio.
+  // The same deploys on a server that does not isolate (same plan; a database of its own, or the
+  // first server's workers would claim its deployments), for the ratio.
+  const offDb = await freshDatabase(scope);
   const offDir = tempDir(scope, 'data-unisolated');
   fs.chmodSync(offDir, 0o711);
   const off = await startCodeRunner(scope, {
-    databaseUrl: db.url,
+    databaseUrl: offDb.url,
     dataDir: offDir,
     authSecret: newAuthSecret(),
     logDir: tempDir(scope, 'logs-unisolated'),
@@ -390,7 +392,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     `(${onMedian >= offMedian ? '+' : '−'}${ms(Math.abs(onMedian - offMedian))})${memory} — ratio ${ratio(onMedian, offMedian)}`;
   details.push(
     '',
-    `**Isolation** (same run, same database and plan): the ${SEQUENTIAL} sequential deploys above ran with the server's default \`CODERUNNER_ISOLATION=auto\` (here: ${isolation}); ${UNISOLATED} more ran on a second server with \`CODERUNNER_ISOLATION=none\`: median ${ms(offMedian)} (p90 ${ms(percentile(offTotals, 90))}). Ratio = isolated median / unisolated median.`,
+    `**Isolation** (same run, same plan, a database each): the ${SEQUENTIAL} sequential deploys above ran with the server's default \`CODERUNNER_ISOLATION=auto\` (here: ${isolation}); ${UNISOLATED} more ran on a second server with \`CODERUNNER_ISOLATION=none\`: median ${ms(offMedian)} (p90 ${ms(percentile(offTotals, 90))}). Ratio = isolated median / unisolated median.`,
     ...(overheads.length
       ? [
           `Memory a sandbox costs beyond the app (proportional set size, median of ${overheads.length} running sandboxes): the two bubblewrap processes (the monitor outside and the PID namespace's init) and the two pasta processes (outbound and inbound network).`,
