@@ -192,7 +192,8 @@ describe('deploy', () => {
   });
 
   it('warns in one line before deploying to a server that does not isolate apps', async () => {
-    const isolated = (await (await fetch(`${server.url}/readyz`)).json()).isolation === 'sandbox';
+    const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { isolation?: string };
+    const isolated = ready.isolation === 'sandbox';
     const here = await cli(['deploy', appFolder(MANIFEST_APP), '--project', 'other', '--detach']);
     expect(here.code, here.stderr).toBe(0);
     const warned = here.stderr.includes('without isolation');

@@ -133,8 +133,15 @@ export function createDeploymentRuntime(
       rootDir: path.join(dataDir, 'sandboxes'),
       isolation: config.CODERUNNER_ISOLATION,
       uidRange: parseUidRange(config.CODERUNNER_SANDBOX_UIDS),
-      // Sandboxes reach the apps' cluster (their own database on it) and nothing else on this machine.
-      databasePorts: () => [appsDatabasePort],
+      // A deployment given a database reaches the apps' cluster (its own database there), and nothing
+      // else on this machine; one without (whatever DATABASE_URL its owner set) reaches no port at all.
+      databasePorts: async (metadata) => {
+        const [row] = await sequelize.query<{ db: string | null }>(
+          'SELECT db_sandbox_id AS db FROM deployments WHERE id = :id',
+          { type: QueryTypes.SELECT, replacements: { id: metadata.deploymentId } },
+        );
+        return row?.db ? [appsDatabasePort] : [];
+      },
       limits: async (metadata) => {
         const [row] = await sequelize.query<{ plan_type: string }>(
           'SELECT u.plan_type FROM projects p JOIN users u ON u.id = p.user_id WHERE p.id = :id',

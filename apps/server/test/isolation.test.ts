@@ -96,7 +96,18 @@ describe.skipIf(!isolated)('hostile tenants through the server', () => {
     });
     const attackerClient = createClient({ url: `${server.url}/trpc`, token });
     const attackerProject = (await attackerClient.projects.create.mutate({ name: 'evil' })).id;
-    const attacker = await deployFolder(attackerClient, attackerProject, appFolder(ATTACKER_APP));
+    // Its manifest names the apps' cluster as its own database: that opens nothing (not the server's grant).
+    const attacker = await deployFolder(
+      attackerClient,
+      attackerProject,
+      appFolder({
+        ...ATTACKER_APP,
+        'coderunner.json': JSON.stringify({
+          start: 'node server.js',
+          env: { DATABASE_URL: `postgres://x:y@127.0.0.1:${dbUrl.port}/x` },
+        }),
+      }),
+    );
     const attackerRunning = await waitForStatus(attackerClient, attacker.id, ['RUNNING', 'FAILED'], 120_000);
     expect(attackerRunning.status, await logText(attackerClient, attacker.id)).toBe('RUNNING');
 

@@ -51,10 +51,11 @@ export interface LocalProviderOptions {
   /** Limits of a new sandbox (by its owner's plan); default DEFAULT_LIMITS (the free plan's). */
   limits?: (metadata: SandboxMetadata) => ResourceLimits | Promise<ResourceLimits>;
   /**
-   * Loopback ports of the apps' database cluster. An isolated sandbox whose commands get a database
-   * URL on one of them reaches that port (and only that one) at the same address inside.
+   * Loopback ports of the database this sandbox was given (by its metadata), e.g. the apps' cluster's
+   * for a deployment with a database. An isolated sandbox whose commands get a database URL on one
+   * of them reaches that port (and only that one) at the same address inside.
    */
-  databasePorts?: () => number[];
+  databasePorts?: (metadata: SandboxMetadata) => number[] | Promise<number[]>;
 }
 
 export interface LocalProvider extends SandboxProvider {

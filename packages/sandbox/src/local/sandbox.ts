@@ -68,7 +68,7 @@ const DISK_CHECK_MS = 5_000;
 export interface IsolatedConfig {
   tools: IsolationTools;
   uids: UidAllocator;
-  databasePorts: () => number[];
+  databasePorts: (metadata: SandboxMetadata) => number[] | Promise<number[]>;
 }
 
 /** The provider's settings, shared by its sandboxes. */
@@ -638,10 +638,11 @@ export class LocalSandbox implements Sandbox {
   /** The outbound network helper, forwarding the app's own database port (restarted when that changes). */
   private ensureOutbound(envs: Record<string, string>): Promise<void> {
     const iso = this.iso!;
-    const allowed = new Set(iso.config.databasePorts());
-    const ports = databasePorts(envs).filter((p) => allowed.has(p));
-    const spec = `out:${ports.join(',')}`;
     const step = this.state.network.then(async () => {
+      // Only ports the server says are this sandbox's database: a URL the tenant set itself opens nothing.
+      const allowed = new Set(await iso.config.databasePorts(this.metadata));
+      const ports = databasePorts(envs).filter((p) => allowed.has(p));
+      const spec = `out:${ports.join(',')}`;
       const current = readRecord(this.paths.root)?.isolation?.outbound;
       if (current && current.spec === spec && isRunning(current)) return;
       await stopPasta(current);
