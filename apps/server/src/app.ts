@@ -30,6 +30,14 @@ export interface AppOptions {
   appProxy?: (req: express.Request, res: express.Response, next: () => void) => void;
   /** The built dashboard (apps/web/dist), served at `/`; absent: `/` answers 404. */
   dashboardDir?: string;
+  /**
+   * Proxies whose X-Forwarded-For is believed (TRUST_PROXY). Default none: a client's address is its
+   * TCP peer, so that nobody (a deployed app on this machine included) can pick the address that the
+   * per-IP limits count.
+   */
+  trustProxy?: string[];
+  /** Tenant isolation in force, reported by /readyz. */
+  isolation?: 'sandbox' | 'none';
 }
 
 /** Resolves when the database answers within `timeoutMs`; rejects with a short reason otherwise. */
@@ -100,7 +108,7 @@ function refuseUpload(
 export function createApp(opts: AppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
+  app.set('trust proxy', opts.trustProxy?.length ? opts.trustProxy : false);
 
   app.use(requestLog(opts.logger, { skip: (path) => path === '/healthz' }));
 
@@ -132,7 +140,7 @@ export function createApp(opts: AppOptions): express.Express {
   app.get('/readyz', async (_req, res) => {
     try {
       await checkDatabase(opts.deps, 2_000);
-      res.json({ status: 'ready', database: 'ok' });
+      res.json({ status: 'ready', database: 'ok', ...(opts.isolation ? { isolation: opts.isolation } : {}) });
     } catch (err) {
       res.status(503).json({ status: 'unavailable', reason: reasonOf(err) });
     }

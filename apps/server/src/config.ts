@@ -7,6 +7,7 @@ import {
   type RuntimeConfig,
 } from '@coderunner/api';
 import { defaultDataDir } from '@coderunner/db';
+import { parseUidRange } from '@coderunner/sandbox';
 import { z } from 'zod';
 
 const port = (name: string) =>
@@ -15,6 +16,20 @@ const port = (name: string) =>
     .int(`${name} must be a whole number`)
     .min(0, `${name} must be between 0 and 65535`)
     .max(65535, `${name} must be between 0 and 65535`);
+
+const limits = (name: string) =>
+  z
+    .string()
+    .regex(
+      /^\d+\/\d+\/\d+(\.\d+)?(\/\d+)?$/,
+      `${name} must be MEMORY_MB/PROCESSES/CPUS[/DISK_MB], e.g. 256/128/0.5/1024`,
+    );
+
+/** `256/128/0.5/1024` → resource limits of a sandbox (a private /tmp of a quarter of its memory, ≤ 256 MB). */
+export function parseLimits(text: string) {
+  const [memoryMb, pids, cpus, diskMb] = text.split('/').map(Number) as [number, number, number, number?];
+  return { memoryMb, pids, cpus, diskMb: diskMb ?? 1024, tmpMb: Math.min(256, Math.max(16, memoryMb / 4)) };
+}
 
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -59,6 +74,32 @@ const schema = z.object({
   /** A PROVISIONING/BUILDING deployment without a worker heartbeat for this long is retried. */
   CODERUNNER_STUCK_AFTER_S: z.coerce.number().int().min(2).default(60),
   CODERUNNER_RECONCILE_INTERVAL_S: z.coerce.number().int().min(1).default(15),
+  /** Tenant isolation of the local provider: auto (when this machine can), sandbox (required), none. */
+  CODERUNNER_ISOLATION: z
+    .enum(['auto', 'sandbox', 'none'], { error: 'CODERUNNER_ISOLATION must be auto, sandbox or none' })
+    .default('auto'),
+  /** Uids (and gids) handed to isolated sandboxes, one each: FIRST-LAST. */
+  CODERUNNER_SANDBOX_UIDS: z
+    .string()
+    .regex(/^\d+-\d+$/, 'CODERUNNER_SANDBOX_UIDS must be FIRST-LAST, e.g. 3000000-3099999')
+    .default('3000000-3099999'),
+  /** Limits of a sandbox by its owner's plan: MEMORY_MB/PROCESSES/CPUS[/DISK_MB]. */
+  CODERUNNER_LIMITS_FREE: limits('CODERUNNER_LIMITS_FREE').default('256/128/0.5/1024'),
+  CODERUNNER_LIMITS_PERSONAL: limits('CODERUNNER_LIMITS_PERSONAL').default('512/256/1/2048'),
+  CODERUNNER_LIMITS_TEAM: limits('CODERUNNER_LIMITS_TEAM').default('1024/512/2/4096'),
+  /**
+   * Proxies whose X-Forwarded-For is believed (Express "trust proxy": addresses, CIDRs, or
+   * loopback/linklocal/uniquelocal), comma-separated. Default none: the client is the TCP peer.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
+    ),
 });
 
 /** Every environment variable the server reads. */
@@ -127,6 +168,13 @@ export function runtimeConfig(config: Config): RuntimeConfig {
     port: config.PORT,
     maxUploadMb: config.CODERUNNER_MAX_UPLOAD_MB,
     maxFiles: config.CODERUNNER_MAX_FILES,
+    isolation: config.CODERUNNER_ISOLATION,
+    sandboxUids: parseUidRange(config.CODERUNNER_SANDBOX_UIDS),
+    planLimits: {
+      free: parseLimits(config.CODERUNNER_LIMITS_FREE),
+      personal: parseLimits(config.CODERUNNER_LIMITS_PERSONAL),
+      team: parseLimits(config.CODERUNNER_LIMITS_TEAM),
+    },
     engine: {
       concurrency: config.WORKER_CONCURRENCY,
       installTimeoutMs: config.CODERUNNER_INSTALL_TIMEOUT_S * 1000,

@@ -58,6 +58,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
       logError,
       deployments: runtime.service,
+      system: { isolation: runtime.isolation.mode },
     });
     const proxy = createAppProxy((id) => runtime!.engine.resolveApp(id));
     const app = createApp({
@@ -68,6 +69,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxUploadBytes: config.CODERUNNER_MAX_UPLOAD_MB * 1024 * 1024,
       appProxy: proxy.web,
       dashboardDir: DEFAULT_DASHBOARD_DIR,
+      trustProxy: config.TRUST_PROXY,
+      isolation: runtime.isolation.mode,
     });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;

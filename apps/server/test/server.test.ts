@@ -6,6 +6,7 @@ import { createClient } from '@coderunner/api/client';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '@coderunner/db';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
 import { startPausableProxy } from '@coderunner/db/testing-proxy';
+import { detectIsolation } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
@@ -34,7 +35,11 @@ describe('server on a real database', () => {
   it('GET /readyz answers 200 when the database answers', async () => {
     const res = await fetch(`${server.url}/readyz`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ready', database: 'ok' });
+    expect(await res.json()).toEqual({
+      status: 'ready',
+      database: 'ok',
+      isolation: detectIsolation('auto').mode,
+    });
   });
 
   it('applied the migrations at start', async () => {

@@ -14,6 +14,8 @@ import { freshDatabase, newAuthSecret, startCodeRunner, tempDir } from '../lib/s
 import { fmt, median, ms, percentile, ratio, seconds } from '../lib/stats';
 
 const SEQUENTIAL = 20;
+/** Sequential deploys on a second server with CODERUNNER_ISOLATION=none, for the isolation ratio. */
+const UNISOLATED = 8;
 const CONCURRENT = 20;
 const DEPLOY_TIMEOUT_MS = 60_000;
 
@@ -126,6 +128,52 @@ function form(projectId: string, archive: Uint8Array): FormData {
   return f;
 }
 
+interface SandboxOverhead {
+  bwrapKb: number;
+  pastaKb: number;
+  totalKb: number;
+}
+
+/** Proportional set size of a process, KiB (0 when it is gone). */
+function pssKb(pid: number): number {
+  try {
+    return Number(/^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Memory of what isolation adds to the one running sandbox under `sandboxesDir`: its bubblewrap
+ * processes (found by their id marker) and its pasta processes (recorded in its sandbox.json).
+ */
+function sandboxOverhead(sandboxesDir: string): SandboxOverhead | null {
+  const id = fs.readdirSync(sandboxesDir).find((d) => /^local-[0-9a-f]{12}$/.test(d));
+  if (!id) return null;
+  let record: { isolation?: { outbound?: { pid: number } | null; inbound?: { pid: number } | null } };
+  try {
+    record = JSON.parse(fs.readFileSync(path.join(sandboxesDir, id, 'sandbox.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+  let bwrapKb = 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== 'bwrap') continue;
+      if (!fs.readFileSync(`/proc/${entry}/environ`, 'utf8').includes(`CODERUNNER_SANDBOX_ID=${id}`))
+        continue;
+      bwrapKb += pssKb(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const pastaKb = [record.isolation?.outbound?.pid, record.isolation?.inbound?.pid]
+    .filter((p): p is number => typeof p === 'number')
+    .reduce((sum, pid) => sum + pssKb(pid), 0);
+  return { bwrapKb, pastaKb, totalKb: bwrapKb + pastaKb };
+}
+
 /** Sandbox processes still alive (their environment carries the sandbox id): killed by pid. */
 export function killSandboxProcesses(sandboxIds: Set<string>): number {
   let killed = 0;
@@ -175,7 +223,11 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     logDir,
     env: { CODERUNNER_START_TIMEOUT_S: '30' },
   });
-  log(`server up at ${server.url} on ${db.description} (local provider, WORKER_CONCURRENCY 2)`);
+  const isolation = ((await (await fetch(`${server.url}/readyz`)).json()) as { isolation?: string })
+    .isolation;
+  log(
+    `server up at ${server.url} on ${db.description} (local provider, WORKER_CONCURRENCY 2, isolation ${isolation})`,
+  );
 
   const { token, userId } = await register(server.url, 'deployer@bench.example', 'deploy bench password');
   await withPg(db.url, (c) => c.query("UPDATE users SET plan_type = 'team' WHERE id = $1", [userId]));
@@ -197,6 +249,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
 
   // 20 one after the other.
   const seq: { total: number; t: Timeline; t0: number; seen: number }[] = [];
+  const overheads: SandboxOverhead[] = [];
   for (let i = 0; i < SEQUENTIAL; i++) {
     const t0 = Date.now();
     const { id } = await api.deployments.create.mutate(form(projectId, archive));
@@ -204,6 +257,10 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     const seen = await waitRunning(api, id);
     const t = await readTimeline(path.join(dataDir, 'logs', id));
     seq.push({ total: seen - t0, t, t0, seen });
+    if (isolation === 'sandbox' && i < 5) {
+      const overhead = sandboxOverhead(sandboxesDir);
+      if (overhead) overheads.push(overhead);
+    }
     const sandbox = t.listening - t.install;
     log(
       `deploy ${i + 1}/${SEQUENTIAL}: RUNNING after ${ms(seen - t0)} (sandbox ${ms(sandbox)}, control plane ${ms(seen - t0 - sandbox)})`,
@@ -241,6 +298,33 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     )
   ).rows[0].n as number;
   if (left) throw new Error(`${left} deployments not DESTROYED`);
+
+  // The same deploys on a server that does not isolate (same plan; a database of its own, or the
+  // first server's workers would claim its deployments), for the ratio.
+  const offDb = await freshDatabase(scope);
+  const offDir = tempDir(scope, 'data-unisolated');
+  fs.chmodSync(offDir, 0o711);
+  const off = await startCodeRunner(scope, {
+    databaseUrl: offDb.url,
+    dataDir: offDir,
+    authSecret: newAuthSecret(),
+    logDir: tempDir(scope, 'logs-unisolated'),
+    env: { CODERUNNER_START_TIMEOUT_S: '30', CODERUNNER_ISOLATION: 'none' },
+  });
+  const offLogin = await register(off.url, 'unisolated@bench.example', 'deploy bench password');
+  await withPg(db.url, (c) =>
+    c.query("UPDATE users SET plan_type = 'team' WHERE id = $1", [offLogin.userId]),
+  );
+  const offApi = client(off.url, offLogin.token);
+  const offProject = (await offApi.projects.create.mutate({ name: 'hello-unisolated' })).id;
+  const offTotals: number[] = [];
+  for (let i = 0; i < UNISOLATED; i++) {
+    const t0 = Date.now();
+    const { id } = await offApi.deployments.create.mutate(form(offProject, archive));
+    offTotals.push((await waitRunning(offApi, id)) - t0);
+    await offApi.deployments.destroy.mutate({ id });
+  }
+  log(`isolation off: median ${ms(median(offTotals))} over ${UNISOLATED} sequential deploys`);
 
   // Phases of the sequential deploys (medians).
   const phase = (f: (s: (typeof seq)[number]) => number) => median(seq.map(f));
@@ -283,7 +367,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
   const line =
     `deploy: create → RUNNING median ${seconds(median(totals))} over ${SEQUENTIAL} sequential (control plane ${seconds(median(controls))}, sandbox ${seconds(median(sandboxes))}); ` +
     `${CONCURRENT} at once all RUNNING in ${seconds(wall)}; control-plane share — ratio ${share}`;
-  const details = [
+  const details: string[] = [
     `A dependency-free Node hello-world (package.json with a start script, server.js), packed once, deployed through \`deployments.create\` on the local provider (WORKER_CONCURRENCY 2, the default), a user on the team plan. ` +
       'Time from the client starting the upload until `deployments.watch` tells it RUNNING; each deployment destroyed after its measurement.',
     '',
@@ -304,5 +388,27 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     '',
     `- ${CONCURRENT} created at once: all ${CONCURRENT} RUNNING after ${seconds(wall)} (first after ${seconds(Math.min(...each))}, median ${seconds(median(each))}); ${fmt(wall / median(totals), 1)}× one deploy's median; ${fmt(wall / CONCURRENT / 1000, 2)} s per deploy with 2 workers.`,
   ];
-  return { line, details, database: db.description };
+  const onMedian = median(totals);
+  const offMedian = median(offTotals);
+  const memory = overheads.length
+    ? `; a sandbox costs ${fmt(median(overheads.map((o) => o.totalKb)) / 1024, 1)} MB beyond the app (bubblewrap ${fmt(median(overheads.map((o) => o.bwrapKb)) / 1024, 1)} MB, pasta ${fmt(median(overheads.map((o) => o.pastaKb)) / 1024, 1)} MB; PSS)`
+    : '';
+  const isolationLine =
+    `isolation: create → RUNNING median ${ms(onMedian)} isolated (${isolation}) vs ${ms(offMedian)} with CODERUNNER_ISOLATION=none ` +
+    `(${onMedian >= offMedian ? '+' : '−'}${ms(Math.abs(onMedian - offMedian))})${memory} — ratio ${ratio(onMedian, offMedian)}`;
+  details.push(
+    '',
+    `**Isolation** (same run, same plan, a database each): the ${SEQUENTIAL} sequential deploys above ran with the server's default \`CODERUNNER_ISOLATION=auto\` (here: ${isolation}); ${UNISOLATED} more ran on a second server with \`CODERUNNER_ISOLATION=none\`: median ${ms(offMedian)} (p90 ${ms(percentile(offTotals, 90))}). Ratio = isolated median / unisolated median.`,
+    ...(overheads.length
+      ? [
+          `Memory a sandbox costs beyond the app (proportional set size, median of ${overheads.length} running sandboxes): the two bubblewrap processes (the monitor outside and the PID namespace's init) and the two pasta processes (outbound and inbound network).`,
+        ]
+      : []),
+  );
+  return {
+    line: `${line}
+${isolationLine}`,
+    details,
+    database: db.description,
+  };
 }

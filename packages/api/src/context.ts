@@ -19,6 +19,13 @@ export interface ApiDeps {
   logError?: (err: unknown, meta: { requestId: string; path?: string }) => void;
   /** Present on servers that run deployments. */
   deployments?: DeploymentService;
+  /** What `system.info` reports. */
+  system?: SystemInfo;
+}
+
+export interface SystemInfo {
+  /** Tenant isolation of deployed apps: `sandbox` (each in its own sandbox) or `none`. */
+  isolation: 'sandbox' | 'none';
 }
 
 export function createApiDeps(opts: {
@@ -27,6 +34,7 @@ export function createApiDeps(opts: {
   rateLimitStore?: RateLimitStore;
   logError?: ApiDeps['logError'];
   deployments?: DeploymentService;
+  system?: SystemInfo;
 }): ApiDeps {
   return {
     sequelize: opts.sequelize,
@@ -36,6 +44,7 @@ export function createApiDeps(opts: {
     rateLimitStore: opts.rateLimitStore ?? createMemoryRateLimitStore(),
     logError: opts.logError,
     deployments: opts.deployments,
+    system: opts.system,
   };
 }
 

@@ -2,6 +2,7 @@ import { authRouter } from './routers/auth';
 import { deploymentsRouter } from './routers/deployments';
 import { healthProcedure } from './routers/health';
 import { projectsRouter } from './routers/projects';
+import { systemRouter } from './routers/system';
 import { router } from './trpc';
 
 export const appRouter = router({
@@ -9,6 +10,7 @@ export const appRouter = router({
   auth: authRouter,
   projects: projectsRouter,
   deployments: deploymentsRouter,
+  system: systemRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -6,7 +6,24 @@ export {
   extractTarGz,
 } from './archive';
 export * from './database';
-export { createLocalProvider, DEFAULT_SANDBOX_USER, findFreePort, type LocalProviderOptions } from './local';
+export {
+  createLocalProvider,
+  DEFAULT_LIMITS,
+  DEFAULT_SANDBOX_USER,
+  DEFAULT_UID_RANGE,
+  detectIsolation,
+  findFreePort,
+  INSTALL_HINT,
+  ISOLATION_MODES,
+  type IsolationMode,
+  type IsolationStatus,
+  isolationWarning,
+  type LocalProvider,
+  type LocalProviderOptions,
+  parseUidRange,
+  type ResourceLimits,
+  type UidRange,
+} from './local';
 export { AppNotReadyError, type WaitForAppOptions, waitForApp } from './readiness';
 export {
   type BuildPlan,

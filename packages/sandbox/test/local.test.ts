@@ -25,6 +25,7 @@ import {
   groupMembers,
   isAlive,
   isRoot,
+  markedProcesses,
   sandboxProcesses,
   tempRoot,
 } from './fixtures/local/helpers';
@@ -32,6 +33,8 @@ import {
 const SECRET = `secret-${process.pid}-${Date.now()}`;
 const root = tempRoot('coderunner-local-');
 let provider: SandboxProvider;
+/** As root with bubblewrap and pasta (CI), every sandbox here is isolated (CODERUNNER_ISOLATION=auto). */
+const isolated = createLocalProvider({ rootDir: '/nonexistent' }).isolation().mode === 'sandbox';
 const created: Sandbox[] = [];
 
 const metadata = (extra: Partial<SandboxMetadata> = {}): SandboxMetadata => ({
@@ -109,7 +112,7 @@ describe('local provider: apps', () => {
     expect(Object.values(env).join('\n')).not.toContain(SECRET);
     expect(env.CODERUNNER_TEST_SECRET).toBeUndefined();
     expect(env.PATH).toBe('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
-    expect(env.HOME).toBe(path.join(root.rootDir, sandbox.id, 'home'));
+    expect(env.HOME).toBe(isolated ? '/sandbox/home' : path.join(root.rootDir, sandbox.id, 'home'));
     expect(env).toMatchObject({
       PORT: String(app.port),
       SANDBOX_LEVEL: 'from-create',
@@ -140,13 +143,17 @@ describe('local provider: apps', () => {
       'sleep 1000 & setsid sleep 1001 & echo $! > daemon.pid; exec node server.js',
     );
     const pgid = app.pid!;
-    await eventually(() => expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(2));
-    const daemon = Number(fs.readFileSync(path.join(appDir(sandbox), 'daemon.pid'), 'utf8'));
-    expect(isAlive(daemon)).toBe(true);
+    // node, sleep 1000 and the setsid daemon at least (isolated: in a PID namespace of their own).
+    await eventually(() => expect(markedProcesses(sandbox.id).length).toBeGreaterThanOrEqual(3));
+    if (!isolated) {
+      await eventually(() => expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(2));
+      const daemon = Number(fs.readFileSync(path.join(appDir(sandbox), 'daemon.pid'), 'utf8'));
+      expect(isAlive(daemon)).toBe(true);
+    }
 
     await sandbox.stopApp();
     expect(groupMembers(pgid)).toEqual([]);
-    expect(isAlive(daemon)).toBe(false);
+    expect(markedProcesses(sandbox.id)).toEqual([]);
     expect(await sandbox.isAppRunning()).toBe(false);
     expect(await sandbox.getApp()).toBeNull();
     await sandbox.stopApp(); // idempotent
@@ -262,7 +269,8 @@ describe('local provider: commands', () => {
     expect((error as CommandTimeoutError).stdout).toBe('before\n');
     expect(Date.now() - started).toBeLessThan(5_000);
     const pgid = Number(fs.readFileSync(path.join(appDir(sandbox), 'run.pid'), 'utf8'));
-    expect(groupMembers(pgid)).toEqual([]);
+    if (!isolated) expect(groupMembers(pgid)).toEqual([]);
+    expect(markedProcesses(sandbox.id)).toEqual([]);
   });
 
   it('returns when a command ends, and stops what it left running in the background', async () => {
@@ -272,7 +280,8 @@ describe('local provider: commands', () => {
     expect(result).toEqual({ exitCode: 0, stdout: 'done\n', stderr: '' });
     expect(Date.now() - started).toBeLessThan(5_000);
     const pgid = Number(fs.readFileSync(path.join(appDir(sandbox), 'run.pid'), 'utf8'));
-    expect(groupMembers(pgid)).toEqual([]);
+    if (!isolated) expect(groupMembers(pgid)).toEqual([]);
+    expect(markedProcesses(sandbox.id)).toEqual([]);
   });
 
   it('refuses file paths outside the app folder', async () => {

@@ -213,6 +213,12 @@ Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the r
       }
       const client = ctx.client();
       const project = await resolveProject(client, projectRef);
+      // Servers from before system.info existed simply do not say: no warning then.
+      const system = await client.system.info.query().catch(() => null);
+      if (system?.isolation === 'none')
+        ctx.out.warn(
+          'this server runs deployed apps without isolation (CODERUNNER_ISOLATION=none): other apps on it can read and change yours',
+        );
 
       let packed: Awaited<ReturnType<typeof packFolder>>;
       try {

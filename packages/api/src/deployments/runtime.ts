@@ -6,16 +6,22 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createListener, type Sequelize } from '@coderunner/db';
+import { createListener, QueryTypes, type Sequelize } from '@coderunner/db';
 import {
   agentSphereConfigFromEnv,
   createAgentSphereProvider,
   createLocalDatabaseProvisioner,
   createLocalProvider,
+  DEFAULT_APPS_EMBEDDED_PORT,
+  DEFAULT_LIMITS,
   findFreePort,
+  type IsolationMode,
+  isolationWarning,
   localDatabaseOptionsFromEnv,
   provisionAgentSphereDatabase,
+  type ResourceLimits,
   type SandboxProvider,
+  type UidRange,
 } from '@coderunner/sandbox';
 import { type Keyring, loadKeyring } from '../secrets';
 import type { EngineLogger, EngineOptions } from './context';
@@ -39,6 +45,12 @@ export interface RuntimeConfig {
   port?: number;
   maxUploadMb?: number;
   maxFiles?: number;
+  /** Local provider: CODERUNNER_ISOLATION (default `auto`). */
+  isolation?: IsolationMode;
+  /** Local provider: the uids handed to isolated sandboxes (CODERUNNER_SANDBOX_UIDS). */
+  sandboxUids?: UidRange;
+  /** Local provider: a sandbox's limits by its owner's plan (CODERUNNER_LIMITS_*); unknown plans get the free plan's. */
+  planLimits?: Partial<Record<string, ResourceLimits>>;
   /** Engine settings; defaults as in the README's configuration table. */
   engine?: Partial<
     Pick<
@@ -55,10 +67,17 @@ export interface RuntimeConfig {
   >;
 }
 
+/** Tenant isolation in force: `sandbox` or `none`, and what is missing for it (AgentSphere isolates by itself). */
+export interface IsolationReport {
+  mode: 'sandbox' | 'none';
+  missing: string[];
+}
+
 export interface DeploymentRuntime {
   service: DeploymentService;
   engine: DeploymentEngine;
   provider: SandboxProvider;
+  isolation: IsolationReport;
   /** Start workers (when this process runs them) and the status listener, once the HTTP port is known. */
   start(opts: { workers: boolean; port?: number }): Promise<void>;
   close(): Promise<void>;
@@ -77,28 +96,64 @@ type Databases = DatabaseBackend & { start?(): Promise<{ warnings: string[] }>; 
 interface Sandboxes {
   provider: SandboxProvider;
   databases: Databases;
+  isolation: IsolationReport;
   appPort: EngineOptions['appPort'];
   publicUrlFor: EngineOptions['publicUrlFor'];
 }
 
 /** Local apps listen on a free port of this machine and are reached through the server's proxy. */
-function localSandboxes(config: RuntimeConfig, logger: EngineLogger, baseUrl: () => string): Sandboxes {
+function localSandboxes(
+  config: RuntimeConfig,
+  sequelize: Sequelize,
+  logger: EngineLogger,
+  baseUrl: () => string,
+): Sandboxes {
   const { env, dataDir } = config;
-  const provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
-  const local = createLocalDatabaseProvisioner({
-    ...localDatabaseOptionsFromEnv(env, dataDir),
+  const databaseOptions = localDatabaseOptionsFromEnv(env, dataDir);
+  const appsDatabasePort = databaseOptions.adminUrl
+    ? Number(new URL(databaseOptions.adminUrl).port || 5432)
+    : (databaseOptions.embeddedPort ?? DEFAULT_APPS_EMBEDDED_PORT);
+  const provider = createLocalProvider({
+    rootDir: path.join(dataDir, 'sandboxes'),
+    isolation: config.isolation,
+    uidRange: config.sandboxUids,
+    // A deployment given a database reaches the apps' cluster (its own database there), and nothing
+    // else on this machine; one without (whatever DATABASE_URL its owner set) reaches no port at all.
+    databasePorts: async (metadata) => {
+      const [row] = await sequelize.query<{ db: string | null }>(
+        'SELECT db_sandbox_id AS db FROM deployments WHERE id = :id',
+        { type: QueryTypes.SELECT, replacements: { id: metadata.deploymentId } },
+      );
+      return row?.db ? [appsDatabasePort] : [];
+    },
+    limits: async (metadata) => {
+      const [row] = await sequelize.query<{ plan_type: string }>(
+        'SELECT u.plan_type FROM projects p JOIN users u ON u.id = p.user_id WHERE p.id = :id',
+        { type: QueryTypes.SELECT, replacements: { id: metadata.projectId } },
+      );
+      const limits = config.planLimits ?? {};
+      return limits[row?.plan_type ?? 'free'] ?? limits.free ?? DEFAULT_LIMITS;
+    },
+  });
+  // CODERUNNER_ISOLATION=sandbox without what it needs: this throws, and the server does not start.
+  const status = provider.isolation();
+  const warning = isolationWarning(status);
+  if (warning) logger.warn({}, warning);
+  const appsDatabases = createLocalDatabaseProvisioner({
+    ...databaseOptions,
     log: (msg) => logger.debug({ msg }, 'app databases'),
   });
   const databases: Databases = {
-    provision: (d) => local.provision(d.id),
-    destroy: (d) => local.destroy(d.id),
+    provision: (d) => appsDatabases.provision(d.id),
+    destroy: (d) => appsDatabases.destroy(d.id),
     // A shared cluster is checked (and warned about) at start; the embedded one starts on first use.
-    start: env.CODERUNNER_APPS_DATABASE_URL ? () => local.start() : undefined,
-    stop: () => local.stop(),
+    start: env.CODERUNNER_APPS_DATABASE_URL ? () => appsDatabases.start() : undefined,
+    stop: () => appsDatabases.stop(),
   };
   return {
     provider,
     databases,
+    isolation: { mode: status.mode, missing: status.missing },
     appPort: () => findFreePort(),
     publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
   };
@@ -120,6 +175,8 @@ function agentSphereSandboxes(config: RuntimeConfig): Sandboxes {
   return {
     provider,
     databases,
+    // Each sandbox is a machine of its own there.
+    isolation: { mode: 'sandbox', missing: [] },
     appPort: async (plan) => plan.port ?? 8080,
     publicUrlFor: (_id, sandbox, port) => `https://${sandbox.getHost(port)}/`,
   };
@@ -143,7 +200,7 @@ export function createDeploymentRuntime(opts: {
   const sandboxes =
     config.provider === 'agentsphere'
       ? agentSphereSandboxes(config)
-      : localSandboxes(config, logger, baseUrl);
+      : localSandboxes(config, sequelize, logger, baseUrl);
   const { provider, databases } = sandboxes;
   const keyring: Keyring = loadKeyring({ env: config.env, dataDir });
   const logs = new LogStore(path.join(dataDir, 'logs'));
@@ -201,6 +258,7 @@ export function createDeploymentRuntime(opts: {
     service,
     engine,
     provider,
+    isolation: sandboxes.isolation,
     async start({ workers, port }) {
       if (port) listeningPort = port;
       if (databases.start) {

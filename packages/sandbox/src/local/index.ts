@@ -1,3 +1,13 @@
+export { DEFAULT_LIMITS, type ResourceLimits } from './cgroups';
+export {
+  detectIsolation,
+  INSTALL_HINT,
+  ISOLATION_MODES,
+  type IsolationMode,
+  type IsolationStatus,
+  isolationWarning,
+} from './isolation';
 export { findFreePort } from './ports';
-export { createLocalProvider, type LocalProviderOptions } from './provider';
+export { createLocalProvider, type LocalProvider, type LocalProviderOptions } from './provider';
+export { DEFAULT_UID_RANGE, parseUidRange, type UidRange } from './uids';
 export { DEFAULT_SANDBOX_USER } from './user';

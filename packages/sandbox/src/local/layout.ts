@@ -4,6 +4,7 @@
  *   home/         HOME for the sandbox's code, npm's cache inside (owned by the sandbox user)
  *   logs/         commands.log, app.stdout.log, app.stderr.log (bounded; owned by the server)
  *   sandbox.json  metadata, envs and the running app's identity (owned by the server, mode 0600)
+ *   passwd, group the sandbox's uid for /etc/passwd and /etc/group inside (isolated sandboxes only)
  * The sandbox user can change app/ and home/ only: it can neither forge sandbox.json (whose pid the
  * server signals) nor rewrite its logs.
  */
@@ -16,6 +17,8 @@ const RECORD_FILE = 'sandbox.json';
 
 export interface SandboxPaths {
   root: string;
+  passwd: string;
+  group: string;
   app: string;
   home: string;
   logs: string;
@@ -29,6 +32,8 @@ export function sandboxPaths(rootDir: string, id: string): SandboxPaths {
   const logs = path.join(root, 'logs');
   return {
     root,
+    passwd: path.join(root, 'passwd'),
+    group: path.join(root, 'group'),
     app: path.join(root, 'app'),
     home: path.join(root, 'home'),
     logs,
@@ -47,6 +52,30 @@ const appSchema = z.object({
   startedAt: z.string(),
 });
 
+const pastaSchema = z.object({
+  pid: z.number().int().min(2),
+  startTime: z.string(),
+  bootId: z.string(),
+  spec: z.string(),
+});
+
+const limitsSchema = z.object({
+  memoryMb: z.number(),
+  pids: z.number(),
+  cpus: z.number(),
+  diskMb: z.number(),
+  tmpMb: z.number(),
+});
+
+/** An isolated sandbox's own uid, network namespace, limits and network helpers (see isolation.ts). */
+const isolationSchema = z.object({
+  uid: z.number().int().min(1000),
+  netns: z.string().regex(/^cr-[0-9a-f]{12}$/),
+  limits: limitsSchema,
+  outbound: pastaSchema.nullable(),
+  inbound: pastaSchema.nullable(),
+});
+
 const recordSchema = z.object({
   version: z.literal(1),
   id: z.string(),
@@ -54,10 +83,12 @@ const recordSchema = z.object({
   metadata: z.record(z.string(), z.string()),
   envs: z.record(z.string(), z.string()),
   app: appSchema.nullable(),
+  isolation: isolationSchema.optional(),
 });
 
 export type SandboxRecord = z.infer<typeof recordSchema>;
 export type AppRecord = z.infer<typeof appSchema>;
+export type IsolationRecord = z.infer<typeof isolationSchema>;
 
 /** The sandbox's record, or null when the sandbox is gone (or its record unreadable). */
 export function readRecord(root: string): SandboxRecord | null {

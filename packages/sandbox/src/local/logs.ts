@@ -103,6 +103,8 @@ export class LogFollower {
   /** Stop following, after handing over what was written until now. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    // A pass already under way may have read before the last write: one more pass after it.
+    await this.pending;
     await this.poll();
     const rest = this.decoder.end();
     if (rest) this.deliver(rest);

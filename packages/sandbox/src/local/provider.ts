@@ -1,6 +1,7 @@
 /**
  * `SandboxProvider` on this machine: a sandbox is a folder under `rootDir` and the processes running
- * in it (see layout.ts and sandbox.ts). For one-machine setups and tests; no network isolation.
+ * in it (see layout.ts and sandbox.ts), isolated from other sandboxes and from this machine when it
+ * can be (see isolation.ts: own uid, namespaces, network and cgroup per sandbox).
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -13,6 +14,8 @@ import {
   SandboxNotFoundError,
   type SandboxProvider,
 } from '../types';
+import { DEFAULT_LIMITS, type ResourceLimits, SandboxCgroup } from './cgroups';
+import { detectIsolation, type IsolationMode, type IsolationStatus } from './isolation';
 import {
   ID_PATTERN,
   readRecord,
@@ -22,7 +25,9 @@ import {
   writeRecord,
 } from './layout';
 import { DEFAULT_LOG_MAX_BYTES } from './logs';
-import { type LocalConfig, LocalSandbox } from './sandbox';
+import { createNetns, deleteNetns } from './network';
+import { type IsolatedConfig, type LocalConfig, LocalSandbox } from './sandbox';
+import { DEFAULT_UID_CLAIMS_DIR, DEFAULT_UID_RANGE, UidAllocator, type UidRange } from './uids';
 import { type RunAs, resolveRunAs } from './user';
 
 export interface LocalProviderOptions {
@@ -37,15 +42,34 @@ export interface LocalProviderOptions {
   killGraceMs?: number;
   /** Cap of each log file in a sandbox's logs/ folder (default 5 MB). */
   logMaxBytes?: number;
+  /** CODERUNNER_ISOLATION: `auto` (default), `sandbox` (refuse to run without isolation) or `none`. */
+  isolation?: IsolationMode;
+  /** Uids (and gids) handed to isolated sandboxes, one each (default 3000000-3099999). */
+  uidRange?: UidRange;
+  /** Where uid claims are kept, shared by every server on this machine (default /var/lib/coderunner/uids). */
+  uidClaimsDir?: string;
+  /** Limits of a new sandbox (by its owner's plan); default DEFAULT_LIMITS (the free plan's). */
+  limits?: (metadata: SandboxMetadata) => ResourceLimits | Promise<ResourceLimits>;
+  /**
+   * Loopback ports of the database this sandbox was given (by its metadata), e.g. the apps' cluster's
+   * for a deployment with a database. An isolated sandbox whose commands get a database URL on one
+   * of them reaches that port (and only that one) at the same address inside.
+   */
+  databasePorts?: (metadata: SandboxMetadata) => number[] | Promise<number[]>;
+}
+
+export interface LocalProvider extends SandboxProvider {
+  /** Whether sandboxes are isolated, and if not, why (throws for `sandbox` when they cannot be). */
+  isolation(): IsolationStatus;
 }
 
 export const DEFAULT_KILL_GRACE_MS = 3_000;
 
-export function createLocalProvider(options: LocalProviderOptions): SandboxProvider {
-  return new LocalProvider(options);
+export function createLocalProvider(options: LocalProviderOptions): LocalProvider {
+  return new LocalSandboxProvider(options);
 }
 
-class LocalProvider implements SandboxProvider {
+class LocalSandboxProvider implements LocalProvider {
   readonly name = 'local';
   readonly sandboxesOnThisHost = true;
   private readonly rootDir: string;
@@ -55,11 +79,17 @@ class LocalProvider implements SandboxProvider {
     this.rootDir = path.resolve(options.rootDir);
   }
 
+  isolation(): IsolationStatus {
+    return detectIsolation(this.options.isolation ?? 'auto');
+  }
+
   async create(opts: CreateSandboxOptions): Promise<LocalSandbox> {
     const config = await this.getConfig();
-    await prepareRoot(this.rootDir, config.runAs);
-    const id = `local-${randomBytes(6).toString('hex')}`;
+    const hex = randomBytes(6).toString('hex');
+    const id = `local-${hex}`;
     const paths = sandboxPaths(this.rootDir, id);
+    if (config.isolation) return this.createIsolated(config, config.isolation, id, hex, opts);
+    await prepareRoot(this.rootDir, config.runAs);
     const record: SandboxRecord = {
       version: 1,
       id,
@@ -83,6 +113,68 @@ class LocalProvider implements SandboxProvider {
       await fs.promises.rename(building, paths.root);
     } catch (err) {
       await fs.promises.rm(building, { recursive: true, force: true });
+      throw err;
+    }
+    return new LocalSandbox(config, paths, record);
+  }
+
+  /**
+   * An isolated sandbox: its own uid (claimed), cgroup (with its limits) and network namespace, and
+   * a folder only root may enter (0700): its code reaches app/ and home/ through bind mounts only.
+   */
+  private async createIsolated(
+    config: LocalConfig,
+    iso: IsolatedConfig,
+    id: string,
+    hex: string,
+    opts: CreateSandboxOptions,
+  ): Promise<LocalSandbox> {
+    await fs.promises.mkdir(this.rootDir, { recursive: true, mode: 0o700 });
+    const paths = sandboxPaths(this.rootDir, id);
+    const building = path.join(this.rootDir, `.creating-${id}`);
+    const uid = await iso.uids.claim(building);
+    const netns = `cr-${hex}`;
+    const limits = { ...DEFAULT_LIMITS, ...(await this.options.limits?.(opts.metadata)) };
+    const cgroup = new SandboxCgroup(iso.tools.cgroups, id);
+    const record: SandboxRecord = {
+      version: 1,
+      id,
+      createdAt: new Date().toISOString(),
+      metadata: { ...opts.metadata },
+      envs: { ...opts.envs },
+      app: null,
+      isolation: { uid, netns, limits, outbound: null, inbound: null },
+    };
+    try {
+      await iso.uids.addPath(uid, paths.root);
+      await fs.promises.mkdir(building, { mode: 0o700 });
+      await fs.promises.chmod(building, 0o700);
+      for (const dir of ['app', 'home', 'logs']) {
+        const full = path.join(building, dir);
+        await fs.promises.mkdir(full, { mode: 0o700 });
+        if (dir !== 'logs') await fs.promises.chown(full, uid, uid);
+      }
+      await fs.promises.writeFile(
+        path.join(building, 'passwd'),
+        `root:x:0:0:root:/root:/usr/sbin/nologin\napp:x:${uid}:${uid}:app:/sandbox/home:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+        { mode: 0o644 },
+      );
+      await fs.promises.writeFile(
+        path.join(building, 'group'),
+        `root:x:0:\napp:x:${uid}:\nnogroup:x:65534:\n`,
+        { mode: 0o644 },
+      );
+      cgroup.create(limits);
+      await createNetns(iso.tools, netns);
+      writeRecord(building, record);
+      await fs.promises.rename(building, paths.root);
+    } catch (err) {
+      await deleteNetns(iso.tools, netns);
+      cgroup.remove();
+      // Nothing has run as the uid yet: its folders hold no file of its code.
+      await fs.promises.rm(building, { recursive: true, force: true });
+      await fs.promises.rm(paths.root, { recursive: true, force: true });
+      await iso.uids.release(uid);
       throw err;
     }
     return new LocalSandbox(config, paths, record);
@@ -127,11 +219,25 @@ class LocalProvider implements SandboxProvider {
   }
 
   private getConfig(): Promise<LocalConfig> {
-    this.config ??= resolveRunAs(this.options.runAsUser).then((runAs) => ({
-      runAs,
-      killGraceMs: this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
-      logMaxBytes: this.options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
-    }));
+    this.config ??= (async (): Promise<LocalConfig> => {
+      const status = this.isolation();
+      const isolation: IsolatedConfig | null = status.tools
+        ? {
+            tools: status.tools,
+            uids: new UidAllocator(
+              this.options.uidRange ?? DEFAULT_UID_RANGE,
+              this.options.uidClaimsDir ?? DEFAULT_UID_CLAIMS_DIR,
+            ),
+            databasePorts: this.options.databasePorts ?? (() => []),
+          }
+        : null;
+      return {
+        runAs: isolation ? undefined : await resolveRunAs(this.options.runAsUser),
+        isolation,
+        killGraceMs: this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
+        logMaxBytes: this.options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
+      };
+    })();
     // A failed lookup is retried by the next call.
     this.config.catch(() => {
       this.config = undefined;

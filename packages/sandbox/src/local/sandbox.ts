@@ -20,9 +20,12 @@ import {
   SandboxNotFoundError,
   type StartAppOptions,
 } from '../types';
+import { type ResourceLimits, SandboxCgroup } from './cgroups';
 import { markerEntries, type ProcessKind, sandboxEnvironment } from './environment';
+import { bwrapArgs, INSIDE_APP, INSIDE_HOME, type IsolationTools, isolatedCommand } from './isolation';
 import {
   type AppRecord,
+  type IsolationRecord,
   readRecord,
   removeSandboxFolder,
   type SandboxPaths,
@@ -30,7 +33,18 @@ import {
   updateRecord,
 } from './layout';
 import { LogFollower, LogWriter } from './logs';
+import {
+  databasePorts,
+  deleteNetns,
+  listensInside,
+  netnsPath,
+  type PastaProcess,
+  startPasta,
+  stopPasta,
+} from './network';
 import { identify, isRunning, terminate } from './processes';
+import { removeIsolatedFolder } from './removal';
+import type { UidAllocator } from './uids';
 import type { RunAs } from './user';
 
 /** Default limit for `run` (installs and builds can be slow; 0 means no limit). */
@@ -46,9 +60,22 @@ const APP_EXIT_POLL_MS = 500;
 /** How long to wait for a command's output pipes to close once its processes are gone. */
 const PIPE_CLOSE_WAIT_MS = 1_000;
 
+/** How often an isolated app is checked for listening (then its port is forwarded) and for its limits. */
+const ISOLATED_WATCH_MS = 50;
+/** How often an isolated sandbox's folder size is measured against its disk cap. */
+const DISK_CHECK_MS = 5_000;
+
+/** Isolation settings (see isolation.ts), null when sandboxes are not isolated. */
+export interface IsolatedConfig {
+  tools: IsolationTools;
+  uids: UidAllocator;
+  databasePorts: (metadata: SandboxMetadata) => number[] | Promise<number[]>;
+}
+
 /** The provider's settings, shared by its sandboxes. */
 export interface LocalConfig {
   runAs: RunAs | undefined;
+  isolation: IsolatedConfig | null;
   killGraceMs: number;
   logMaxBytes: number;
 }
@@ -76,10 +103,19 @@ interface LiveState {
   keeper: NodeJS.Timeout | undefined;
   /** An app started by an earlier server process, followed by followApp. */
   adopted: AdoptedApp | undefined;
+  /** Serialises changes to an isolated sandbox's network helpers. */
+  network: Promise<unknown>;
+  /** Numbers the cgroup leaves of commands. */
+  commandCount: number;
+  /** Processes this server spawned that have not exited yet. */
+  children: Set<ChildProcess>;
 }
 
 interface AdoptedApp {
   timer: NodeJS.Timeout;
+  unwatch?: () => void;
+  /** Notices its exit now (rather than at the next poll) and resolves once onExit was called. */
+  check?: () => Promise<void>;
   followers: LogFollower[];
   /** Set before we end it ourselves (stopApp, kill): no onExit then. */
   stopping: boolean;
@@ -92,6 +128,10 @@ export class LocalSandbox implements Sandbox {
   readonly metadata: SandboxMetadata;
   private readonly envs: Record<string, string>;
   private readonly state: LiveState;
+  /** Set for an isolated sandbox. */
+  private readonly iso:
+    | { config: IsolatedConfig; record: IsolationRecord; cgroup: SandboxCgroup; limits: ResourceLimits }
+    | undefined;
 
   constructor(
     private readonly config: LocalConfig,
@@ -110,10 +150,25 @@ export class LocalSandbox implements Sandbox {
         commandsLog: new LogWriter(paths.commandsLog, config.logMaxBytes),
         keeper: undefined,
         adopted: undefined,
+        network: Promise.resolve(),
+        commandCount: 0,
+        children: new Set(),
       };
       live.set(paths.root, state);
     }
     this.state = state;
+    if (record.isolation) {
+      if (!config.isolation)
+        throw new SandboxError(
+          `sandbox ${record.id} is isolated, but isolation is not available to this server`,
+        );
+      this.iso = {
+        config: config.isolation,
+        record: record.isolation,
+        cgroup: new SandboxCgroup(config.isolation.tools.cgroups, record.id),
+        limits: record.isolation.limits,
+      };
+    }
   }
 
   getHost(port: number): string {
@@ -136,19 +191,28 @@ export class LocalSandbox implements Sandbox {
         // No setuid bits; the owner must be able to read the file to copy it.
         await fs.promises.chmod(target, ((file.mode ?? 0o644) & 0o777) | 0o400);
       }
-      if (this.config.runAs) await chownTree(staging, this.config.runAs);
+      const owner = this.iso
+        ? { name: 'app', uid: this.iso.record.uid, gid: this.iso.record.uid }
+        : this.config.runAs;
+      if (owner) await chownTree(staging, owner);
+      const leaf = this.iso ? this.nextLeaf() : undefined;
       const copy = this.spawnProcess({
         file: 'cp',
-        args: ['-R', '--preserve=mode,timestamps', '--', `${staging}/.`, `${this.paths.app}/`],
+        args: this.iso
+          ? ['-R', '--preserve=mode,timestamps', '--', '/sandbox/upload/.', `${INSIDE_APP}/`]
+          : ['-R', '--preserve=mode,timestamps', '--', `${staging}/.`, `${this.paths.app}/`],
         kind: 'command',
         cwd: this.paths.app,
         stdio: ['ignore', 'ignore', 'pipe'],
+        leaf,
+        readOnly: [[staging, '/sandbox/upload']],
       });
       let stderr = '';
       copy.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
         stderr += chunk;
       });
       const { code } = await copy.exit;
+      if (leaf) await this.endLeaf(leaf);
       if (code !== 0)
         throw new SandboxError(`could not write files into sandbox ${this.id}: ${stderr.trim()}`);
     } finally {
@@ -162,6 +226,9 @@ export class LocalSandbox implements Sandbox {
     const cwd = await this.workDir(opts.cwd);
     const log = this.state.commandsLog;
     log.write(`\n$ ${command}\n`);
+    const leaf = this.iso ? this.nextLeaf() : undefined;
+    if (this.iso) await this.ensureOutbound({ ...this.envs, ...opts.envs });
+    const before = this.iso ? this.limitCounters() : undefined;
     const { child, exit } = this.spawnProcess({
       file: '/bin/sh',
       args: ['-c', command],
@@ -169,6 +236,7 @@ export class LocalSandbox implements Sandbox {
       cwd,
       envs: opts.envs,
       stdio: ['ignore', 'pipe', 'pipe'],
+      leaf,
     });
     const stdout = new OutputTail();
     const stderr = new OutputTail();
@@ -189,7 +257,9 @@ export class LocalSandbox implements Sandbox {
     const timer =
       timeoutMs > 0 && pgid !== undefined
         ? setTimeout(() => {
-            timedOut = terminate({ groups: [pgid] }, this.config.killGraceMs);
+            timedOut = leaf
+              ? this.terminateLeaf(leaf).then(() => {})
+              : terminate({ groups: [pgid] }, this.config.killGraceMs);
           }, timeoutMs)
         : undefined;
     if (pgid !== undefined) this.state.commands.add(pgid);
@@ -199,7 +269,8 @@ export class LocalSandbox implements Sandbox {
       clearTimeout(timer);
       // Background processes the command left behind would keep its output open and outlive it.
       await timedOut;
-      if (pgid !== undefined) await terminate({ groups: [pgid] }, this.config.killGraceMs);
+      if (leaf) await this.endLeaf(leaf);
+      else if (pgid !== undefined) await terminate({ groups: [pgid] }, this.config.killGraceMs);
       // A process that left the group (setsid) may still hold the pipes: stop waiting for them.
       if (!(await waitFor(closed, PIPE_CLOSE_WAIT_MS))) {
         child.stdout?.destroy();
@@ -209,10 +280,19 @@ export class LocalSandbox implements Sandbox {
       clearTimeout(timer);
       if (pgid !== undefined) this.state.commands.delete(pgid);
     }
+    if (before) {
+      for (const line of this.limitLines(before)) {
+        log.write(line);
+        stderr.push(line);
+        if (opts.onStderr) safeCall(() => opts.onStderr!(line));
+      }
+    }
     if (timedOut) {
       log.write(`[coderunner: killed after ${timeoutMs} ms]\n`);
       throw new CommandTimeoutError(command, timeoutMs, stdout.text, stderr.text);
     }
+    // The whole output is in commands.log when the command returns.
+    await log.flush();
     if (this.state.killed) throw new SandboxNotFoundError(this.id);
     return { exitCode: exitCode(result), stdout: stdout.text, stderr: stderr.text };
   }
@@ -234,6 +314,12 @@ export class LocalSandbox implements Sandbox {
     const err = await fs.promises.open(this.paths.appStderr, 'a', 0o600);
     for (const follower of followers) follower.start(APP_LOG_POLL_MS);
 
+    if (this.iso) {
+      await this.ensureOutbound({ ...this.envs, ...opts.envs });
+      await this.stopInbound();
+      await this.iso.cgroup.kill('app');
+    }
+    const before = this.iso ? this.limitCounters() : undefined;
     const { child, exit } = this.spawnProcess({
       file: '/bin/sh',
       args: ['-c', opts.command],
@@ -243,6 +329,7 @@ export class LocalSandbox implements Sandbox {
       envs: { HOST: '127.0.0.1', ...opts.envs },
       forced: { PORT: String(opts.port) },
       stdio: ['ignore', out.fd, err.fd],
+      leaf: this.iso ? 'app' : undefined,
     });
     // Taken now, before Node can reap a child that exits at once (until then its pid is not reused).
     const identity = child.pid === undefined ? null : identify(child.pid);
@@ -261,11 +348,19 @@ export class LocalSandbox implements Sandbox {
       stopping: false,
       ended: Promise.resolve(),
     };
+    const watch = this.iso && before ? this.watchApp(pid, opts.port, before) : undefined;
     app.ended = exit
       .then(async ({ code, signal }) => {
         app.exited = true;
         // Leftovers of its group would hold its port; its last output reaches the callbacks before onExit.
-        await terminate({ groups: [pid] }, this.config.killGraceMs);
+        if (this.iso) {
+          watch?.stop();
+          await this.endLeaf('app');
+          await this.stopInbound();
+          if (before) await this.appendAppLines(this.limitLines(before));
+        } else {
+          await terminate({ groups: [pid] }, this.config.killGraceMs);
+        }
         await Promise.all(followers.map((f) => f.stop()));
         updateRecord(this.paths.root, (r) => (r.app?.pid === pid ? { ...r, app: null } : r));
         if (!app.stopping && !this.state.killed) safeCall(() => opts.onExit?.({ exitCode: code, signal }));
@@ -293,10 +388,21 @@ export class LocalSandbox implements Sandbox {
   async getApp(): Promise<AppHandle | null> {
     const app = this.state.app;
     if (app) return app.exited ? null : app.handle;
+    // A followed app that has just exited: its exit is reported (onExit) before anyone hears "gone".
+    await this.state.adopted?.check?.();
     // Started by another (earlier) server process: the record says which process it is.
-    const recorded = readRecord(this.paths.root)?.app;
+    const record = readRecord(this.paths.root);
+    const recorded = record?.app;
     if (!recorded || !isRunning(recorded)) return null;
     this.keepLogsBounded(recorded);
+    // Started by a server process that ended before the app listened: forward its port now.
+    const inbound = record.isolation?.inbound;
+    if (
+      this.iso &&
+      !(inbound && inbound.spec === `in:${recorded.port}` && isRunning(inbound)) &&
+      listensInside(recorded.pid, recorded.port)
+    )
+      await this.startInbound(recorded.port).catch(() => {});
     return { port: recorded.port, internalUrl: `http://127.0.0.1:${recorded.port}`, pid: recorded.pid };
   }
 
@@ -313,25 +419,37 @@ export class LocalSandbox implements Sandbox {
     const adopted: AdoptedApp = {
       followers,
       stopping: false,
-      timer: setInterval(() => check(), APP_EXIT_POLL_MS),
+      timer: setInterval(() => void check(), APP_EXIT_POLL_MS),
     };
     adopted.timer.unref();
     let ending = false;
-    const check = () => {
-      if (ending || isRunning(recorded)) return;
+    let ended: Promise<void> = Promise.resolve();
+    const check = (): Promise<void> => {
+      if (ending || isRunning(recorded)) return ended;
       ending = true;
       clearInterval(adopted.timer);
-      void (async () => {
+      adopted.unwatch?.();
+      ended = (async () => {
         // Not our child: its exit status is not ours to read. Leftovers of its group would hold its port.
-        await terminate({ groups: [recorded.pid] }, this.config.killGraceMs);
+        if (this.iso) {
+          await this.endLeaf('app');
+          await this.stopInbound();
+        } else {
+          await terminate({ groups: [recorded.pid] }, this.config.killGraceMs);
+        }
         await Promise.all(followers.map((f) => f.stop()));
         updateRecord(this.paths.root, (r) => (r.app?.pid === recorded.pid ? { ...r, app: null } : r));
         if (this.state.adopted === adopted) this.state.adopted = undefined;
         if (!adopted.stopping && !this.state.killed)
           safeCall(() => opts.onExit?.({ exitCode: null, signal: null }));
       })().catch(() => {});
+      return ended;
     };
+    adopted.check = check;
     this.state.adopted = adopted;
+    // After a restart, the limit counters are read from now on (earlier hits were reported already).
+    const watch = this.iso ? this.watchApp(recorded.pid, recorded.port, this.limitCounters()) : undefined;
+    adopted.unwatch = () => watch?.stop();
     return true;
   }
 
@@ -339,10 +457,15 @@ export class LocalSandbox implements Sandbox {
     const app = this.state.app;
     if (app) app.stopping = true;
     await this.stopFollowing();
-    await terminate(
-      { groups: this.appGroups(), env: markerEntries(this.id, 'app') },
-      this.config.killGraceMs,
-    );
+    if (this.iso) {
+      await this.terminateLeaf('app');
+      await this.stopInbound();
+    } else {
+      await terminate(
+        { groups: this.appGroups(), env: markerEntries(this.id, 'app') },
+        this.config.killGraceMs,
+      );
+    }
     await app?.ended;
     this.stopKeeper();
     updateRecord(this.paths.root, (r) => ({ ...r, app: null }));
@@ -374,6 +497,19 @@ export class LocalSandbox implements Sandbox {
     if (state.app) state.app.stopping = true;
     this.stopKeeper();
     await this.stopFollowing();
+    if (this.iso) {
+      await this.killIsolated();
+      await state.app?.ended;
+      await state.commandsLog.flush();
+      await removeIsolatedFolder(
+        this.paths.root,
+        this.iso.record.uid,
+        this.iso.config.tools,
+        this.iso.config.uids,
+      );
+      live.delete(this.paths.root);
+      return;
+    }
     await terminate(
       { groups: [...this.appGroups(), ...state.commands], env: markerEntries(this.id) },
       this.config.killGraceMs,
@@ -382,6 +518,184 @@ export class LocalSandbox implements Sandbox {
     await state.commandsLog.flush();
     await removeSandboxFolder(this.paths.root);
     live.delete(this.paths.root);
+  }
+
+  /**
+   * Every process of the sandbox gone (SIGTERM, then SIGKILL through the cgroup: nothing escapes
+   * it), its network helpers and namespace too, its cgroup removed. Throws when a process survived.
+   */
+  private async killIsolated(): Promise<void> {
+    const iso = this.iso!;
+    let graceful = await this.terminateLeaf(undefined);
+    // A process spawned just before kill() joins its cgroup a moment later: sweep until all are gone.
+    for (
+      let i = 0;
+      i < 250 && [...this.state.children].some((c) => c.exitCode === null && c.signalCode === null);
+      i++
+    ) {
+      graceful = (await iso.cgroup.kill()) && graceful;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const record = readRecord(this.paths.root)?.isolation ?? iso.record;
+    await stopPasta(record.inbound);
+    await stopPasta(record.outbound);
+    await deleteNetns(iso.config.tools, iso.record.netns);
+    iso.cgroup.remove();
+    if (!graceful)
+      throw new SandboxError(
+        `sandbox ${this.id}: some of its processes could not be killed; its folder is kept`,
+      );
+  }
+
+  /** The next cgroup leaf for a command. */
+  private nextLeaf(): string {
+    this.state.commandCount += 1;
+    return `cmd-${process.pid}-${this.state.commandCount}`;
+  }
+
+  /**
+   * SIGTERM to every process of a leaf (or of the whole sandbox), then SIGKILL through the cgroup
+   * to whatever is left after the grace period. True once none is left.
+   */
+  private async terminateLeaf(leaf: string | undefined): Promise<boolean> {
+    const cgroup = this.iso!.cgroup;
+    if (cgroup.signal(leaf, 'SIGTERM') === 0) return true;
+    const deadline = Date.now() + this.config.killGraceMs;
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      if (cgroup.members(leaf).length === 0) return true;
+    }
+    return cgroup.kill(leaf);
+  }
+
+  /** A command's leaf once its shell has exited: what it left behind is killed, the leaf removed. */
+  private async endLeaf(leaf: string): Promise<void> {
+    const cgroup = this.iso!.cgroup;
+    if (cgroup.members(leaf).length > 0) await cgroup.kill(leaf);
+    cgroup.remove(leaf);
+  }
+
+  private limitCounters(): { oom: number; pids: number } {
+    const cgroup = this.iso!.cgroup;
+    return { oom: cgroup.oomKills(), pids: cgroup.pidsLimitHits() };
+  }
+
+  /** Log lines for limits hit since `before`. */
+  private limitLines(before: { oom: number; pids: number }): string[] {
+    const now = this.limitCounters();
+    const limits = this.iso!.limits;
+    const lines: string[] = [];
+    if (now.oom > before.oom)
+      lines.push(`[coderunner: out of memory (limit ${limits.memoryMb} MB): the process was killed]\n`);
+    if (now.pids > before.pids)
+      lines.push(
+        `[coderunner: process limit reached (limit ${limits.pids} processes): new processes were refused]\n`,
+      );
+    return lines;
+  }
+
+  private async appendAppLines(lines: string[]): Promise<void> {
+    for (const line of lines) await fs.promises.appendFile(this.paths.appStderr, line).catch(() => {});
+  }
+
+  /**
+   * While an isolated app runs: forward its port once it listens inside (so that the readiness probe
+   * sees it only then), report the process limit when hit, and stop it when over its disk cap.
+   */
+  private watchApp(pid: number, port: number, before: { oom: number; pids: number }): { stop(): void } {
+    let stopped = false;
+    let forwarded = readRecord(this.paths.root)?.isolation?.inbound?.spec === `in:${port}`;
+    let pidsReported = before.pids;
+    let lastDiskCheck = Date.now();
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || stopped) return;
+      busy = true;
+      void (async () => {
+        if (!forwarded && listensInside(pid, port)) {
+          forwarded = true;
+          await this.startInbound(port).catch((err: Error) =>
+            this.appendAppLines([`[coderunner: ${err.message}]\n`]),
+          );
+        }
+        const hits = this.iso!.cgroup.pidsLimitHits();
+        if (hits > pidsReported) {
+          pidsReported = hits;
+          await this.appendAppLines([
+            `[coderunner: process limit reached (limit ${this.iso!.limits.pids} processes): new processes were refused]\n`,
+          ]);
+        }
+        if (Date.now() - lastDiskCheck >= DISK_CHECK_MS) {
+          lastDiskCheck = Date.now();
+          const used = await folderBytes([this.paths.app, this.paths.home]);
+          const cap = this.iso!.limits.diskMb;
+          if (used > cap * 1024 * 1024 && !stopped) {
+            await this.appendAppLines([
+              `[coderunner: disk quota exceeded (${Math.round(used / 1024 / 1024)} MB used, limit ${cap} MB): the app was stopped]\n`,
+            ]);
+            await this.iso!.cgroup.kill('app');
+          }
+        }
+      })()
+        .catch(() => {})
+        .finally(() => {
+          busy = false;
+        });
+    }, ISOLATED_WATCH_MS);
+    timer.unref();
+    return {
+      stop: () => {
+        stopped = true;
+        clearInterval(timer);
+      },
+    };
+  }
+
+  /** The outbound network helper, forwarding the app's own database port (restarted when that changes). */
+  private ensureOutbound(envs: Record<string, string>): Promise<void> {
+    const iso = this.iso!;
+    const step = this.state.network.then(async () => {
+      // Only ports the server says are this sandbox's database: a URL the tenant set itself opens nothing.
+      const allowed = new Set(await iso.config.databasePorts(this.metadata));
+      const ports = databasePorts(envs).filter((p) => allowed.has(p));
+      const spec = `out:${ports.join(',')}`;
+      const current = readRecord(this.paths.root)?.isolation?.outbound;
+      if (current && current.spec === spec && isRunning(current)) return;
+      await stopPasta(current);
+      const pasta = await startPasta(iso.config.tools, iso.record.netns, this.paths.root, {
+        outbound: ports,
+      });
+      this.updateIsolation({ outbound: pasta });
+    });
+    this.state.network = step.catch(() => {});
+    return step;
+  }
+
+  private startInbound(port: number): Promise<void> {
+    const iso = this.iso!;
+    const step = this.state.network.then(async () => {
+      await stopPasta(readRecord(this.paths.root)?.isolation?.inbound);
+      if (this.state.killed) return;
+      const pasta = await startPasta(iso.config.tools, iso.record.netns, this.paths.root, { inbound: port });
+      this.updateIsolation({ inbound: pasta });
+    });
+    this.state.network = step.catch(() => {});
+    return step;
+  }
+
+  private stopInbound(): Promise<void> {
+    const step = this.state.network.then(async () => {
+      await stopPasta(readRecord(this.paths.root)?.isolation?.inbound);
+      this.updateIsolation({ inbound: null });
+    });
+    this.state.network = step.catch(() => {});
+    return step;
+  }
+
+  private updateIsolation(change: { outbound?: PastaProcess | null; inbound?: PastaProcess | null }): void {
+    updateRecord(this.paths.root, (r) =>
+      r.isolation ? { ...r, isolation: { ...r.isolation, ...change } } : r,
+    );
   }
 
   /** The app's process group: ours if this process started it, else the recorded one if still running. */
@@ -440,23 +754,57 @@ export class LocalSandbox implements Sandbox {
     envs?: Record<string, string>;
     forced?: Record<string, string>;
     stdio: StdioOptions;
+    /** Isolated sandboxes: the cgroup leaf the process runs in. */
+    leaf?: string;
+    /** Isolated sandboxes: extra read-only mounts [host path, path inside]. */
+    readOnly?: [string, string][];
   }): { child: ChildProcess; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
     const runAs = this.config.runAs;
+    const iso = this.iso;
     const env = sandboxEnvironment({
       sandboxId: this.id,
       kind: opts.kind,
-      home: this.paths.home,
-      user: runAs?.name,
+      home: iso ? INSIDE_HOME : this.paths.home,
+      user: iso ? 'app' : runAs?.name,
       layers: [this.envs, opts.envs],
       forced: opts.forced,
     });
-    const child = spawn(opts.file, opts.args, {
-      cwd: opts.cwd,
+    let file = opts.file;
+    let args = opts.args;
+    if (iso) {
+      // kill() has begun: nothing new may start (it would escape the sweep of the sandbox's cgroup).
+      if (this.state.killed) throw new SandboxNotFoundError(this.id);
+      const procs = iso.cgroup.leaf(opts.leaf ?? this.nextLeaf());
+      const inside = INSIDE_APP + opts.cwd.slice(this.paths.app.length);
+      const command = isolatedCommand(
+        iso.config.tools,
+        procs,
+        netnsPath(iso.record.netns),
+        bwrapArgs({
+          uid: iso.record.uid,
+          gid: iso.record.uid,
+          app: this.paths.app,
+          home: this.paths.home,
+          passwd: this.paths.passwd,
+          group: this.paths.group,
+          tmpBytes: iso.limits.tmpMb * 1024 * 1024,
+          cwd: inside,
+          readOnly: opts.readOnly,
+        }),
+        iso.record.uid,
+        opts.file,
+        opts.args,
+      );
+      file = command.file;
+      args = command.args;
+    }
+    const child = spawn(file, args, {
+      cwd: iso ? '/' : opts.cwd,
       env,
       stdio: opts.stdio,
       // Its own process group (and session), so that it and everything it starts can be signalled at once.
       detached: true,
-      ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
+      ...(runAs && !iso ? { uid: runAs.uid, gid: runAs.gid } : {}),
     });
     const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -467,6 +815,11 @@ export class LocalSandbox implements Sandbox {
     });
     // Later errors (e.g. a failed kill) must not crash the server.
     child.on('error', () => {});
+    this.state.children.add(child);
+    child.once('exit', () => this.state.children.delete(child));
+    child.once('error', () => {
+      if (child.pid === undefined) this.state.children.delete(child);
+    });
     return { child, exit };
   }
 }
@@ -499,6 +852,23 @@ async function chownTree(dir: string, user: RunAs): Promise<void> {
     if (entry.isDirectory()) await chownTree(full, user);
     else await fs.promises.lchown(full, user.uid, user.gid);
   }
+}
+
+/** Bytes used by the files under these folders (not following links; as root, read-only). */
+async function folderBytes(dirs: string[]): Promise<number> {
+  let total = 0;
+  const visit = async (dir: string): Promise<void> => {
+    const entries = await fs.promises.readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name);
+      const stat = await fs.promises.lstat(full).catch(() => null);
+      if (!stat) continue;
+      total += stat.blocks * 512;
+      if (stat.isDirectory()) await visit(full);
+    }
+  };
+  for (const dir of dirs) await visit(dir);
+  return total;
 }
 
 /** The shell's convention: 128 + the signal's number for a process ended by a signal. */

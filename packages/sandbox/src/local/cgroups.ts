@@ -1,0 +1,291 @@
+/**
+ * Resource limits and process tracking of isolated sandboxes through cgroups. One group per sandbox
+ * (`coderunner/<sandbox id>`) holds the limits; every process the sandbox runs (an app, a command)
+ * lives in a leaf group of its own below it, so that stopping the app kills exactly the app and
+ * everything it started (setsid, double forks and `env -i` included: nothing leaves a cgroup).
+ *
+ * cgroup v2 (one hierarchy, `cgroup.kill`) where the host has it with the memory, pids and cpu
+ * controllers; else cgroup v1 (`/sys/fs/cgroup/{memory,pids,cpu}` and, when mounted, `freezer`, which
+ * stops a fork bomb in its tracks while it is killed).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface ResourceLimits {
+  /** Memory (and memory + swap) cap, MiB. */
+  memoryMb: number;
+  /** Most processes (threads count too) at once. */
+  pids: number;
+  /** CPU time per wall-clock second (0.5 = half a core). */
+  cpus: number;
+  /** Cap of the sandbox's folder (app, home), MiB; checked by polling. */
+  diskMb: number;
+  /** Size of its private /tmp (memory-backed, counted in memoryMb), MiB. */
+  tmpMb: number;
+}
+
+export const DEFAULT_LIMITS: ResourceLimits = {
+  memoryMb: 256,
+  pids: 128,
+  cpus: 0.5,
+  diskMb: 1024,
+  tmpMb: 64,
+};
+
+const ROOT = '/sys/fs/cgroup';
+const GROUP_PREFIX = 'coderunner';
+const CPU_PERIOD_US = 100_000;
+const KILL_ROUNDS = 200;
+
+/** v1 counters of leaves already removed, by `<sandbox id>/<controller>` (this process's). */
+const removedCounts = new Map<string, number>();
+
+export type CgroupLayout =
+  | { version: 2; base: string }
+  | { version: 1; memory: string; pids: string; cpu: string; freezer: string | null };
+
+/** The cgroup hierarchy this host offers for sandboxes, or a sentence saying what is missing. */
+export function detectCgroups(): CgroupLayout | string {
+  const controllers = readText(path.join(ROOT, 'cgroup.controllers'));
+  if (controllers !== null) {
+    const have = new Set(controllers.trim().split(/\s+/));
+    const missing = ['memory', 'pids', 'cpu'].filter((c) => !have.has(c));
+    if (missing.length > 0) return `cgroup v2 without the ${missing.join(', ')} controller(s)`;
+    return { version: 2, base: path.join(ROOT, GROUP_PREFIX) };
+  }
+  const v1 = (name: string, probe: string) =>
+    fs.existsSync(path.join(ROOT, name, probe)) ? path.join(ROOT, name, GROUP_PREFIX) : null;
+  const memory = v1('memory', 'memory.limit_in_bytes');
+  const pids = v1('pids', 'cgroup.procs');
+  const cpu = v1('cpu', 'cpu.cfs_quota_us');
+  if (!memory || !pids || !cpu)
+    return 'no cgroup v2, nor cgroup v1 memory, pids and cpu under /sys/fs/cgroup';
+  return { version: 1, memory, pids, cpu, freezer: v1('freezer', 'cgroup.procs') };
+}
+
+/** Can this process create groups there (root, writable hierarchy)? */
+export function cgroupsWritable(layout: CgroupLayout): boolean {
+  try {
+    for (const dir of groupDirs(layout, '')) fs.mkdirSync(dir, { recursive: true });
+    if (layout.version === 2) enableControllers(path.dirname(layout.base), layout.base);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function enableControllers(parent: string, child: string): void {
+  for (const dir of [parent, child]) {
+    const control = path.join(dir, 'cgroup.subtree_control');
+    const enabled = readText(control) ?? '';
+    const wanted = ['memory', 'pids', 'cpu'].filter((c) => !enabled.split(/\s+/).includes(c));
+    if (wanted.length > 0) fs.writeFileSync(control, wanted.map((c) => `+${c}`).join(' '));
+  }
+}
+
+/** Every hierarchy's folder for `name` (a path below the coderunner group). */
+function groupDirs(layout: CgroupLayout, name: string): string[] {
+  if (layout.version === 2) return [path.join(layout.base, name)];
+  return [layout.memory, layout.pids, layout.cpu, ...(layout.freezer ? [layout.freezer] : [])].map((d) =>
+    path.join(d, name),
+  );
+}
+
+function readText(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+function tryWrite(file: string, value: string): void {
+  try {
+    fs.writeFileSync(file, value);
+  } catch {
+    // An optional knob the kernel lacks (e.g. memsw without swap accounting).
+  }
+}
+
+/** A sandbox's group and its leaves. Names are sandbox ids (checked by the caller against ID_PATTERN). */
+export class SandboxCgroup {
+  constructor(
+    private readonly layout: CgroupLayout,
+    private readonly sandboxId: string,
+  ) {}
+
+  /** Create the sandbox's group with its limits (idempotent). */
+  create(limits: ResourceLimits): void {
+    const dirs = groupDirs(this.layout, this.sandboxId);
+    for (const dir of dirs) fs.mkdirSync(dir, { recursive: true });
+    const bytes = String(limits.memoryMb * 1024 * 1024);
+    const quota = String(Math.max(1_000, Math.round(limits.cpus * CPU_PERIOD_US)));
+    if (this.layout.version === 2) {
+      const dir = dirs[0]!;
+      enableControllers(path.dirname(this.layout.base), this.layout.base);
+      fs.writeFileSync(path.join(dir, 'memory.max'), bytes);
+      tryWrite(path.join(dir, 'memory.swap.max'), '0');
+      fs.writeFileSync(path.join(dir, 'pids.max'), String(limits.pids));
+      fs.writeFileSync(path.join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
+      tryWrite(path.join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
+    } else {
+      const memory = path.join(this.layout.memory, this.sandboxId);
+      fs.writeFileSync(path.join(memory, 'memory.limit_in_bytes'), bytes);
+      tryWrite(path.join(memory, 'memory.memsw.limit_in_bytes'), bytes);
+      fs.writeFileSync(path.join(this.layout.pids, this.sandboxId, 'pids.max'), String(limits.pids));
+      const cpu = path.join(this.layout.cpu, this.sandboxId);
+      fs.writeFileSync(path.join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      fs.writeFileSync(path.join(cpu, 'cpu.cfs_quota_us'), quota);
+    }
+  }
+
+  /** Create a leaf for one process; returns the `cgroup.procs` files its process must join. */
+  leaf(name: string): string[] {
+    const dirs = groupDirs(this.layout, path.join(this.sandboxId, name));
+    for (const dir of dirs) fs.mkdirSync(dir, { recursive: true });
+    return dirs.map((dir) => path.join(dir, 'cgroup.procs'));
+  }
+
+  /** Names of the leaves that exist. */
+  leaves(): string[] {
+    const dir = groupDirs(this.layout, this.sandboxId)[0]!;
+    try {
+      return fs
+        .readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Pids in a leaf (or in every leaf when none is named). */
+  members(leaf?: string): number[] {
+    const names = leaf ? [leaf] : this.leaves();
+    const pids = new Set<number>();
+    for (const name of names) {
+      for (const dir of groupDirs(this.layout, path.join(this.sandboxId, name))) {
+        for (const line of (readText(path.join(dir, 'cgroup.procs')) ?? '').split('\n')) {
+          if (line) pids.add(Number(line));
+        }
+        if (this.layout.version === 2) break;
+      }
+    }
+    return [...pids];
+  }
+
+  signal(leaf: string | undefined, signal: NodeJS.Signals): number {
+    const pids = this.members(leaf);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // gone
+      }
+    }
+    return pids.length;
+  }
+
+  /**
+   * SIGKILL to every process of a leaf (or of the whole sandbox), until none is left. Forks racing
+   * the kill are frozen first (v1 freezer) or killed by the kernel at once (v2 cgroup.kill).
+   */
+  async kill(leaf?: string): Promise<boolean> {
+    const names = leaf ? [leaf] : this.leaves();
+    for (const name of names) {
+      const sub = path.join(this.sandboxId, name);
+      if (this.layout.version === 2) {
+        tryWrite(path.join(this.layout.base, sub, 'cgroup.kill'), '1');
+      } else if (this.layout.freezer) {
+        tryWrite(path.join(this.layout.freezer, sub, 'freezer.state'), 'FROZEN');
+      }
+    }
+    let empty = false;
+    for (let round = 0; round < KILL_ROUNDS; round++) {
+      let left = 0;
+      for (const name of names) left += this.signal(name, 'SIGKILL');
+      if (left === 0) {
+        empty = true;
+        break;
+      }
+      if (this.layout.version === 1 && this.layout.freezer) {
+        for (const name of names)
+          tryWrite(path.join(this.layout.freezer, this.sandboxId, name, 'freezer.state'), 'THAWED');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return empty;
+  }
+
+  /** How often the kernel's OOM killer ended a process of this sandbox. */
+  oomKills(): number {
+    const file = this.layout.version === 2 ? 'memory.events' : 'memory.oom_control';
+    return this.count('memory', file, /oom_kill (\d+)/);
+  }
+
+  /** How often a fork was refused at the process limit. */
+  pidsLimitHits(): number {
+    return this.count('pids', 'pids.events', /max (\d+)/);
+  }
+
+  /** Memory in use by the sandbox now, bytes. */
+  memoryUsage(): number {
+    const dir = this.dir('memory');
+    const file = this.layout.version === 2 ? 'memory.current' : 'memory.usage_in_bytes';
+    return Number(readText(path.join(dir, file)) ?? 0);
+  }
+
+  /**
+   * A counter of the sandbox. v2 counts in the group and its descendants; v1 counts in the leaf
+   * where it happened: summed over the leaves, those removed already included.
+   */
+  private count(controller: 'memory' | 'pids', file: string, pattern: RegExp): number {
+    const read = (leaf?: string) =>
+      Number(pattern.exec(readText(path.join(this.dir(controller, leaf), file)) ?? '')?.[1] ?? 0);
+    if (this.layout.version === 2) return read();
+    let total = read() + (removedCounts.get(`${this.sandboxId}/${controller}`) ?? 0);
+    for (const leaf of this.leaves()) total += read(leaf);
+    return total;
+  }
+
+  /** Remove a leaf, or every leaf and then the sandbox's group (once empty). */
+  remove(leaf?: string): void {
+    const names = leaf ? [leaf] : this.leaves();
+    if (this.layout.version === 1 && leaf) {
+      // Its counters go with it: count() keeps them.
+      const kept: [controller: 'memory' | 'pids', file: string, pattern: RegExp][] = [
+        ['memory', 'memory.oom_control', /oom_kill (\d+)/],
+        ['pids', 'pids.events', /max (\d+)/],
+      ];
+      for (const [controller, file, pattern] of kept) {
+        const text = readText(path.join(this.dir(controller, leaf), file)) ?? '';
+        const n = Number(pattern.exec(text)?.[1] ?? 0);
+        const key = `${this.sandboxId}/${controller}`;
+        if (n > 0) removedCounts.set(key, (removedCounts.get(key) ?? 0) + n);
+      }
+    }
+    for (const name of names) {
+      for (const dir of groupDirs(this.layout, path.join(this.sandboxId, name))) rmdir(dir);
+    }
+    if (!leaf) {
+      for (const dir of groupDirs(this.layout, this.sandboxId)) rmdir(dir);
+      removedCounts.delete(`${this.sandboxId}/memory`);
+      removedCounts.delete(`${this.sandboxId}/pids`);
+    }
+  }
+
+  private dir(controller: 'memory' | 'pids', leaf?: string): string {
+    const sub = leaf ? path.join(this.sandboxId, leaf) : this.sandboxId;
+    return this.layout.version === 2
+      ? path.join(this.layout.base, sub)
+      : path.join(this.layout[controller], sub);
+  }
+}
+
+function rmdir(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // Gone, or still busy (a process that could not be killed): left for the next removal.
+  }
+}
