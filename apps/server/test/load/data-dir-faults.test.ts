@@ -121,11 +121,10 @@ beforeAll(async () => {
 
 afterAll(() => cleanup.run(), 60_000);
 
-/** What each fault made deployments.create answer, for the known-failure assertions. */
-const answers: { full?: Raw; fullTiny?: Raw; readOnly?: Raw; leftInSources?: string[] } = {};
-
 describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
   it('sources/ full, then read-only: create fails cleanly and reads keep working; writable again: deploys work', async (ctx) => {
+    /** What each fault made deployments.create answer. */
+    const answers: { full?: Raw; fullTiny?: Raw; readOnly?: Raw; leftInSources?: string[] } = {};
     // A deployment from before the fault: reads must keep showing it, and its app keeps serving.
     const before = await deployFolder(client, projectId, app('before the fault'));
     const running = await waitForStatus(client, before.id, ['RUNNING', 'FAILED'], 60_000);
@@ -192,8 +191,7 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
     fs.writeFileSync(path.join(sources, 'filler'), Buffer.alloc(Math.max(0, bavail * bsize - 48 * 1024)));
     answers.full = await rawCreate(app('too big', 200 * 1024), token);
     await expectCleanFailure(answers.full, 'almost full, 200 KiB upload');
-    // Known weakness (asserted below): the options file of the failed upload stays. Removed here so
-    // that the next steps start clean.
+    // What the failed upload left in sources/ (asserted empty below); removed so the next steps start clean.
     answers.leftInSources = storedFiles(sources);
     for (const f of answers.leftInSources) fs.rmSync(path.join(sources, f), { force: true });
     expect(await checkReads('sources/ full')).toBe(countBefore);
@@ -214,6 +212,22 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
     execFileSync('mount', ['-o', 'remount,ro', sources], { stdio: 'pipe' });
     answers.readOnly = await rawCreate(app('tiny'), token);
     await expectCleanFailure(answers.readOnly, 'read-only');
+    // A full or read-only data folder answers 503 with the reason (the error formatter would hide an
+    // INTERNAL_SERVER_ERROR's message); the cause is logged (packages/api/src/deployments/service.ts).
+    for (const [r, why] of [
+      [answers.full!, /disk is full/],
+      [answers.fullTiny!, /disk is full/],
+      [answers.readOnly!, /read-only/],
+    ] as const) {
+      expect({ status: r.status, code: r.error?.data?.code }).toEqual({
+        status: 503,
+        code: 'SERVICE_UNAVAILABLE',
+      });
+      expect(r.error?.message).toMatch(why);
+    }
+    // SourceStore.save removes what it already wrote when the archive does not fit, so a failed
+    // upload leaves nothing in sources/ (nothing else would sweep that folder).
+    expect(answers.leftInSources).toEqual([]);
     expect(storedFiles(sources)).toEqual([]);
     expect(await checkReads('sources/ read-only')).toBe(countBefore);
 
@@ -268,30 +282,6 @@ describe.skipIf(!isRoot)('data folder faults (root only: needs mount)', () => {
     }
     expect(server.exited()).toBe(false);
   }, 180_000);
-
-  // A full or read-only data folder answers 503 with the reason (the error formatter would hide an
-  // INTERNAL_SERVER_ERROR's message); the cause is logged (packages/api/src/deployments/service.ts).
-  it('a full or read-only sources/ answers 503 saying why', () => {
-    expect(answers.full && answers.fullTiny && answers.readOnly, 'runs after the fault test').toBeTruthy();
-    for (const [r, why] of [
-      [answers.full!, /disk is full/],
-      [answers.fullTiny!, /disk is full/],
-      [answers.readOnly!, /read-only/],
-    ] as const) {
-      expect({ status: r.status, code: r.error?.data?.code }).toEqual({
-        status: 503,
-        code: 'SERVICE_UNAVAILABLE',
-      });
-      expect(r.error?.message).toMatch(why);
-    }
-  });
-
-  // SourceStore.save removes what it already wrote when the archive does not fit, so a failed upload
-  // leaves nothing in sources/ (nothing else would sweep that folder).
-  it('a failed upload leaves nothing in sources/', () => {
-    expect(answers.leftInSources, 'runs after the fault test').toBeDefined();
-    expect(answers.leftInSources).toEqual([]);
-  });
 });
 
 async function sandboxOf(id: string): Promise<{ sandbox: string | null }[]> {
