@@ -1,13 +1,14 @@
 import { Writable } from 'node:stream';
 import { SESSION_COOKIE } from '@coderunner/api';
 import { createClient, isCodeRunnerError, SESSION_HEADER } from '@coderunner/api/client';
-import { createTestDatabase, type TestDatabase } from '@coderunner/db/testing';
+import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
 import { TRPCClientError } from '@trpc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
 import { type RunningServer, startServer } from '../src/server';
 import { appFolder, deployFolder } from './fixtures/deploy-helpers';
+import { startServerProcess } from './load/fixtures/server-process';
 
 const PASSWORD = 'correct horse battery staple';
 const logLines: string[] = [];
@@ -231,15 +232,33 @@ describe('a browser client', () => {
     expect(cookieOf(logout)).toMatch(/^coderunner_session=; Max-Age=0;/);
   });
 
-  it('the cookie is Secure when the request came over https (through a local proxy)', async () => {
+  it('the cookie is Secure when the request came over https through a trusted proxy, never on a forged header', async () => {
     const email = 'secure@example.com';
     await createClient({ url: trpc() }).auth.register.mutate({ email, password: PASSWORD });
-    const login = await fetch(`${trpc()}/auth.login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', [SESSION_HEADER]: '1', 'x-forwarded-proto': 'https' },
-      body: JSON.stringify({ json: { email, password: PASSWORD } }),
+    const login = (url: string) =>
+      fetch(`${url}/auth.login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [SESSION_HEADER]: '1', 'x-forwarded-proto': 'https' },
+        body: JSON.stringify({ json: { email, password: PASSWORD } }),
+      });
+    // No TRUST_PROXY (the default): X-Forwarded-Proto from the TCP peer is not believed.
+    expect(cookieOf(await login(trpc()))).not.toMatch(/; Secure/);
+    // TRUST_PROXY=loopback: a local TLS-terminating proxy says the request came over https. (A server
+    // process of its own: the models are bound to one Sequelize instance per process.)
+    const proxied = await startServerProcess({
+      port: await freePort(),
+      env: {
+        DATABASE_URL: db.url,
+        WORKER_ENABLED: 'false',
+        CODERUNNER_AUTH_SECRET: 'an-http-test-secret-of-enough-length!!',
+        TRUST_PROXY: 'loopback',
+      },
     });
-    expect(cookieOf(login)).toMatch(/; Secure/);
+    try {
+      expect(cookieOf(await login(proxied.trpc))).toMatch(/; Secure/);
+    } finally {
+      await proxied.stop();
+    }
   });
 
   it('a client that unsubscribes ends its stream without a warning in the log', async () => {
