@@ -93,7 +93,7 @@ beforeAll(async () => {
   cleanup.add('kill sandbox processes', () => {
     const dir = path.join(dataDir, 'sandboxes');
     for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : [])
-      sandboxIds.add(name.replace(/^\.creating-/, ''));
+      sandboxIds.add(name.replace(/^\.creating-/, '').replace(/-\d+$/, ''));
     for (const id of sandboxIds) for (const pid of processesOfSandbox(id)) process.kill(pid, 'SIGKILL');
   });
   server = await startServerProcess({

@@ -52,7 +52,8 @@ beforeAll(async () => {
     const dir = path.join(dataDir, 'sandboxes');
     const names = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
     for (const name of names)
-      for (const pid of processesOfSandbox(name.replace(/^\.creating-/, ''))) process.kill(pid, 'SIGKILL');
+      for (const pid of processesOfSandbox(name.replace(/^\.creating-/, '').replace(/-\d+$/, '')))
+        process.kill(pid, 'SIGKILL');
   });
   server = await startServerProcess({
     port: await freePort(),

@@ -44,7 +44,7 @@ function sandboxFolders(): string[] {
 function noteSandboxes(rows: { sandbox: string | null }[] = []) {
   for (const r of rows) if (r.sandbox) sandboxIds.add(r.sandbox);
   for (const name of sandboxFolders()) {
-    const id = name.replace(/^\.creating-/, '');
+    const id = name.replace(/^\.creating-/, '').replace(/-\d+$/, '');
     if (/^local-[0-9a-f]{12}$/.test(id)) sandboxIds.add(id);
   }
 }

@@ -65,6 +65,22 @@ export interface LocalProvider extends SandboxProvider {
 
 export const DEFAULT_KILL_GRACE_MS = 3_000;
 
+/** A sandbox is built under `.creating-<id>-<creator pid>`, then renamed to `<id>`. */
+const CREATING_PATTERN = /^\.creating-(local-[0-9a-f]{12})-(\d+)$/;
+function creatingPath(rootDir: string, id: string): string {
+  return path.join(rootDir, `.creating-${id}-${process.pid}`);
+}
+
+/** Whether a process with this pid exists (one we may not signal exists too). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export function createLocalProvider(options: LocalProviderOptions): LocalProvider {
   return new LocalSandboxProvider(options);
 }
@@ -99,7 +115,7 @@ class LocalSandboxProvider implements LocalProvider {
       app: null,
     };
     // Built under a temporary name, then renamed: list() and connect() never see half a sandbox.
-    const building = path.join(this.rootDir, `.creating-${id}`);
+    const building = creatingPath(this.rootDir, id);
     try {
       // Searchable but not listable by the sandbox user, who may enter app/ and home/ only.
       await fs.promises.mkdir(building, { mode: 0o711 });
@@ -131,7 +147,7 @@ class LocalSandboxProvider implements LocalProvider {
   ): Promise<LocalSandbox> {
     await fs.promises.mkdir(this.rootDir, { recursive: true, mode: 0o700 });
     const paths = sandboxPaths(this.rootDir, id);
-    const building = path.join(this.rootDir, `.creating-${id}`);
+    const building = creatingPath(this.rootDir, id);
     const uid = await iso.uids.claim(building);
     const netns = `cr-${hex}`;
     const limits = { ...DEFAULT_LIMITS, ...(await this.options.limits?.(opts.metadata)) };
@@ -205,6 +221,7 @@ class LocalSandboxProvider implements LocalProvider {
   async list(filter: { metadata?: Partial<SandboxMetadata> } = {}): Promise<SandboxInfo[]> {
     const wanted = Object.entries(filter.metadata ?? {}).filter(([, value]) => value !== undefined);
     const names = await fs.promises.readdir(this.rootDir).catch(() => [] as string[]);
+    await this.removeAbandonedCreations(names);
     const found: SandboxInfo[] = [];
     for (const name of names.filter((n) => ID_PATTERN.test(n)).sort()) {
       const record = readRecord(sandboxPaths(this.rootDir, name).root);
@@ -216,6 +233,30 @@ class LocalSandboxProvider implements LocalProvider {
       });
     }
     return found;
+  }
+
+  /**
+   * A sandbox whose creating process died (SIGKILL) before it was complete: its folder, and for an
+   * isolated one its network namespace and cgroup, are removed. Nothing ran in it yet, and the
+   * folder's name says which process was creating it (a live one, here or in another server, is left
+   * alone). Its uid claim lapses with the folder.
+   */
+  private async removeAbandonedCreations(names: string[]): Promise<void> {
+    for (const name of names) {
+      const match = CREATING_PATTERN.exec(name);
+      if (!match || processAlive(Number(match[2]))) continue;
+      const id = match[1]!;
+      const config = await this.getConfig();
+      if (config.isolation) {
+        await deleteNetns(config.isolation.tools, `cr-${id.slice('local-'.length)}`).catch(() => {});
+        try {
+          new SandboxCgroup(config.isolation.tools.cgroups, id).remove();
+        } catch {
+          // already gone, or never made
+        }
+      }
+      await fs.promises.rm(path.join(this.rootDir, name), { recursive: true, force: true });
+    }
   }
 
   private getConfig(): Promise<LocalConfig> {
