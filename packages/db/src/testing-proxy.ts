@@ -33,8 +33,8 @@ function adminShutdownError(): Buffer {
 }
 
 /**
- * Relays the server's start-up messages until the first ReadyForQuery ('Z'), then writes it together
- * with a FATAL error in one chunk and closes both sides.
+ * Relays the server's start-up messages (authentication exchanges included) until the first
+ * ReadyForQuery ('Z'), then writes it together with a FATAL error in one chunk and closes both sides.
  */
 function poisonAfterReady(client: net.Socket, upstream: net.Socket, onPoisoned: () => void): void {
   client.pipe(upstream);
@@ -49,7 +49,6 @@ function poisonAfterReady(client: net.Socket, upstream: net.Socket, onPoisoned: 
       const length = pending.readInt32BE(offset + 1);
       const end = offset + 1 + length;
       if (pending.length < end) break;
-      offset = end;
       if (type === 0x5a /* Z */) {
         done = true;
         client.end(Buffer.concat([pending.subarray(0, end), adminShutdownError()]));
@@ -57,6 +56,12 @@ function poisonAfterReady(client: net.Socket, upstream: net.Socket, onPoisoned: 
         onPoisoned();
         return;
       }
+      offset = end;
+    }
+    // Whole messages before the ReadyForQuery go through at once: a password exchange waits for them.
+    if (offset > 0) {
+      client.write(pending.subarray(0, offset));
+      pending = pending.subarray(offset);
     }
   });
 }
