@@ -31,6 +31,17 @@ export function parseLimits(text: string) {
   return { memoryMb, pids, cpus, diskMb: diskMb ?? 1024, tmpMb: Math.min(256, Math.max(16, memoryMb / 4)) };
 }
 
+/** A comma-separated list (entries trimmed, empty ones dropped); unset is the empty list. */
+const commaList = z
+  .string()
+  .default('')
+  .transform((v) =>
+    v
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
+  );
+
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port('PORT').default(8080),
@@ -45,15 +56,7 @@ const schema = z.object({
   /** Milliseconds in-flight requests get to finish on SIGTERM before their connections are cut. */
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   /** Comma-separated browser origins allowed by CORS (`*` for any). */
-  CORS_ORIGINS: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((o) => o.trim())
-        .filter(Boolean),
-    ),
+  CORS_ORIGINS: commaList,
   /** Largest JSON request body, in KiB. */
   CODERUNNER_MAX_JSON_KB: z.coerce.number().int().min(1).default(1024),
   /** Largest deployment upload (deployments.create only), in MiB. */
@@ -91,15 +94,7 @@ const schema = z.object({
    * Proxies whose X-Forwarded-For is believed (Express "trust proxy": addresses, CIDRs, or
    * loopback/linklocal/uniquelocal), comma-separated. Default none: the client is the TCP peer.
    */
-  TRUST_PROXY: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((o) => o.trim())
-        .filter(Boolean),
-    ),
+  TRUST_PROXY: commaList,
 });
 
 /** Every environment variable the server reads. */
