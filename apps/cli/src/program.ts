@@ -6,7 +6,11 @@ import { Command } from 'commander';
 import { registerAuthCommands } from './commands/auth';
 import { registerDbCommands } from './commands/db';
 import { registerDeployCommand } from './commands/deploy';
-import { registerDeploymentCommands, registerOpenCommand } from './commands/deployments';
+import {
+  registerDeploymentCommands,
+  registerOpenCommand,
+  registerReleaseCommands,
+} from './commands/deployments';
 import { examples } from './commands/help';
 import { registerLogsCommand } from './commands/logs';
 import { registerProjectCommands } from './commands/projects';
@@ -55,6 +59,7 @@ export function createProgram(): Command {
   registerDeploymentCommands(program);
   registerLogsCommand(program);
   registerDbCommands(program);
+  registerReleaseCommands(program);
   registerOpenCommand(program);
 
   examples(program, [

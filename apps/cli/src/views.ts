@@ -20,6 +20,9 @@ export interface ProjectJson {
   id: string;
   name: string;
   description: string | null;
+  /** The project's stable URL: it serves the current deployment. */
+  url: string | null;
+  currentDeploymentId: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -36,6 +39,8 @@ export const projectJson = (p: Project): ProjectJson => ({
   id: p.id,
   name: p.name,
   description: p.description,
+  url: p.url,
+  currentDeploymentId: p.currentDeploymentId,
   createdAt: p.createdAt.toISOString(),
   updatedAt: p.updatedAt.toISOString(),
 });
@@ -66,6 +71,8 @@ export interface DeploymentJson {
   runtimeType: string | null;
   publicUrl: string | null;
   hasDatabase: boolean;
+  /** Whether its project's URL serves it now. */
+  current: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -85,6 +92,7 @@ export const deploymentJson = (d: Deployment): DeploymentJson => ({
   runtimeType: d.runtimeType,
   publicUrl: d.publicUrl,
   hasDatabase: d.hasDatabase,
+  current: d.current,
   createdAt: d.createdAt.toISOString(),
   updatedAt: d.updatedAt.toISOString(),
 });

@@ -157,7 +157,7 @@ describe('deploy', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     const out = r.json();
-    expect(Object.keys(out)).toEqual(['deployment', 'url', 'upload']);
+    expect(Object.keys(out)).toEqual(['deployment', 'url', 'projectUrl', 'upload']);
     expect(Object.keys(out.deployment)).toEqual([
       'id',
       'projectId',
@@ -165,6 +165,7 @@ describe('deploy', () => {
       'runtimeType',
       'publicUrl',
       'hasDatabase',
+      'current',
       'createdAt',
       'updatedAt',
     ]);
@@ -172,6 +173,10 @@ describe('deploy', () => {
     expect(out.url).toBe(out.deployment.publicUrl);
     expect(out.upload).toEqual({ files: 2, bytes: expect.any(Number) });
     expect((await curl(out.url)).body).toBe('manifest app');
+    // The project URL serves the deployment just made (its project's current one).
+    expect(out.deployment.current).toBe(true);
+    expect(out.projectUrl).toMatch(/^http:\/\/[a-z0-9-]+-[0-9a-f]{10}\.localhost:\d+\/$/);
+    expect((await curl(out.projectUrl)).body).toBe('manifest app');
   });
 
   it('--detach returns right after the upload with the deployment id', async () => {
@@ -211,7 +216,7 @@ describe('deploy', () => {
     expect(r.stderr).toContain('build  main.ts(3): cannot compile'); // the build log, as it came
     expect(r.stderr).toMatch(
       new RegExp(
-        `\nerror: deployment ${UUID} FAILED: build failed: \`npm run build\` exited with code 1\n\\(the whole log: coderunner logs [0-9a-f]{8}\\)\n$`,
+        `\nerror: deployment ${UUID} FAILED: build failed: \`npm run build\` exited with code 1\n(the project URL still serves the previous deployment ${UUID}: http://\\S+\n)?\\(the whole log: coderunner logs [0-9a-f]{8}\\)\n$`,
       ),
     );
 
@@ -304,7 +309,8 @@ describe('deploy', () => {
       const lines = table.stdout.trimEnd().split('\n');
       expect(lines[0]).toMatch(/^ID +PROJECT +STATUS +RUNTIME +DB +CREATED +URL$/);
       const row = lines.find((l) => l.includes(deployed.url))!;
-      expect(row).toMatch(new RegExp(`^${deployed.id.slice(0, 8)}[0-9a-f-]* +web +RUNNING +nodejs +- +`));
+      expect(row).toMatch(new RegExp(`^${deployed.id.slice(0, 8)}[0-9a-f-]* \\* +web +RUNNING +nodejs +- +`));
+      expect(table.stderr).toContain("* current: the deployment its project's URL serves");
 
       const bad = await cli(['deployments', 'list', '--status', 'sleeping']);
       expect(bad.code).toBe(2);
@@ -318,6 +324,7 @@ describe('deploy', () => {
       expect(show.stdout).toMatch(/project +web \(/);
       expect(show.stdout).toContain('status    RUNNING\n');
       expect(show.stdout).toContain(`url       ${deployed.url}\n`);
+      expect(show.stdout).toContain("current   yes: its project's URL serves it\n");
       expect((await cli(['deployments', 'get', deployed.id.toUpperCase(), '--json'])).json().id).toBe(
         deployed.id,
       );
@@ -482,5 +489,40 @@ describe('open --browser on a terminal', () => {
     expect(await without.exit).toBe(0);
     expect(without.output).toContain(url);
     expect(without.output).toContain('could not open a browser: xdg-open is not installed');
+  });
+
+  it('releases: the project URL switches on deploy; rollback and redeploy follow to RUNNING; projects show prints the URL', async () => {
+    expect((await cli(['projects', 'create', 'releases'])).code).toBe(0);
+    const version = (v: string) =>
+      appFolder({
+        'coderunner.json': JSON.stringify({ start: 'node app.js' }),
+        'app.js': `require('http').createServer((q, s) => s.end(${JSON.stringify(v)})).listen(process.env.PORT);`,
+      });
+    const first = await cli(['deploy', version('one'), '--project', 'releases', '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    const one = first.json();
+    expect((await curl(one.projectUrl)).body).toBe('one');
+
+    const second = await cli(['deploy', version('two'), '--project', 'releases']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toContain(`Project releases serves it at ${one.projectUrl}`);
+    expect((await curl(one.projectUrl)).body).toBe('two');
+
+    const shown = await cli(['projects', 'show', 'releases']);
+    expect(shown.stdout).toContain(`url          ${one.projectUrl}\n`);
+    const twoId = /Deployment (\S+) is running/.exec(second.stderr)![1]!;
+    expect(shown.stdout).toContain(`serving      deployment ${twoId}\n`);
+
+    const back = await cli(['rollback', one.deployment.id.slice(0, 8)]);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stdout).toMatch(new RegExp(`^http://${UUID}\\.localhost:\\d+/\n$`));
+    expect(back.stderr).toContain(`Project releases serves it at ${one.projectUrl}`);
+    expect((await curl(one.projectUrl)).body).toBe('one');
+
+    const again = await cli(['redeploy', twoId, '--detach', '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.json()).toMatchObject({ deployment: { status: 'PENDING' }, url: null, projectUrl: null });
+    const unknown = await cli(['rollback', '00000000']);
+    expect(unknown.code).toBe(1);
   });
 });

@@ -51,8 +51,19 @@ describe('projects create / show / list / rename / delete', () => {
     const api = await cli(['projects', 'create', 'api', '--json']);
     expect(api.code).toBe(0);
     const apiJson = api.json();
-    expect(Object.keys(apiJson)).toEqual(['id', 'name', 'description', 'createdAt', 'updatedAt']);
-    expect(apiJson).toMatchObject({ name: 'api', description: null });
+    expect(Object.keys(apiJson)).toEqual([
+      'id',
+      'name',
+      'description',
+      'url',
+      'currentDeploymentId',
+      'createdAt',
+      'updatedAt',
+    ]);
+    expect(apiJson).toMatchObject({ name: 'api', description: null, currentDeploymentId: null });
+    expect(apiJson.url).toBe(
+      `http://api-${apiJson.id.replace(/-/g, '').slice(0, 10)}.localhost:${new URL(server.url).port}/`,
+    );
     expect(apiJson.createdAt).toMatch(ISO);
 
     const list = await cli(['projects', 'list']);

@@ -77,6 +77,8 @@ const schema = z.object({
   /** A PROVISIONING/BUILDING deployment without a worker heartbeat for this long is retried. */
   CODERUNNER_STUCK_AFTER_S: z.coerce.number().int().min(2).default(60),
   CODERUNNER_RECONCILE_INTERVAL_S: z.coerce.number().int().min(1).default(15),
+  /** How long a deployment replaced by a redeploy keeps serving requests in flight before it is stopped. */
+  CODERUNNER_REDEPLOY_DRAIN_S: z.coerce.number().min(0).max(3600).default(30),
   /** Tenant isolation of the local provider: auto (when this machine can), sandbox (required), none. */
   CODERUNNER_ISOLATION: z
     .enum(['auto', 'sandbox', 'none'], { error: 'CODERUNNER_ISOLATION must be auto, sandbox or none' })
@@ -177,6 +179,7 @@ export function runtimeConfig(config: Config): RuntimeConfig {
       startTimeoutMs: config.CODERUNNER_START_TIMEOUT_S * 1000,
       stuckAfterMs: config.CODERUNNER_STUCK_AFTER_S * 1000,
       reconcileIntervalMs: config.CODERUNNER_RECONCILE_INTERVAL_S * 1000,
+      redeployDrainMs: config.CODERUNNER_REDEPLOY_DRAIN_S * 1000,
     },
   };
 }

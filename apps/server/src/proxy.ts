@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { projectKeyOfHost } from '@coderunner/api';
 import httpProxy from 'http-proxy';
 
 const DEPLOYMENT_HOST = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\./i;
@@ -9,11 +10,31 @@ export function deploymentIdOfHost(host: string | undefined): string | null {
   return DEPLOYMENT_HOST.exec(host ?? '')?.[1]?.toLowerCase() ?? null;
 }
 
+/** What a Host header names: a deployment (`<id>.localhost`) or a project (`<slug>.localhost`). */
+function routeOf(host: string | undefined): { kind: 'deployment' | 'project'; name: string } | null {
+  const id = deploymentIdOfHost(host);
+  if (id) return { kind: 'deployment', name: id };
+  const key = projectKeyOfHost(host);
+  return key ? { kind: 'project', name: key } : null;
+}
+
+export interface AppRoutes {
+  /** The app of a RUNNING deployment, or null. */
+  deployment(id: string): Promise<string | null>;
+  /** The app of the project's current deployment (its key: see @coderunner/api's projectKey), or null. */
+  project(key: string): Promise<string | null>;
+}
+
 /**
- * Serves deployments' public URLs on this server: a request whose Host names a deployment goes to
- * that deployment's app, Host header and websockets passed through.
+ * Serves deployments' and projects' public URLs on this server: a request whose Host names a
+ * deployment goes to that deployment's app, one naming a project to its current deployment's app
+ * (looked up per request, so a redeploy switches at once); Host header and websockets passed through.
  */
-export function createAppProxy(resolve: (deploymentId: string) => Promise<string | null>) {
+export function createAppProxy(routes: AppRoutes) {
+  const resolve = (route: { kind: 'deployment' | 'project'; name: string }) =>
+    (route.kind === 'deployment' ? routes.deployment(route.name) : routes.project(route.name)).catch(
+      () => null,
+    );
   const proxy = httpProxy.createProxyServer({ xfwd: true, ws: true, proxyTimeout: 60_000 });
   proxy.on('error', (_err, _req, res) => {
     if ('writeHead' in res && !res.headersSent) {
@@ -23,26 +44,30 @@ export function createAppProxy(resolve: (deploymentId: string) => Promise<string
       res.destroy();
     }
   });
-  const notRunning = (res: http.ServerResponse, id: string) => {
+  const notRunning = (res: http.ServerResponse, route: { kind: string; name: string }) => {
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '5' });
-    res.end(`deployment ${id} is not running\n`);
+    res.end(
+      route.kind === 'deployment'
+        ? `deployment ${route.name} is not running\n`
+        : 'no deployment of this project is running\n',
+    );
   };
   return {
     /** Express-style middleware: handles requests for deployments, passes the rest on (synchronously). */
     web(req: http.IncomingMessage, res: http.ServerResponse, next: () => void): void {
-      const id = deploymentIdOfHost(req.headers.host);
-      if (!id) {
+      const route = routeOf(req.headers.host);
+      if (!route) {
         next();
         return;
       }
-      void resolve(id)
-        .catch(() => null)
-        .then((target) => (target ? proxy.web(req, res, { target }) : notRunning(res, id)));
+      void resolve(route).then((target) =>
+        target ? proxy.web(req, res, { target }) : notRunning(res, route),
+      );
     },
     /** For the HTTP server's 'upgrade' event (websockets). */
     async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer) {
-      const id = deploymentIdOfHost(req.headers.host);
-      const target = id ? await resolve(id).catch(() => null) : null;
+      const route = routeOf(req.headers.host);
+      const target = route ? await resolve(route) : null;
       if (!target) {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
         return;

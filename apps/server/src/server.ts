@@ -60,7 +60,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       deployments: runtime.service,
       system: { isolation: runtime.isolation.mode },
     });
-    const proxy = createAppProxy((id) => runtime!.engine.resolveApp(id));
+    const proxy = createAppProxy({
+      deployment: (id) => runtime!.engine.resolveApp(id),
+      project: (key) => runtime!.engine.resolveProject(key),
+    });
     const app = createApp({
       deps,
       logger,

@@ -4,7 +4,6 @@ import { createTokenService, type TokenService } from './auth/tokens';
 import type { ApiConfig } from './config';
 import type { DeploymentService } from './deployments/service';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
-import type { Keyring } from './secrets';
 import { SESSION_COOKIE, SESSION_HEADER } from './session';
 import type { AuthedUser } from './trpc';
 

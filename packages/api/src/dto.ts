@@ -13,6 +13,10 @@ export interface ProjectDto {
   id: string;
   name: string;
   description: string | null;
+  /** The project's stable URL, serving its current deployment (null on a server that runs no deployments). */
+  url: string | null;
+  /** The deployment the project URL serves now: the newest RUNNING one (null: none is running). */
+  currentDeploymentId: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -33,17 +37,22 @@ export function toUserDto(u: {
   };
 }
 
-export function toProjectDto(p: {
-  id: string;
-  name: string;
-  description: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-}): ProjectDto {
+export function toProjectDto(
+  p: {
+    id: string;
+    name: string;
+    description: string | null;
+    createdAt: Date;
+    updatedAt: Date;
+  },
+  release: { url: string | null; currentDeploymentId: string | null },
+): ProjectDto {
   return {
     id: p.id,
     name: p.name,
     description: p.description,
+    url: release.url,
+    currentDeploymentId: release.currentDeploymentId,
     createdAt: p.createdAt,
     updatedAt: p.updatedAt,
   };
@@ -58,6 +67,8 @@ export interface DeploymentDto {
   publicUrl: string | null;
   /** Whether the deployment has its own database (credentials only via deployments.databaseCredentials). */
   hasDatabase: boolean;
+  /** Whether the project URL serves this deployment now (its project's newest RUNNING one). */
+  current: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -69,6 +80,7 @@ export function toDeploymentDto(d: {
   runtimeType: string | null;
   publicUrl: string | null;
   dbSandboxId: string | null;
+  current?: boolean;
   createdAt: Date;
   updatedAt: Date;
 }): DeploymentDto {
@@ -79,6 +91,7 @@ export function toDeploymentDto(d: {
     runtimeType: d.runtimeType,
     publicUrl: d.publicUrl,
     hasDatabase: d.dbSandboxId !== null,
+    current: d.current === true,
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,
   };

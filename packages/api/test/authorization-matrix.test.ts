@@ -45,6 +45,8 @@ const MATRIX: Record<string, (b: Caller, a: Fixture) => Promise<unknown>> = {
   'deployments.stop': (b, a) => b.deployments.stop({ id: a.deploymentId }),
   'deployments.start': (b, a) => b.deployments.start({ id: a.deploymentId }),
   'deployments.destroy': (b, a) => b.deployments.destroy({ id: a.deploymentId }),
+  'deployments.rollback': (b, a) => b.deployments.rollback({ id: a.deploymentId }),
+  'deployments.redeploy': (b, a) => b.deployments.redeploy({ id: a.deploymentId }),
   'deployments.databaseCredentials': (b, a) => b.deployments.databaseCredentials({ id: a.deploymentId }),
   'deployments.watch': (b, a) => firstOf(b.deployments.watch({ id: a.deploymentId })),
   'deployments.logs': (b, a) => firstOf(b.deployments.logs({ id: a.deploymentId })),

@@ -30,6 +30,8 @@ function engineOn(url: string) {
     sources: new SourceStore(path.join(dir, 'sources')),
     workDir: dir,
     publicUrlFor: () => 'http://unused/',
+    projectUrlFor: (slug) => `http://${slug}.localhost/`,
+    redeployDrainMs: 1_000,
     appPort: async () => 0,
     concurrency: 1,
     installTimeoutMs: 1,

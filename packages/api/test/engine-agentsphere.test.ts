@@ -48,6 +48,8 @@ beforeAll(async () => {
     sources,
     workDir: path.join(dir, 'work'),
     publicUrlFor: (_id, sandbox, port) => `https://${sandbox.getHost(port)}/`,
+    projectUrlFor: (slug) => `http://${slug}.localhost/`,
+    redeployDrainMs: 1_000,
     appPort: () => findFreePort(), // the fake runs apps on this machine: avoid port clashes
     concurrency: 1,
     installTimeoutMs: 60_000,

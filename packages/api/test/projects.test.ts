@@ -17,6 +17,8 @@ describe('projects', () => {
       id: expect.any(String),
       name: 'my-app',
       description: 'first',
+      url: `http://my-app-${created.id.replace(/-/g, '').slice(0, 10)}.localhost:1/`,
+      currentDeploymentId: null,
       createdAt: expect.any(Date),
       updatedAt: expect.any(Date),
     });
@@ -27,6 +29,8 @@ describe('projects', () => {
     const renamed = await as.projects.update({ id: created.id, name: 'renamed', description: null });
     expect(renamed.name).toBe('renamed');
     expect(renamed.description).toBeNull();
+    // The key (the id's first 10 hex digits) names the project: the readable part follows the name.
+    expect(renamed.url).toBe(created.url!.replace('my-app-', 'renamed-'));
     expect(renamed.updatedAt.getTime()).toBeGreaterThan(created.updatedAt.getTime()); // the trigger
 
     expect(await as.projects.delete({ id: created.id })).toEqual({ id: created.id, deleted: true });

@@ -182,10 +182,15 @@ says otherwise (!.venv/); whatever .gitignore files (at the top and in subfolder
 .coderunnerignore (same syntax, read after .gitignore) say, whether or not the folder is a git
 repository.
 
-Output: the build log and the status on stderr; on stdout only the URL, once the app runs (its last
-line). With --detach, the deployment id instead. With --json, one JSON document on stdout:
-{ "deployment": {...}, "url": "http://..." | null, "upload": { "files": n, "bytes": n } }, plus
-"reason" when it failed; nothing on stderr but errors.
+Output: the build log and the status on stderr; on stdout only the deployment's URL, once the app
+runs (its last line); the project URL, which now serves it, on stderr. With --detach, the deployment
+id instead. With --json, one JSON document on stdout: { "deployment": {...}, "url": "http://..." |
+null, "projectUrl": "http://..." | null, "upload": { "files": n, "bytes": n } }, plus "reason" when
+it failed; nothing on stderr but errors.
+
+Deploying to a project whose app runs replaces it without downtime: the new deployment starts beside
+the old one, the project URL switches once it answers, and the old one stops after a drain
+(CODERUNNER_REDEPLOY_DRAIN_S on the server). If the new one fails, the old one keeps serving.
 
 Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the reason is printed);
 130 Ctrl-C (the deployment goes on on the server).`,
@@ -240,42 +245,73 @@ Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the r
       form.set('source', new Blob([new Uint8Array(packed.archive)]), 'source.tar.gz');
       const created = await client.deployments.create.mutate(form);
       const upload = { files: packed.files, bytes: packed.archive.length };
-
-      if (opts.detach) {
-        if (ctx.json) {
-          ctx.out.printJson({ deployment: deploymentJson(created), url: null, upload });
-          return;
-        }
-        ctx.out.info(
-          `Deployment ${created.id} queued; follow it with \`coderunner logs ${created.id.slice(0, 8)} --follow\``,
-        );
-        ctx.out.print(created.id);
-        return;
-      }
-      if (!ctx.json) ctx.out.info(`Deployment ${created.id} queued`);
-
-      const { deployment, lines } = await follow(ctx, client, created);
-      if (deployment.status === 'RUNNING' && deployment.publicUrl) {
-        if (ctx.json) {
-          ctx.out.printJson({ deployment: deploymentJson(deployment), url: deployment.publicUrl, upload });
-        } else {
-          ctx.out.info(ctx.out.style(`Deployment ${deployment.id} is running`, 'green', true));
-          ctx.out.print(deployment.publicUrl);
-        }
-        return;
-      }
-      const failedLine = lines.findLast((l) => l.source === 'system' && l.text.startsWith('FAILED: '));
-      const reason =
-        deployment.status === 'FAILED'
-          ? (failedLine?.text.slice('FAILED: '.length) ?? 'no reason in the log')
-          : `it was ${deployment.status.toLowerCase()} before it ran`;
-      if (ctx.json) {
-        ctx.out.printJson({ deployment: deploymentJson(deployment), url: null, upload, reason });
-      }
-      throw new CliError(
-        `deployment ${deployment.id} ${deployment.status}: ${reason}\n(the whole log: coderunner logs ${deployment.id.slice(0, 8)})`,
-      );
+      await followRelease(ctx, client, created, { detach: opts.detach, upload });
     }),
+  );
+}
+
+/**
+ * After a deployment was queued (deploy, rollback, redeploy): with `detach`, print its id; else follow
+ * it to RUNNING (its URL on stdout, the project URL it now serves on stderr) or to FAILED (exit 1 with
+ * the reason, and which deployment the project URL still serves).
+ */
+export async function followRelease(
+  ctx: Context,
+  client: CodeRunnerClient,
+  created: Deployment,
+  opts: { detach?: boolean | undefined; upload?: { files: number; bytes: number } },
+): Promise<void> {
+  const extra = opts.upload ? { upload: opts.upload } : {};
+  if (opts.detach) {
+    if (ctx.json) {
+      ctx.out.printJson({ deployment: deploymentJson(created), url: null, projectUrl: null, ...extra });
+      return;
+    }
+    ctx.out.info(
+      `Deployment ${created.id} queued; follow it with \`coderunner logs ${created.id.slice(0, 8)} --follow\``,
+    );
+    ctx.out.print(created.id);
+    return;
+  }
+  if (!ctx.json) ctx.out.info(`Deployment ${created.id} queued`);
+
+  const { deployment, lines } = await follow(ctx, client, created);
+  const project = await client.projects.get.query({ id: deployment.projectId }).catch(() => null);
+  const projectUrl = project?.url ?? null;
+  if (deployment.status === 'RUNNING' && deployment.publicUrl) {
+    if (ctx.json) {
+      ctx.out.printJson({
+        deployment: deploymentJson(deployment),
+        url: deployment.publicUrl,
+        projectUrl,
+        ...extra,
+      });
+    } else {
+      ctx.out.info(ctx.out.style(`Deployment ${deployment.id} is running`, 'green', true));
+      if (projectUrl)
+        ctx.out.info(
+          project?.currentDeploymentId === deployment.id
+            ? `Project ${printable(project.name)} serves it at ${projectUrl}`
+            : `Project ${printable(project?.name ?? '')} serves a newer deployment at ${projectUrl}`,
+        );
+      ctx.out.print(deployment.publicUrl);
+    }
+    return;
+  }
+  const failedLine = lines.findLast((l) => l.source === 'system' && l.text.startsWith('FAILED: '));
+  const reason =
+    deployment.status === 'FAILED'
+      ? (failedLine?.text.slice('FAILED: '.length) ?? 'no reason in the log')
+      : `it was ${deployment.status.toLowerCase()} before it ran`;
+  if (ctx.json) {
+    ctx.out.printJson({ deployment: deploymentJson(deployment), url: null, projectUrl, ...extra, reason });
+  }
+  const still =
+    project?.currentDeploymentId && project.url
+      ? `\nthe project URL still serves the previous deployment ${project.currentDeploymentId}: ${project.url}`
+      : '';
+  throw new CliError(
+    `deployment ${deployment.id} ${deployment.status}: ${reason}${still}\n(the whole log: coderunner logs ${deployment.id.slice(0, 8)})`,
   );
 }
 

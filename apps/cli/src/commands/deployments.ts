@@ -16,6 +16,7 @@ import {
   uniquePrefixLength,
 } from '../resolve';
 import { type Deployment, deploymentJson } from '../views';
+import { followRelease } from './deploy';
 import { examples } from './help';
 
 const STATUS_STYLE: Partial<Record<string, Style>> = {
@@ -53,6 +54,7 @@ function showDeployment(ctx: Context, d: Deployment, projectName: string | undef
     ['status', styledStatus(ctx, d.status)],
     ['runtime', d.runtimeType ?? '-'],
     ['url', d.publicUrl ?? '-'],
+    ['current', d.current ? "yes: its project's URL serves it" : 'no'],
     ['database', d.hasDatabase ? 'postgres (coderunner db credentials)' : '-'],
     ['created', shortDate(d.createdAt)],
     ['updated', shortDate(d.updatedAt)],
@@ -145,10 +147,13 @@ export function registerDeploymentCommands(program: Command): void {
       }
       const names = await projectNames(client);
       const n = uniquePrefixLength(found.map((d) => d.id));
+      if (found.some((d) => d.current))
+        ctx.out.info(ctx.out.style("* current: the deployment its project's URL serves", 'dim', true));
       ctx.out.table(
         ['ID', 'PROJECT', 'STATUS', 'RUNTIME', 'DB', 'CREATED', 'URL'],
         found.map((d) => [
-          d.id.slice(0, n),
+          // `*`: the project's current deployment, the one its URL serves.
+          `${d.id.slice(0, n)}${d.current ? ' *' : ''}`,
           cell(names.get(d.projectId) ?? d.projectId, 30),
           styledStatus(ctx, d.status),
           d.runtimeType ?? '-',
@@ -236,6 +241,52 @@ export function registerDeploymentCommands(program: Command): void {
       else ctx.out.print(`Destroyed deployment ${destroyed.id}`);
     }),
   );
+}
+
+/** `coderunner rollback <deployment>` and `coderunner redeploy <deployment>`. */
+export function registerReleaseCommands(program: Command): void {
+  const kinds = {
+    rollback: {
+      description:
+        "deploy an earlier deployment's stored source again, with the environment variables it ran with; once it runs, the project URL serves it",
+      examples: ['coderunner rollback 3f0c2a1b', 'coderunner rollback 3f0c --detach --json'],
+    },
+    redeploy: {
+      description:
+        "deploy a deployment's stored source again, with the project's environment variables as they are now (e.g. after `coderunner env set`)",
+      examples: [
+        'coderunner redeploy 3f0c2a1b',
+        'coderunner env set API_KEY=… -p web && coderunner redeploy 3f0c',
+      ],
+    },
+  } as const;
+  for (const kind of ['rollback', 'redeploy'] as const) {
+    examples(
+      program
+        .command(kind)
+        .description(kinds[kind].description)
+        .argument('<deployment>', DEPLOYMENT_ARG)
+        .option('-d, --detach', 'return right after it is queued, printing the new deployment id')
+        .addHelpText(
+          'after',
+          `
+It creates a new deployment (the earlier one is not changed) and follows it like \`coderunner deploy\`:
+the old version keeps serving the project URL until the new one answers, and stops after a drain.
+Needs the earlier deployment's stored source: a destroyed deployment has none.`,
+        ),
+      [...kinds[kind].examples],
+    ).action(
+      handler<{ detach?: boolean }>(async (ctx, [ref], opts) => {
+        const client = ctx.client();
+        const earlier = await resolveDeployment(client, ref!);
+        const created =
+          kind === 'rollback'
+            ? await client.deployments.rollback.mutate({ id: earlier.id })
+            : await client.deployments.redeploy.mutate({ id: earlier.id });
+        await followRelease(ctx, client, created, { detach: opts.detach });
+      }),
+    );
+  }
 }
 
 export function registerOpenCommand(program: Command): void {

@@ -91,6 +91,13 @@ export function registerProjectCommands(program: Command): void {
         ['name', printable(project.name)],
         ['id', project.id],
         ['description', project.description === null ? '-' : printable(project.description)],
+        ['url', project.url ?? '-'],
+        [
+          'serving',
+          project.currentDeploymentId
+            ? `deployment ${project.currentDeploymentId}`
+            : '- (no deployment is running: the URL answers 503)',
+        ],
         ['created', shortDate(project.createdAt)],
         ['updated', shortDate(project.updatedAt)],
       ]);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@coderunner/sandbox';
 import { type EngineOptions, markFailed, systemLog } from './context';
 import { setFields, transition } from './lifecycle';
+import type { Releases } from './releases';
 import type { DeploymentRow } from './row';
 import { readFilesForUpload } from './source-store';
 import type { AppSupervisor } from './supervision';
@@ -20,6 +21,7 @@ class LostRace extends Error {}
 export interface BuildContext {
   opts: EngineOptions;
   apps: AppSupervisor;
+  releases: Releases;
   /** Aborted by destroy or shutdown. */
   signal: AbortSignal;
   /** False once this process is shutting down. */
@@ -74,6 +76,10 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     ctx.apps.register(id, app.internalUrl, sandbox.id);
     if (!(await transition(opts.sequelize, id, ['BUILDING'], 'RUNNING', { publicUrl }))) throw new LostRace();
     systemLog(opts, id, `running at ${publicUrl} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    // The project URL now serves this deployment; the ones it replaced drain, then stop.
+    await ctx.releases
+      .retireReplaced(row.projectId)
+      .catch((err) => opts.logger.warn({ err, deploymentId: id }, 'cannot retire replaced deployments'));
   } catch (err) {
     ctx.apps.forget(id);
     if (sandbox) await sandbox.kill().catch(() => {});

@@ -34,6 +34,10 @@ export interface EngineOptions {
   workDir: string;
   /** The public URL recorded for a RUNNING deployment. */
   publicUrlFor(id: string, sandbox: Sandbox, port: number): string;
+  /** A project's stable URL, from its slug (see ../project-url.ts). */
+  projectUrlFor(slug: string): string;
+  /** How long a deployment replaced by a newer one keeps running (requests in flight finish). */
+  redeployDrainMs: number;
   /** The port the app is told to listen on. */
   appPort(plan: BuildPlan): Promise<number>;
   /** Deployments built at once by this process. */

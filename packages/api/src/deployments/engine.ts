@@ -4,9 +4,11 @@
  * what the service and the server need. Status changes go through `transition()` in lifecycle.ts.
  */
 import type { SandboxProvider } from '@coderunner/sandbox';
+import { projectSlug } from '../project-url';
 import { type EngineOptions, systemLog } from './context';
 import { transition } from './lifecycle';
 import { Reconciler } from './reconciler';
+import { Releases } from './releases';
 import type { DeploymentRow } from './row';
 import { AppSupervisor } from './supervision';
 import { Worker } from './worker';
@@ -17,14 +19,16 @@ export class DeploymentEngine {
   private readonly worker: Worker;
   private readonly apps: AppSupervisor;
   private readonly reconciler: Reconciler;
+  private readonly releases: Releases;
   private timer: NodeJS.Timeout | undefined;
   private started = false;
 
   constructor(private readonly opts: EngineOptions) {
     const isBuilding = (id: string) => this.worker.isBuilding(id);
     this.apps = new AppSupervisor(opts, isBuilding);
-    this.worker = new Worker(opts, this.apps);
-    this.reconciler = new Reconciler(opts, this.apps, isBuilding);
+    this.releases = new Releases(opts, this.apps, (row) => this.stopDeployment(row));
+    this.worker = new Worker(opts, this.apps, this.releases);
+    this.reconciler = new Reconciler(opts, this.apps, this.releases, isBuilding);
   }
 
   get provider(): SandboxProvider {
@@ -46,6 +50,7 @@ export class DeploymentEngine {
   async stop(): Promise<void> {
     this.started = false;
     clearInterval(this.timer);
+    this.releases.close();
     await this.worker.stop();
   }
 
@@ -74,6 +79,26 @@ export class DeploymentEngine {
   /** Where the local proxy should send a request for this deployment's public URL. */
   resolveApp(id: string): Promise<string | null> {
     return this.apps.resolve(id);
+  }
+
+  /** The project's stable URL. */
+  projectUrl(project: { id: string; name: string }): string {
+    return this.opts.projectUrlFor(projectSlug(project));
+  }
+
+  /** Where the proxy should send a request for a project's URL (`key`: see ../project-url.ts). */
+  resolveProject(key: string): Promise<string | null> {
+    return this.releases.resolveProject(key);
+  }
+
+  /**
+   * A deployment's status changed, here or on another replica (the status LISTEN): the project's
+   * routing is looked up again, and an app that ended is no longer a proxy target.
+   */
+  statusChanged(change: { id: string; status: string; projectId: string }): void {
+    this.releases.changed(change.projectId);
+    if (change.status === 'STOPPED' || change.status === 'FAILED' || change.status === 'DESTROYED')
+      this.apps.forget(change.id);
   }
 
   /** RUNNING → STOPPED: the app and its sandbox go; source and database stay for `start`. */

@@ -24,16 +24,38 @@ export const ACTIVE_STATUSES: readonly DeploymentStatus[] = [
   'RUNNING',
 ];
 
-/** How many of a user's deployments hold a sandbox now (what the plan's deployment quota counts). */
+/**
+ * SQL, true when deployment `alias` is its project's current one (RUNNING, and no newer one is): the
+ * deployment the project URL serves (see releases.ts).
+ */
+export function isCurrentSql(alias: string): string {
+  return `(${alias}.status = 'RUNNING' AND NOT EXISTS (
+    SELECT 1 FROM deployments newer
+    WHERE newer.project_id = ${alias}.project_id AND newer.status = 'RUNNING'
+      AND (newer.created_at, newer.id) > (${alias}.created_at, ${alias}.id)))`;
+}
+
+/**
+ * How many of a user's deployments hold a sandbox now (what the plan's deployment quota counts). A
+ * RUNNING deployment that a newer one replaced (draining) does not count, nor, with `replacing`, the
+ * RUNNING deployment of that project: the deployment about to be queued there will replace it.
+ */
 export async function countActiveDeployments(
   sequelize: Sequelize,
   userId: string,
   transaction?: Transaction,
+  replacing?: string,
 ): Promise<number> {
   const [row] = await sequelize.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM deployments d JOIN projects p ON p.id = d.project_id
-     WHERE p.user_id = :userId AND d.status = ANY(ARRAY[:active]::deployment_status[])`,
-    { type: QueryTypes.SELECT, replacements: { userId, active: ACTIVE_STATUSES }, transaction },
+     WHERE p.user_id = :userId AND d.status = ANY(ARRAY[:active]::deployment_status[])
+       AND NOT (d.status = 'RUNNING' AND (d.project_id IS NOT DISTINCT FROM CAST(:replacing AS uuid)
+                                          OR NOT ${isCurrentSql('d')}))`,
+    {
+      type: QueryTypes.SELECT,
+      replacements: { userId, active: ACTIVE_STATUSES, replacing: replacing ?? null },
+      transaction,
+    },
   );
   return row?.n ?? 0;
 }

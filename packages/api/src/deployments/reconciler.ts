@@ -11,6 +11,7 @@ import { type DeploymentStatus, QueryTypes } from '@coderunner/db';
 import { type Sandbox, SandboxNotFoundError } from '@coderunner/sandbox';
 import { type EngineOptions, systemLog } from './context';
 import { ACTIVE_STATUSES, transition } from './lifecycle';
+import type { Releases } from './releases';
 import { type DeploymentRow, deploymentColumns } from './row';
 import type { AppSupervisor } from './supervision';
 
@@ -24,6 +25,7 @@ export class Reconciler {
   constructor(
     private readonly opts: EngineOptions,
     private readonly apps: AppSupervisor,
+    private readonly releases: Releases,
     private readonly isBuilding: (id: string) => boolean,
   ) {}
 
@@ -31,6 +33,7 @@ export class Reconciler {
     const first = this.firstPass;
     this.firstPass = false;
     await this.requeueStuck();
+    await this.releases.retireReplaced();
     await this.checkRunning(first);
     await this.sweepOrphans();
   }
@@ -67,6 +70,8 @@ export class Reconciler {
     for (const row of running) {
       this.retries.delete(row.id);
       if (this.isBuilding(row.id) || !row.appSandboxId) continue;
+      // Replaced by a newer deployment: it is stopped when its drain ends, not brought back.
+      if (this.releases.isRetiring(row.id)) continue;
       let alive = false;
       let sandbox: Sandbox | undefined;
       try {

@@ -10,6 +10,8 @@ export interface DeploymentRow {
   dbSandboxId: string | null;
   dbConnectionInfo: Record<string, unknown> | null;
   runtimeType: string | null;
+  /** Only where the query asks (see isCurrentSql): whether the project URL serves it now. */
+  current?: boolean;
   createdAt: Date;
   updatedAt: Date;
 }

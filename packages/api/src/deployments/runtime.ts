@@ -63,6 +63,7 @@ export interface RuntimeConfig {
       | 'maxRetries'
       | 'reconcileIntervalMs'
       | 'orphanGraceMs'
+      | 'redeployDrainMs'
     >
   >;
 }
@@ -83,10 +84,13 @@ export interface DeploymentRuntime {
   close(): Promise<void>;
 }
 
-/** `http://<deployment id>.<base host>:<base port>/`: derived from the id, so it is unique forever. */
-export function publicUrlFor(baseUrl: string, deploymentId: string): string {
+/**
+ * `http://<label>.<base host>:<base port>/`: a deployment's URL (label: its id) or a project's (its
+ * slug); both derived from an id, so unique forever.
+ */
+export function publicUrlFor(baseUrl: string, label: string): string {
   const base = new URL(baseUrl);
-  base.hostname = `${deploymentId}.${base.hostname}`;
+  base.hostname = `${label}.${base.hostname}`;
   return base.toString();
 }
 
@@ -214,6 +218,8 @@ export function createDeploymentRuntime(opts: {
     sources,
     workDir,
     publicUrlFor: sandboxes.publicUrlFor,
+    // Project URLs are served by this server's proxy on every provider.
+    projectUrlFor: (slug) => publicUrlFor(baseUrl(), slug),
     appPort: sandboxes.appPort,
     concurrency: 2,
     installTimeoutMs: 600_000,
@@ -222,6 +228,7 @@ export function createDeploymentRuntime(opts: {
     stuckAfterMs: 60_000,
     maxRetries: 1,
     reconcileIntervalMs: 15_000,
+    redeployDrainMs: 30_000,
     ...config.engine,
     database: createDatabaseHooks(databases, keyring),
     logger,
@@ -233,7 +240,9 @@ export function createDeploymentRuntime(opts: {
     channels: {
       [STATUS_CHANNEL]: (payload) => {
         const change = parseStatusNotification(payload);
-        if (change) events.emit(change.id, change);
+        if (!change) return;
+        engine.statusChanged(change);
+        events.emit(change.id, change);
       },
     },
     onError: (err, wasConnected) => {

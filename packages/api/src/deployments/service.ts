@@ -59,7 +59,7 @@ export class DeploymentService {
         { type: QueryTypes.SELECT, replacements: { id: upload.projectId, userId }, transaction },
       );
       if (!project) throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
-      await this.assertQuota(userId, transaction);
+      await this.assertQuota(userId, transaction, project.id);
       const created = await insertPending(
         sequelize,
         { projectId: project.id, runtimeType: plan.runtime },
@@ -88,7 +88,21 @@ export class DeploymentService {
     if (!this.sources.exists(row.id))
       throw conflict('the stored source of this deployment is gone; deploy again');
     const moved = await this.deps.sequelize.transaction(async (transaction) => {
-      await this.assertQuota(userId, transaction);
+      await this.assertQuota(userId, transaction, row.projectId);
+      const [newer] = await this.deps.sequelize.query<{ id: string }>(
+        `SELECT id FROM deployments WHERE project_id = :projectId AND status = 'RUNNING'
+           AND (created_at, id) > (SELECT created_at, id FROM deployments WHERE id = :id) LIMIT 1`,
+        {
+          type: QueryTypes.SELECT,
+          replacements: { projectId: row.projectId, id: row.id },
+          transaction,
+        },
+      );
+      // Started, it would only be replaced again by the newer one: the project serves one version.
+      if (newer)
+        throw conflict(
+          `deployment ${newer.id} is newer and running; to serve this version again, roll back to it (coderunner rollback ${row.id})`,
+        );
       const pending = await transition(this.deps.sequelize, row.id, ['STOPPED'], 'PENDING', {}, transaction);
       if (!pending) throw conflict(`only a STOPPED deployment can be started; this one is ${row.status}`);
       return pending;
@@ -96,6 +110,55 @@ export class DeploymentService {
     this.logs.append(row.id, 'system', 'info', 'starting again from the stored source');
     this.engine.poke();
     return moved;
+  }
+
+  /**
+   * A new deployment of `row`'s project from `row`'s stored source: `rollback` also with the
+   * environment `row` ran with; `redeploy` with the project's variables as they are now. It becomes
+   * the project's current deployment once RUNNING (the one it replaces drains, then stops).
+   */
+  async release(
+    userId: string,
+    row: DeploymentRow,
+    kind: 'rollback' | 'redeploy',
+    requestId?: string,
+  ): Promise<DeploymentRow> {
+    const { sequelize } = this.deps;
+    if (!this.sources.exists(row.id))
+      throw conflict(
+        `the stored source of deployment ${row.id} is gone (${row.status === 'DESTROYED' ? 'it was destroyed' : 'it was removed'}); deploy the folder again`,
+      );
+    const created = await sequelize.transaction(async (transaction) => {
+      await this.assertQuota(userId, transaction, row.projectId);
+      const pending = await insertPending(
+        sequelize,
+        { projectId: row.projectId, runtimeType: row.runtimeType },
+        transaction,
+      );
+      try {
+        this.sources.copy(row.id, pending.id);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+          throw conflict(`the stored source of deployment ${row.id} is gone; deploy the folder again`);
+        this.storeFailed(err, requestId, `deployments.${kind}`);
+      }
+      return pending;
+    });
+    this.logs.append(
+      created.id,
+      'system',
+      'info',
+      kind === 'rollback'
+        ? `queued: rollback to deployment ${row.id} (its source and environment)`
+        : `queued: redeploy of deployment ${row.id} (its source, the project's variables now)`,
+    );
+    this.engine.poke();
+    return created;
+  }
+
+  /** The project's stable URL (it serves the project's current deployment). */
+  projectUrl(project: { id: string; name: string }): string {
+    return this.engine.projectUrl(project);
   }
 
   /** RUNNING → STOPPED. */
@@ -118,9 +181,9 @@ export class DeploymentService {
   }
 
   /** Serialises the user's quota-checked writes, then counts the deployments holding a sandbox. */
-  private async assertQuota(userId: string, transaction: Transaction): Promise<void> {
+  private async assertQuota(userId: string, transaction: Transaction, replacing: string): Promise<void> {
     const user = await lockUser(userId, transaction);
-    const n = await countActiveDeployments(this.deps.sequelize, userId, transaction);
+    const n = await countActiveDeployments(this.deps.sequelize, userId, transaction, replacing);
     const limit = quotaFor(user.planType).activeDeployments;
     if (n >= limit) {
       throw new TRPCError({
@@ -140,16 +203,20 @@ export class DeploymentService {
     try {
       this.sources.save(id, archive, options);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES' || code === 'EDQUOT') {
-        this.deps.logError?.(err, { requestId, path: 'deployments.create' });
-        throw new TRPCError({
-          code: 'SERVICE_UNAVAILABLE',
-          message: `the server cannot store uploads right now (${code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'its data folder is read-only'}); try again later`,
-          cause: err,
-        });
-      }
-      throw err;
+      this.storeFailed(err, requestId, 'deployments.create');
     }
+  }
+
+  private storeFailed(err: unknown, requestId: string | undefined, path: string): never {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES' || code === 'EDQUOT') {
+      this.deps.logError?.(err, { requestId, path });
+      throw new TRPCError({
+        code: 'SERVICE_UNAVAILABLE',
+        message: `the server cannot store uploads right now (${code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'its data folder is read-only'}); try again later`,
+        cause: err,
+      });
+    }
+    throw err;
   }
 }

@@ -45,6 +45,11 @@ export class SourceStore {
     }
   }
 
+  /** The stored source and options of `fromId`, kept again for `toId` (rollback, redeploy). */
+  copy(fromId: string, toId: string): void {
+    this.save(toId, fs.readFileSync(this.archive(fromId)), this.readOptions(fromId));
+  }
+
   async read(id: string): Promise<Buffer> {
     return fs.promises.readFile(this.archive(id));
   }

@@ -6,6 +6,7 @@ import { createListener, type Listener } from '@coderunner/db';
 import { buildDeployment } from './build';
 import type { EngineOptions } from './context';
 import { PENDING_CHANNEL, setFields, transition } from './lifecycle';
+import type { Releases } from './releases';
 import type { DeploymentRow } from './row';
 import type { AppSupervisor } from './supervision';
 
@@ -20,6 +21,7 @@ export class Worker {
   constructor(
     private readonly opts: EngineOptions,
     private readonly apps: AppSupervisor,
+    private readonly releases: Releases,
   ) {}
 
   isBuilding(id: string): boolean {
@@ -107,7 +109,13 @@ export class Worker {
     );
     try {
       await buildDeployment(
-        { opts: this.opts, apps: this.apps, signal: abort.signal, running: () => this.running },
+        {
+          opts: this.opts,
+          apps: this.apps,
+          releases: this.releases,
+          signal: abort.signal,
+          running: () => this.running,
+        },
         row,
       );
     } finally {

@@ -3,6 +3,7 @@ import { tracked } from '@trpc/server';
 import { z } from 'zod';
 import type { Context } from '../context';
 import { openConnectionInfo } from '../deployments/database-hooks';
+import { isCurrentSql } from '../deployments/lifecycle';
 import type { LogBatch } from '../deployments/log-store';
 import { type DeploymentRow, deploymentColumns } from '../deployments/row';
 import type { UploadForm } from '../deployments/upload';
@@ -22,7 +23,7 @@ function services(ctx: Context) {
   return d;
 }
 
-const COLUMNS = deploymentColumns('d');
+const COLUMNS = `${deploymentColumns('d')}, ${isCurrentSql('d')} AS current`;
 
 /** The caller's deployment, scoped in SQL through its project's owner; others' are NOT_FOUND. */
 async function loadOwned(ctx: Context & { user: { id: string } }, id: string): Promise<DeploymentRow> {
@@ -101,6 +102,21 @@ export const deploymentsRouter = router({
     return toDeploymentDto(await loadOwned(ctx, ctx.deployment.id));
   }),
 
+  /**
+   * A new deployment from this one's stored source and the environment it ran with; the project URL
+   * serves it once it is RUNNING (the deployment it replaces drains, then stops).
+   */
+  rollback: ownedDeploymentProcedure.mutation(
+    async ({ ctx }): Promise<DeploymentDto> =>
+      toDeploymentDto(await services(ctx).release(ctx.user.id, ctx.deployment, 'rollback', ctx.requestId)),
+  ),
+
+  /** A new deployment from this one's stored source, with the project's variables as they are now. */
+  redeploy: ownedDeploymentProcedure.mutation(
+    async ({ ctx }): Promise<DeploymentDto> =>
+      toDeploymentDto(await services(ctx).release(ctx.user.id, ctx.deployment, 'redeploy', ctx.requestId)),
+  ),
+
   destroy: ownedDeploymentProcedure.mutation(async ({ ctx }) => {
     await services(ctx).destroy(ctx.deployment);
     return toDeploymentDto(await loadOwned(ctx, ctx.deployment.id));
@@ -155,7 +171,7 @@ export const deploymentsRouter = router({
       while (!signal?.aborted) {
         const row = await loadOwned(ctx, ctx.deployment.id).catch(() => null);
         if (!row) return;
-        const key = `${row.status}:${row.publicUrl ?? ''}`;
+        const key = `${row.status}:${row.publicUrl ?? ''}:${row.current}`;
         if (key !== last) {
           last = key;
           yield toDeploymentDto(row);

@@ -1,8 +1,12 @@
-import { Project, QueryTypes, type Transaction, User } from '@coderunner/db';
+import { randomUUID } from 'node:crypto';
+import { Project, QueryTypes, type Sequelize, type Transaction } from '@coderunner/db';
 import { z } from 'zod';
 import { lockUser } from '../accounts';
+import type { Context } from '../context';
+import { currentDeploymentOf } from '../deployments/releases';
 import { type ProjectDto, toProjectDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
+import { projectIdRange, projectKey } from '../project-url';
 import { quotaFor } from '../quotas';
 import { protectedProcedure, router, TRPCError } from '../trpc';
 
@@ -28,6 +32,46 @@ export const ownedProjectProcedure = protectedProcedure
     if (!project) throw projectNotFound();
     return next({ ctx: { project } });
   });
+
+type ProjectRow = { id: string; name: string; description: string | null; createdAt: Date; updatedAt: Date };
+
+/** The project as the API returns it: with its URL and the deployment that URL serves now. */
+async function projectDto(
+  ctx: Context,
+  p: ProjectRow,
+  currentDeploymentId?: string | null,
+): Promise<ProjectDto> {
+  const service = ctx.deps.deployments;
+  return toProjectDto(p, {
+    url: service ? service.projectUrl(p) : null,
+    currentDeploymentId:
+      currentDeploymentId !== undefined
+        ? currentDeploymentId
+        : await currentDeploymentOf(ctx.deps.sequelize, p.id),
+  });
+}
+
+/**
+ * An id whose URL key (its first 10 hex digits, see project-url.ts) no project has: project URLs are
+ * unique forever. A clash has odds of 1 in 2^40 per existing project; the loop is for certainty.
+ */
+async function newProjectId(sequelize: Sequelize, transaction: Transaction): Promise<string> {
+  for (;;) {
+    const id = randomUUID();
+    const { lo, hi } = projectIdRange(projectKey(id));
+    // Serialises creations that drew the same key (never in practice), so the check below holds.
+    await sequelize.query('SELECT pg_advisory_xact_lock(hashtext(:key))', {
+      replacements: { key: `project-key:${projectKey(id)}` },
+      transaction,
+    });
+    const [taken] = await sequelize.query('SELECT 1 FROM projects WHERE id BETWEEN :lo AND :hi LIMIT 1', {
+      type: QueryTypes.SELECT,
+      replacements: { lo, hi },
+      transaction,
+    });
+    if (!taken) return id;
+  }
+}
 
 async function assertNameFree(
   userId: string,
@@ -60,10 +104,15 @@ export const projectsRouter = router({
         }
         await assertNameFree(user.id, input.name, transaction);
         const project = await Project.create(
-          { userId: user.id, name: input.name, description: input.description ?? null },
+          {
+            id: await newProjectId(ctx.deps.sequelize, transaction),
+            userId: user.id,
+            name: input.name,
+            description: input.description ?? null,
+          },
           { transaction },
         );
-        return toProjectDto(project);
+        return projectDto(ctx, project, null);
       }),
     ),
 
@@ -72,8 +121,12 @@ export const projectsRouter = router({
     .query(async ({ ctx, input }): Promise<{ items: ProjectDto[]; nextCursor: string | null }> => {
       const limit = input?.limit ?? 20;
       const cursor = input?.cursor ?? null;
-      const rows = await ctx.deps.sequelize.query<ProjectDto & { cursorTs: string }>(
-        `SELECT id, name, description, created_at AS "createdAt", updated_at AS "updatedAt", ${CURSOR_TS_SQL} AS "cursorTs"
+      const rows = await ctx.deps.sequelize.query<
+        ProjectRow & { currentDeploymentId: string | null; cursorTs: string }
+      >(
+        `SELECT id, name, description, created_at AS "createdAt", updated_at AS "updatedAt", ${CURSOR_TS_SQL} AS "cursorTs",
+           (SELECT d.id FROM deployments d WHERE d.project_id = projects.id AND d.status = 'RUNNING'
+            ORDER BY d.created_at DESC, d.id DESC LIMIT 1) AS "currentDeploymentId"
          FROM projects
          WHERE user_id = :userId ${cursor ? 'AND (created_at, id) < (:cursorTs::timestamptz, :cursorId::uuid)' : ''}
          ORDER BY created_at DESC, id DESC
@@ -88,10 +141,13 @@ export const projectsRouter = router({
           },
         },
       );
-      return toPage(rows, limit, toProjectDto);
+      const url = (p: ProjectRow) => ctx.deps.deployments?.projectUrl(p) ?? null;
+      return toPage(rows, limit, (p) =>
+        toProjectDto(p, { url: url(p), currentDeploymentId: p.currentDeploymentId }),
+      );
     }),
 
-  get: ownedProjectProcedure.query(({ ctx }) => toProjectDto(ctx.project)),
+  get: ownedProjectProcedure.query(({ ctx }) => projectDto(ctx, ctx.project)),
 
   update: ownedProjectProcedure
     .input(z.strictObject({ id: z.uuid(), name: name.optional(), description: description.optional() }))
@@ -104,7 +160,7 @@ export const projectsRouter = router({
           changes.name = input.name;
         }
         if (input.description !== undefined) changes.description = input.description;
-        if (!Object.keys(changes).length) return toProjectDto(ctx.project);
+        if (!Object.keys(changes).length) return projectDto(ctx, ctx.project);
         const [, rows] = await Project.update(changes, {
           where: { id: ctx.project.id, userId: ctx.user.id },
           returning: true,
@@ -112,7 +168,7 @@ export const projectsRouter = router({
         });
         const updated = rows[0];
         if (!updated) throw projectNotFound(); // deleted meanwhile
-        return toProjectDto(updated);
+        return projectDto(ctx, updated);
       }),
     ),
 

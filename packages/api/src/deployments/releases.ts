@@ -1,0 +1,150 @@
+/**
+ * Releases: a project serves one deployment at its stable URL, its *current* one — the newest RUNNING
+ * deployment (a rollback or redeploy creates a new, newest deployment). A newer deployment becoming
+ * RUNNING takes the project URL over at once; the ones it replaced keep running for a drain period
+ * (requests in flight finish) and are then stopped. Everything here is derived from the deployments
+ * table, so every replica agrees, and a restart in the middle of a drain only restarts the drain.
+ */
+import { QueryTypes, type Sequelize } from '@coderunner/db';
+import { LRUCache } from 'lru-cache';
+import { projectIdRange } from '../project-url';
+import { type EngineOptions, systemLog } from './context';
+import { isCurrentSql } from './lifecycle';
+import type { AppSupervisor } from './supervision';
+
+/** The deployment a project serves now (its newest RUNNING one), or null. */
+export async function currentDeploymentOf(sequelize: Sequelize, projectId: string): Promise<string | null> {
+  const [row] = await sequelize.query<{ id: string }>(
+    `SELECT id FROM deployments WHERE project_id = :projectId AND status = 'RUNNING'
+     ORDER BY created_at DESC, id DESC LIMIT 1`,
+    { type: QueryTypes.SELECT, replacements: { projectId } },
+  );
+  return row?.id ?? null;
+}
+
+/** A RUNNING deployment that a newer RUNNING one of its project replaced. */
+interface Replaced {
+  id: string;
+  projectId: string;
+  currentId: string;
+}
+
+export class Releases {
+  /** project key → project id (null: no such project), for the proxy. */
+  private readonly projects = new LRUCache<string, { id: string | null }>({ max: 10_000, ttl: 60_000 });
+  /** project id → its current deployment; dropped on every status change of the project (and after 5 s). */
+  private readonly current = new LRUCache<string, { id: string | null }>({ max: 10_000, ttl: 5_000 });
+  /** Bumped by every change: a lookup that started before a change does not cache its (stale) answer. */
+  private generation = 0;
+  /** Replaced deployments waiting for their drain to end, by id. */
+  private readonly retiring = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly opts: EngineOptions,
+    private readonly apps: AppSupervisor,
+    private readonly stop: (row: { id: string; appSandboxId: string | null }) => Promise<boolean>,
+  ) {}
+
+  /** A deployment of the project changed status (here or, through LISTEN, on another replica). */
+  changed(projectId: string): void {
+    this.generation++;
+    this.current.delete(projectId);
+  }
+
+  /** Where the proxy sends a request for the project URL with this key: its current deployment's app. */
+  async resolveProject(key: string): Promise<string | null> {
+    const projectId = await this.projectOfKey(key);
+    if (!projectId) return null;
+    const cached = this.current.get(projectId);
+    const deploymentId = cached ? cached.id : await this.lookUpCurrent(projectId);
+    if (!deploymentId) return null;
+    const target = await this.apps.resolve(deploymentId);
+    if (target || !cached) return target;
+    // Cached, but no longer running (a change we have not heard of yet): ask the database once more.
+    this.changed(projectId);
+    const fresh = await this.lookUpCurrent(projectId);
+    return fresh && fresh !== deploymentId ? this.apps.resolve(fresh) : null;
+  }
+
+  private async lookUpCurrent(projectId: string): Promise<string | null> {
+    const generation = this.generation;
+    const id = await currentDeploymentOf(this.opts.sequelize, projectId);
+    if (generation === this.generation) this.current.set(projectId, { id });
+    return id;
+  }
+
+  private async projectOfKey(key: string): Promise<string | null> {
+    const known = this.projects.get(key);
+    if (known) return known.id;
+    const { lo, hi } = projectIdRange(key);
+    const rows = await this.opts.sequelize.query<{ id: string }>(
+      'SELECT id FROM projects WHERE id BETWEEN :lo AND :hi LIMIT 2',
+      { type: QueryTypes.SELECT, replacements: { lo, hi } },
+    );
+    // Two projects with one key (only possible for projects created before keys were checked): neither.
+    const id = rows.length === 1 ? rows[0]!.id : null;
+    this.projects.set(key, { id });
+    return id;
+  }
+
+  /**
+   * A deployment of `projectId` became RUNNING (or the reconciler looks at every project): each RUNNING
+   * deployment that a newer RUNNING one replaced is stopped once the drain period has passed.
+   */
+  async retireReplaced(projectId?: string): Promise<void> {
+    if (projectId) this.changed(projectId);
+    const replaced = await this.opts.sequelize.query<Replaced>(
+      `SELECT d.id, d.project_id AS "projectId",
+              (SELECT c.id FROM deployments c WHERE c.project_id = d.project_id AND c.status = 'RUNNING'
+               ORDER BY c.created_at DESC, c.id DESC LIMIT 1) AS "currentId"
+       FROM deployments d
+       WHERE d.status = 'RUNNING' AND NOT ${isCurrentSql('d')}
+         ${projectId ? 'AND d.project_id = :projectId' : ''}`,
+      { type: QueryTypes.SELECT, replacements: { projectId: projectId ?? null } },
+    );
+    for (const row of replaced) this.retire(row);
+  }
+
+  /** Whether this deployment is being drained (replaced; stopped when its drain ends). */
+  isRetiring(id: string): boolean {
+    return this.retiring.has(id);
+  }
+
+  private retire(row: Replaced): void {
+    if (this.retiring.has(row.id)) return;
+    const drainMs = this.opts.redeployDrainMs;
+    systemLog(
+      this.opts,
+      row.id,
+      `replaced by deployment ${row.currentId}: stopping after a ${(drainMs / 1000).toFixed(0)} s drain`,
+    );
+    const timer = setTimeout(() => {
+      this.finishRetiring(row.id).catch((err) =>
+        this.opts.logger.warn({ err, deploymentId: row.id }, 'cannot stop a replaced deployment'),
+      );
+    }, drainMs);
+    timer.unref();
+    this.retiring.set(row.id, timer);
+  }
+
+  private async finishRetiring(id: string): Promise<void> {
+    try {
+      const [row] = await this.opts.sequelize.query<{ appSandboxId: string | null; current: boolean }>(
+        `SELECT app_sandbox_id AS "appSandboxId", ${isCurrentSql('d')} AS current
+         FROM deployments d WHERE d.id = :id AND d.status = 'RUNNING'`,
+        { type: QueryTypes.SELECT, replacements: { id } },
+      );
+      // Gone, stopped by its owner, or current again (the newer one failed or was stopped meanwhile).
+      if (!row || row.current) return;
+      await this.stop({ id, appSandboxId: row.appSandboxId });
+    } finally {
+      this.retiring.delete(id);
+    }
+  }
+
+  /** This process stops: drains in progress are finished by the next reconciler (here or elsewhere). */
+  close(): void {
+    for (const timer of this.retiring.values()) clearTimeout(timer);
+    this.retiring.clear();
+  }
+}
