@@ -12,6 +12,7 @@ import { client, register, withPg } from '../lib/http';
 import { sleep } from '../lib/scope';
 import { freshDatabase, newAuthSecret, startCodeRunner, tempDir } from '../lib/services';
 import { fmt, median, ms, percentile, ratio, seconds } from '../lib/stats';
+import { measureRedeploys, redeployDetails, redeployLine } from './redeploy';
 
 const SEQUENTIAL = 20;
 /** Sequential deploys on a second server with CODERUNNER_ISOLATION=none, for the isolation ratio. */
@@ -268,11 +269,17 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     await destroy([id]);
   }
 
-  // 20 at once.
+  // 20 at once, a project each (in one project each would replace the one before).
+  const projects = await Promise.all(
+    Array.from(
+      { length: CONCURRENT },
+      async (_, i) => (await api.projects.create.mutate({ name: `at-once-${i}` })).id,
+    ),
+  );
   const c0 = Date.now();
   const created = await Promise.all(
-    Array.from({ length: CONCURRENT }, async () => {
-      const { id } = await api.deployments.create.mutate(form(projectId, archive));
+    projects.map(async (project) => {
+      const { id } = await api.deployments.create.mutate(form(project, archive));
       live.add(id);
       return { id, seen: await waitRunning(api, id) };
     }),
@@ -298,6 +305,22 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     )
   ).rows[0].n as number;
   if (left) throw new Error(`${left} deployments not DESTROYED`);
+
+  // Redeploys of one project under load: the project URL's switch.
+  const switchProject = (await api.projects.create.mutate({ name: 'switch' })).id;
+  const redeploys = await measureRedeploys({
+    api,
+    projectId: switchProject,
+    workDir: tempDir(scope, 'versions'),
+    dataDir,
+    waitRunning: (id) => {
+      live.add(id);
+      return waitRunning(api, id);
+    },
+    log,
+  });
+  log(redeployLine(redeploys));
+  await destroy([...live]);
 
   // The same deploys on a server that does not isolate (same plan; a database of its own, or the
   // first server's workers would claim its deployments), for the ratio.
@@ -407,8 +430,9 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
   );
   return {
     line: `${line}
-${isolationLine}`,
-    details,
+${isolationLine}
+${redeployLine(redeploys)}`,
+    details: [...details, ...redeployDetails(redeploys)],
     database: db.description,
   };
 }
