@@ -7,6 +7,7 @@ import { registerAuthCommands } from './commands/auth';
 import { registerDbCommands } from './commands/db';
 import { registerDeployCommand } from './commands/deploy';
 import { registerDeploymentCommands, registerOpenCommand } from './commands/deployments';
+import { registerEnvCommands } from './commands/env';
 import { examples } from './commands/help';
 import { registerLogsCommand } from './commands/logs';
 import { registerProjectCommands } from './commands/projects';
@@ -55,6 +56,7 @@ export function createProgram(): Command {
   registerDeploymentCommands(program);
   registerLogsCommand(program);
   registerDbCommands(program);
+  registerEnvCommands(program);
   registerOpenCommand(program);
 
   examples(program, [
