@@ -113,7 +113,8 @@ export class Context {
  * Wraps a command's handler for commander: builds the Context from the global options and turns
  * whatever the handler throws into a CliError that knows its exit code.
  *
- * The handler gets the command's positional arguments and its own options.
+ * The handler gets the command's positional arguments (a variadic last one spread out) and its own
+ * options.
  */
 export function handler<O extends object = Record<string, never>>(
   fn: (ctx: Context, args: string[], opts: O) => Promise<void>,
@@ -122,7 +123,10 @@ export function handler<O extends object = Record<string, never>>(
     const command = all[all.length - 1] as Command;
     const ctx = new Context(command.optsWithGlobals<GlobalOptions>());
     try {
-      await fn(ctx, command.args.slice(0, command.registeredArguments.length), command.opts<O>());
+      // A variadic last argument (`<names...>`) takes every remaining word.
+      const variadic = command.registeredArguments.at(-1)?.variadic === true;
+      const args = variadic ? command.args : command.args.slice(0, command.registeredArguments.length);
+      await fn(ctx, args, command.opts<O>());
     } catch (err) {
       throw ctx.toCliError(err);
     }

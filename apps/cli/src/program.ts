@@ -11,6 +11,7 @@ import {
   registerOpenCommand,
   registerReleaseCommands,
 } from './commands/deployments';
+import { registerEnvCommands } from './commands/env';
 import { examples } from './commands/help';
 import { registerLogsCommand } from './commands/logs';
 import { registerProjectCommands } from './commands/projects';
@@ -60,6 +61,7 @@ export function createProgram(): Command {
   registerLogsCommand(program);
   registerDbCommands(program);
   registerReleaseCommands(program);
+  registerEnvCommands(program);
   registerOpenCommand(program);
 
   examples(program, [

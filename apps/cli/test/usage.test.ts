@@ -34,6 +34,10 @@ const COMMANDS = [
   ['logs'],
   ['db'],
   ['db', 'credentials'],
+  ['env'],
+  ['env', 'set'],
+  ['env', 'unset'],
+  ['env', 'list'],
   ['open'],
 ];
 
@@ -65,6 +69,7 @@ describe('help and version', () => {
       'deployments',
       'logs',
       'db',
+      'env',
       'open',
     ]) {
       expect(r.stdout).toMatch(new RegExp(`\\n {2}${word}\\b`));
@@ -102,6 +107,8 @@ describe('usage errors are exit 2, with one error line on stderr and nothing on 
     [['logs', 'abc', '--tail', '0'], /^error: option '-n, --tail <n>' argument '0' is invalid/],
     [['db', 'credentials'], /^error: missing required argument 'deployment'/],
     [['open'], /^error: missing required argument 'deployment'/],
+    [['env', 'unset', '--project', 'web'], /^error: missing required argument 'names'/],
+    [['deploy', '--env'], /^error: option '-e, --env <NAME=value>' argument missing/],
   ])('%j', async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);

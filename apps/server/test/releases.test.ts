@@ -202,4 +202,25 @@ describe('a project URL across releases', () => {
     expect(await get(project.url!)).toEqual({ status: 200, body: 'a1' });
     await waitForStatus(free, second.id, ['STOPPED'], 30_000);
   });
+
+  it('rollback restores the environment a version ran with; redeploy takes the project variables now', async () => {
+    const project = await client.projects.create.mutate({ name: 'env releases' });
+    const greeting = appFolder({
+      'package.json': JSON.stringify({ name: 'greeting', scripts: { start: 'node server.js' } }),
+      'server.js': `require('http').createServer((req, res) => res.end(process.env.GREETING))
+  .listen(process.env.PORT, '127.0.0.1');`,
+    });
+    await client.env.set.mutate({ projectId: project.id, vars: { GREETING: 'hello' } });
+    const first = await deployAndRun(client, project.id, greeting);
+    expect(await get(project.url!)).toEqual({ status: 200, body: 'hello' });
+
+    await client.env.set.mutate({ projectId: project.id, vars: { GREETING: 'bye' } });
+    const redeployed = await client.deployments.redeploy.mutate({ id: first.id });
+    await waitForStatus(client, redeployed.id, ['RUNNING']);
+    expect(await get(project.url!)).toEqual({ status: 200, body: 'bye' });
+
+    const rolled = await client.deployments.rollback.mutate({ id: first.id });
+    await waitForStatus(client, rolled.id, ['RUNNING']);
+    expect(await get(project.url!)).toEqual({ status: 200, body: 'hello' });
+  });
 });

@@ -102,6 +102,19 @@ export {
   RUNTIME_TYPES,
   type RuntimeType,
 } from '@coderunner/db/enums';
+export {
+  ENV_LIMITS,
+  ENV_MASK,
+  ENV_NAME_PATTERN,
+  envNameProblem,
+  envSetProblem,
+  envValueProblem,
+  envVarProblem,
+  maskEnvValue,
+  RESERVED_ENV_NAMES,
+  RESERVED_ENV_PREFIX,
+  splitEnvAssignment,
+} from './env-vars';
 export type { CodeRunnerErrorCode, CodeRunnerErrorData, ValidationIssue } from './errors';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { ALWAYS_IGNORED, DEFAULT_IGNORE_RULES, IGNORE_FILES, rebaseRules, uploadRules } from './upload-rules';

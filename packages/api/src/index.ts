@@ -38,9 +38,16 @@ export {
   type RuntimeConfig,
 } from './deployments/runtime';
 export { DeploymentService } from './deployments/service';
-export { readFilesForUpload, SourceStore } from './deployments/source-store';
+export {
+  readFilesForUpload,
+  type SnapshotRotation,
+  SourceStore,
+  writeAtomically,
+} from './deployments/source-store';
 export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
 export type { DeploymentDto, ProjectDto, UserDto } from './dto';
+export { type EnvVars, ProjectEnvStore } from './env-store';
+export * from './env-vars';
 export { type CodeRunnerErrorCode, type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
 export { MAX_BATCH_SIZE } from './limits';
 export { projectKey, projectKeyOfHost, projectSlug } from './project-url';

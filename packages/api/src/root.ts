@@ -1,5 +1,6 @@
 import { authRouter } from './routers/auth';
 import { deploymentsRouter } from './routers/deployments';
+import { envRouter } from './routers/env';
 import { healthProcedure } from './routers/health';
 import { projectsRouter } from './routers/projects';
 import { systemRouter } from './routers/system';
@@ -10,6 +11,7 @@ export const appRouter = router({
   auth: authRouter,
   projects: projectsRouter,
   deployments: deploymentsRouter,
+  env: envRouter,
   system: systemRouter,
 });
 

@@ -50,6 +50,9 @@ const MATRIX: Record<string, (b: Caller, a: Fixture) => Promise<unknown>> = {
   'deployments.databaseCredentials': (b, a) => b.deployments.databaseCredentials({ id: a.deploymentId }),
   'deployments.watch': (b, a) => firstOf(b.deployments.watch({ id: a.deploymentId })),
   'deployments.logs': (b, a) => firstOf(b.deployments.logs({ id: a.deploymentId })),
+  'env.list': (b, a) => b.env.list({ projectId: a.projectId, reveal: true }),
+  'env.set': (b, a) => b.env.set({ projectId: a.projectId, vars: { A_SECRET: 'overwritten' } }),
+  'env.unset': (b, a) => b.env.unset({ projectId: a.projectId, names: ['A_SECRET'] }),
   'deployments.list': async (b, a) => {
     // Filtering by another user's project shows nothing (a list answers empty, not NOT_FOUND).
     const page = await b.deployments.list({ projectId: a.projectId });
@@ -83,6 +86,7 @@ beforeAll(async () => {
   const project = await userA.as.projects.create({ name: 'a-secret', description: 'only for A' });
   // A STOPPED deployment: every deployments procedure has something to act on.
   const deployment = await Deployment.create({ projectId: project.id, status: 'STOPPED' });
+  await userA.as.env.set({ projectId: project.id, vars: { A_SECRET: 'only for A' } });
   a = { projectId: project.id, deploymentId: deployment.id, caller: userA.as };
   b = (await api.register()).as;
   await b.projects.create({ name: 'b-own' });
@@ -93,7 +97,9 @@ beforeAll(async () => {
     const [deployments] = await api.db.sequelize.query(
       'SELECT id, status, updated_at FROM deployments ORDER BY id',
     );
-    return JSON.stringify([rows, deployments]);
+    // A's variables (kept in the data folder, not the database) must not change either.
+    const env = await a.caller.env.list({ projectId: a.projectId, reveal: true });
+    return JSON.stringify([rows, deployments, env]);
   };
 });
 afterAll(() => api.close());

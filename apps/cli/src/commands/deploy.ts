@@ -15,6 +15,7 @@ import { printable } from '../output';
 import { formatLogLine, StatusLine } from '../progress';
 import { resolveProject } from '../resolve';
 import { type Deployment, deploymentJson, type LogLine } from '../views';
+import { parseAssignments } from './env';
 import { examples } from './help';
 
 interface DeployOptions {
@@ -22,6 +23,7 @@ interface DeployOptions {
   database?: 'postgres';
   runtime?: RuntimeType;
   detach?: boolean;
+  env?: string[];
 }
 
 /** After RUNNING or FAILED, how long to wait for the log line that tells about it. */
@@ -174,6 +176,11 @@ export function registerDeployCommand(program: Command): void {
     )
     .addOption(new Option('--database <kind>', 'give the deployment its own database').choices(['postgres']))
     .option('-d, --detach', 'return right after the upload, printing the deployment id')
+    .option(
+      '-e, --env <NAME=value>',
+      "a variable for this deployment only, over the project's (`coderunner env`); repeatable",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .addHelpText(
       'after',
       `
@@ -198,6 +205,7 @@ Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the r
   examples(deploy, [
     'coderunner deploy --project web',
     'coderunner deploy ./api --project api --database postgres',
+    'coderunner deploy --project web --env LOG_LEVEL=debug --env FEATURE_X=1',
     'URL=$(coderunner deploy --project web) && curl "$URL"',
     'coderunner deploy --project web --detach --json | jq -r .deployment.id',
   ]).action(
@@ -210,6 +218,7 @@ Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the r
         throw new UsageError(`no such folder: ${dirArg}`);
       }
       if (!stat.isDirectory()) throw new UsageError(`not a folder: ${dirArg}`);
+      const envOverrides = parseAssignments(opts.env ?? []);
       const projectRef = opts.project ?? ctx.env.CODERUNNER_PROJECT?.trim();
       if (!projectRef) {
         throw new UsageError(
@@ -242,6 +251,7 @@ Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the r
       form.set('projectId', project.id);
       if (opts.runtime) form.set('runtime', opts.runtime);
       if (opts.database) form.set('database', opts.database);
+      if (Object.keys(envOverrides).length) form.set('env', JSON.stringify(envOverrides));
       form.set('source', new Blob([new Uint8Array(packed.archive)]), 'source.tar.gz');
       const created = await client.deployments.create.mutate(form);
       const upload = { files: packed.files, bytes: packed.archive.length };

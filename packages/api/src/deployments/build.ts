@@ -44,6 +44,7 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     // Unpack and read the source first: its manifest may ask for a database.
     scratch = fs.mkdtempSync(path.join(opts.workDir, `${id}-`));
     const plan = await unpack(opts, id, scratch);
+    const snapshot = environmentSnapshot(opts, id);
     systemLog(opts, id, `runtime ${plan.runtime}: provisioning a sandbox`);
     sandbox = await opts.provider.create({
       metadata: { deploymentId: id, projectId: row.projectId, role: 'app' },
@@ -59,7 +60,8 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     fs.rmSync(scratch, { recursive: true, force: true });
     scratch = undefined;
 
-    const appEnv = { ...plan.env, ...dbEnv };
+    // The manifest's, then the deployment's variables (project + overrides), then the platform's.
+    const appEnv = { ...plan.env, ...snapshot, ...dbEnv };
     await installAndBuild(opts, id, sandbox, plan, appEnv, checkpoint);
 
     checkpoint();
@@ -107,6 +109,22 @@ async function unpack(opts: EngineOptions, id: string, scratch: string): Promise
   });
   await setFields(opts.sequelize, id, ['PROVISIONING'], { runtimeType: plan.runtime });
   return plan;
+}
+
+/** The deployment's environment snapshot; the log names the variables, never their values. */
+function environmentSnapshot(opts: EngineOptions, id: string): Record<string, string> {
+  let env: Record<string, string>;
+  try {
+    env = opts.sources.readEnv(id);
+  } catch (err) {
+    // SecretBoxError messages name key ids, never values.
+    throw new DeploymentFailure(
+      `cannot read the deployment's environment variables: ${(err as Error).message}`,
+    );
+  }
+  const names = Object.keys(env).sort();
+  if (names.length) systemLog(opts, id, `environment variables: ${names.join(', ')} (values not shown)`);
+  return env;
 }
 
 /** The database's variables for the app: an existing database (start after stop), a new one, or none. */

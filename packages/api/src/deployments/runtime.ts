@@ -23,6 +23,7 @@ import {
   type SandboxProvider,
   type UidRange,
 } from '@coderunner/sandbox';
+import { ProjectEnvStore } from '../env-store';
 import { type Keyring, loadKeyring } from '../secrets';
 import type { EngineLogger, EngineOptions } from './context';
 import { createDatabaseHooks, type DatabaseBackend } from './database-hooks';
@@ -208,7 +209,8 @@ export function createDeploymentRuntime(opts: {
   const { provider, databases } = sandboxes;
   const keyring: Keyring = loadKeyring({ env: config.env, dataDir });
   const logs = new LogStore(path.join(dataDir, 'logs'));
-  const sources = new SourceStore(path.join(dataDir, 'sources'));
+  const sources = new SourceStore(path.join(dataDir, 'sources'), keyring);
+  const projectEnv = new ProjectEnvStore(path.join(dataDir, 'env'), keyring);
   const events = new EventEmitter();
   events.setMaxListeners(0);
   const engine = new DeploymentEngine({
@@ -257,6 +259,7 @@ export function createDeploymentRuntime(opts: {
     logs,
     events,
     keyring,
+    projectEnv,
     limits: {
       maxUploadBytes: (config.maxUploadMb ?? DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024,
       maxFiles: config.maxFiles ?? DEFAULT_MAX_FILES,

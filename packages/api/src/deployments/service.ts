@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import { QueryTypes, type Sequelize, type Transaction } from '@coderunner/db';
 import { TRPCError } from '@trpc/server';
 import { lockUser } from '../accounts';
+import type { ProjectEnvStore } from '../env-store';
 import { quotaFor } from '../quotas';
 import type { Keyring } from '../secrets';
 import type { DeploymentEngine } from './engine';
@@ -25,6 +26,8 @@ export interface DeploymentServiceDeps {
   /** Decrypts db_connection_info for deployments.databaseCredentials (absent: no databases here). */
   keyring?: Keyring;
   limits: UploadLimits;
+  /** Projects' environment variables (a new deployment takes a snapshot of them). */
+  projectEnv: ProjectEnvStore;
   /** Logs an unexpected error with the request id the client was told. */
   logError?: (err: unknown, meta: { requestId?: string; path?: string }) => void;
 }
@@ -38,6 +41,7 @@ export class DeploymentService {
   readonly events: EventEmitter;
   readonly keyring: Keyring | undefined;
   readonly limits: UploadLimits;
+  readonly projectEnv: ProjectEnvStore;
 
   constructor(private readonly deps: DeploymentServiceDeps) {
     this.engine = deps.engine;
@@ -46,6 +50,7 @@ export class DeploymentService {
     this.events = deps.events;
     this.keyring = deps.keyring;
     this.limits = deps.limits;
+    this.projectEnv = deps.projectEnv;
   }
 
   /** Store the upload and queue a PENDING deployment of the caller's project; returns at once. */
@@ -59,6 +64,8 @@ export class DeploymentService {
         { type: QueryTypes.SELECT, replacements: { id: upload.projectId, userId }, transaction },
       );
       if (!project) throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
+      // The project's variables as they are now, with this deploy's overrides: the deployment keeps them.
+      const envSnapshot = this.projectEnv.snapshot(project.id, upload.env);
       await this.assertQuota(userId, transaction, project.id);
       const created = await insertPending(
         sequelize,
@@ -70,6 +77,7 @@ export class DeploymentService {
         upload.archive,
         { runtime: upload.runtime, database: upload.database },
         requestId,
+        envSnapshot,
       );
       return created;
     });
@@ -136,8 +144,11 @@ export class DeploymentService {
         transaction,
       );
       try {
-        this.sources.copy(row.id, pending.id);
+        // Rollback: the environment `row` ran with; redeploy: the project's variables now.
+        const env = kind === 'redeploy' ? this.projectEnv.snapshot(row.projectId) : undefined;
+        this.sources.copy(row.id, pending.id, env);
       } catch (err) {
+        if (err instanceof TRPCError) throw err;
         if ((err as NodeJS.ErrnoException).code === 'ENOENT')
           throw conflict(`the stored source of deployment ${row.id} is gone; deploy the folder again`);
         this.storeFailed(err, requestId, `deployments.${kind}`);
@@ -199,9 +210,10 @@ export class DeploymentService {
     archive: Buffer,
     options: Parameters<SourceStore['save']>[2],
     requestId: string | undefined,
+    env?: Record<string, string>,
   ): void {
     try {
-      this.sources.save(id, archive, options);
+      this.sources.save(id, archive, options, env);
     } catch (err) {
       this.storeFailed(err, requestId, 'deployments.create');
     }

@@ -10,6 +10,7 @@ import { RUNTIME_TYPES, type RuntimeType } from '@coderunner/db';
 import { type BuildPlan, detectRuntime, extractTarGz } from '@coderunner/sandbox';
 import { TRPCError } from '@trpc/server';
 import { z } from 'zod';
+import { envSetProblem } from '../env-vars';
 
 /** Largest deployment upload by default (CODERUNNER_MAX_UPLOAD_MB). */
 export const DEFAULT_MAX_UPLOAD_MB = 50;
@@ -30,6 +31,7 @@ const fields = z.strictObject({
   projectId: z.uuid('must be a project id (UUID)'),
   runtime: z.enum(RUNTIME_TYPES).optional(),
   database: z.enum(['postgres']).optional(),
+  env: z.string().optional(),
 });
 
 /**
@@ -49,10 +51,34 @@ export interface Upload {
   projectId: string;
   runtime?: RuntimeType;
   database?: 'postgres';
+  /** Variables for this deployment only, over the project's (`deploy --env`). */
+  env?: Record<string, string>;
   archive: Buffer;
 }
 
-/** `deployments.create`'s FormData: `projectId`, optional `runtime`/`database`, and `source` (a .tar.gz). */
+/** The `env` field: a JSON object of string values whose names and values pass the rules of env-vars.ts. */
+function parseEnvField(text: string): Record<string, string> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TRPCError({
+      code: 'BAD_REQUEST',
+      message: 'env: must be a JSON object of variables, e.g. {"NAME":"value"}',
+    });
+  }
+  const problem = envSetProblem(value as Record<string, unknown>);
+  if (problem) throw new TRPCError({ code: 'BAD_REQUEST', message: problem });
+  return value as Record<string, string>;
+}
+
+/**
+ * `deployments.create`'s FormData: `projectId`, optional `runtime`/`database`, optional `env` (a JSON
+ * object of variables for this deployment only), and `source` (a .tar.gz).
+ */
 export async function readUpload(form: UploadForm, limits: UploadLimits): Promise<Upload> {
   const values: Record<string, string> = {};
   let source: UploadFile | null = null;
@@ -78,7 +104,12 @@ export async function readUpload(form: UploadForm, limits: UploadLimits): Promis
       message: uploadTooLargeMessage(source.size, limits.maxUploadBytes),
     });
   }
-  return { ...parsed.data, archive: Buffer.from(await source.arrayBuffer()) };
+  const { env, ...rest } = parsed.data;
+  return {
+    ...rest,
+    ...(env === undefined ? {} : { env: parseEnvField(env) }),
+    archive: Buffer.from(await source.arrayBuffer()),
+  };
 }
 
 /** Unpack into a scratch folder: an unsafe, malformed or undeployable archive is the user's to fix (BAD_REQUEST). */

@@ -175,6 +175,12 @@ export const projectsRouter = router({
   delete: ownedProjectProcedure.mutation(async ({ ctx }): Promise<{ id: string; deleted: true }> => {
     const removed = await Project.destroy({ where: { id: ctx.project.id, userId: ctx.user.id } });
     if (!removed) throw projectNotFound();
+    // Its environment variables go with it (best effort: a file left behind is sealed and unused).
+    try {
+      ctx.deps.deployments?.projectEnv.remove(ctx.project.id);
+    } catch (err) {
+      ctx.deps.logError?.(err, { requestId: ctx.requestId, path: 'projects.delete' });
+    }
     return { id: ctx.project.id, deleted: true };
   }),
 });
