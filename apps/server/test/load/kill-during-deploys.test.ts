@@ -111,7 +111,10 @@ describe('SIGKILL of the server during deploys', () => {
     });
     await sql.query(`UPDATE users SET plan_type = 'team' WHERE id = $1`, [user.id]);
     const client: CodeRunnerClient = createClient({ url: first.trpc, token });
-    const project = await client.projects.create.mutate({ name: 'slow-builds' });
+    // A project each: deploys to one project would replace each other (the older ones stop after the drain).
+    const projects = [];
+    for (let i = 0; i < DEPLOYMENTS; i++)
+      projects.push(await client.projects.create.mutate({ name: `slow-builds-${i}` }));
     const app = appFolder({
       'package.json': JSON.stringify({
         name: 'slow',
@@ -122,7 +125,7 @@ describe('SIGKILL of the server during deploys', () => {
     });
     cleanup.add('remove app folder', () => fs.rmSync(app, { recursive: true, force: true }));
     const ids: string[] = [];
-    for (let i = 0; i < DEPLOYMENTS; i++) ids.push((await deployFolder(client, project.id, app)).id);
+    for (const project of projects) ids.push((await deployFolder(client, project.id, app)).id);
 
     // Kill when some are being built and some already run (or when the time for that is over).
     const killBy = Date.now() + 60_000;
