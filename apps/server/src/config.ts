@@ -76,6 +76,8 @@ const schema = z.object({
   CODERUNNER_START_TIMEOUT_S: z.coerce.number().int().min(1).default(30),
   /** A PROVISIONING/BUILDING deployment without a worker heartbeat for this long is retried. */
   CODERUNNER_STUCK_AFTER_S: z.coerce.number().int().min(2).default(60),
+  /** How many times a build whose worker died is started again before the deployment FAILS. */
+  CODERUNNER_BUILD_RETRIES: z.coerce.number().int().min(0).max(100).default(1),
   CODERUNNER_RECONCILE_INTERVAL_S: z.coerce.number().int().min(1).default(15),
   /** How long a deployment replaced by a redeploy keeps serving requests in flight before it is stopped. */
   CODERUNNER_REDEPLOY_DRAIN_S: z.coerce.number().min(0).max(3600).default(30),
@@ -178,6 +180,7 @@ export function runtimeConfig(config: Config): RuntimeConfig {
       buildTimeoutMs: config.CODERUNNER_BUILD_TIMEOUT_S * 1000,
       startTimeoutMs: config.CODERUNNER_START_TIMEOUT_S * 1000,
       stuckAfterMs: config.CODERUNNER_STUCK_AFTER_S * 1000,
+      maxRetries: config.CODERUNNER_BUILD_RETRIES,
       reconcileIntervalMs: config.CODERUNNER_RECONCILE_INTERVAL_S * 1000,
       redeployDrainMs: config.CODERUNNER_REDEPLOY_DRAIN_S * 1000,
     },

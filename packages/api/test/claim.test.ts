@@ -20,13 +20,14 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function engineOn(url: string) {
+function engineOn(url: string, opts: { logs?: LogStore; stuckAfterMs?: number } = {}) {
   const sequelize = connect(url, { poolMax: 3 });
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   const engine = new DeploymentEngine({
     sequelize,
-    provider: { name: 'local' } as SandboxProvider, // claim() never touches the provider
-    logs: new LogStore(path.join(dir, 'logs')),
+    // claim() never touches the provider; reconcile() only lists (nothing) here.
+    provider: { name: 'local', list: async () => [], kill: async () => false } as unknown as SandboxProvider,
+    logs: opts.logs ?? new LogStore(path.join(dir, 'logs')),
     sources: new SourceStore(path.join(dir, 'sources')),
     workDir: dir,
     publicUrlFor: () => 'http://unused/',
@@ -37,7 +38,7 @@ function engineOn(url: string) {
     installTimeoutMs: 1,
     buildTimeoutMs: 1,
     startTimeoutMs: 1,
-    stuckAfterMs: 60_000,
+    stuckAfterMs: opts.stuckAfterMs ?? 60_000,
     maxRetries: 1,
     reconcileIntervalMs: 60_000,
     logger: quiet,
@@ -75,6 +76,40 @@ describe('claiming PENDING deployments', () => {
       expect(await Deployment.count({ where: { status: 'PENDING' } })).toBe(0);
     } finally {
       await Promise.all(workers.map((w) => w.sequelize.close()));
+    }
+  });
+
+  it('a build interrupted twice FAILS whichever replica notices: retries are counted in the shared log, not per process', async () => {
+    // Two replicas: a LogStore each on the one data folder, a reconciler each. (Created first: the
+    // models are bound to the last connection made.)
+    const logsA = new LogStore(path.join(dir, 'shared-logs'));
+    const logsB = new LogStore(path.join(dir, 'shared-logs'));
+    const a = engineOn(api.db.url, { logs: logsA, stuckAfterMs: 1 });
+    const b = engineOn(api.db.url, { logs: logsB, stuckAfterMs: 1 });
+    const user = await User.create({ email: 'retries@example.com', passwordHash: 'x' });
+    const project = await Project.create({ userId: user.id, name: 'p' });
+    const row = await Deployment.create({ projectId: project.id, status: 'BUILDING' });
+    try {
+      await new Promise((r) => setTimeout(r, 20)); // its heartbeat is now older than stuckAfterMs
+      await a.engine.reconcile();
+      await a.engine.stop();
+      expect((await Deployment.findByPk(row.id))!.status).toBe('PENDING');
+      await logsA.close(); // written to disk, where B reads it
+
+      // Claimed and interrupted again; B, which never saw the first retry, notices this one.
+      await Deployment.update({ status: 'BUILDING' }, { where: { id: row.id } });
+      await new Promise((r) => setTimeout(r, 20));
+      await b.engine.reconcile();
+      await b.engine.stop();
+      expect((await Deployment.findByPk(row.id))!.status).toBe('FAILED');
+      const text = (await logsB.read(row.id, null)).map((l) => l.text);
+      expect(text).toEqual([
+        'the worker building this deployment stopped; building it again',
+        'FAILED: the worker building this deployment stopped, repeatedly',
+      ]);
+    } finally {
+      await logsB.close();
+      await Promise.all([a, b].map((w) => w.sequelize.close()));
     }
   });
 });

@@ -148,8 +148,13 @@ describe('SIGKILL of the server during deploys', () => {
     ).toBe(true);
 
     // The restarted server is killed too, as soon as it rebuilds something (a crash loop), then
-    // started a third time: retries are counted per process, so nothing may end FAILED for it.
-    const fast = { CODERUNNER_STUCK_AFTER_S: '2', CODERUNNER_RECONCILE_INTERVAL_S: '1' };
+    // started a third time. Retries are counted in each deployment's log, across processes: with
+    // three allowed, a build interrupted by both kills is still retried, so nothing may end FAILED.
+    const fast = {
+      CODERUNNER_STUCK_AFTER_S: '2',
+      CODERUNNER_RECONCILE_INTERVAL_S: '1',
+      CODERUNNER_BUILD_RETRIES: '3',
+    };
     const second = await start(fast);
     const rebuildBy = Date.now() + 20_000;
     let atSecondKill: { status: string }[] = [];

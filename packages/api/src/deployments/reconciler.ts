@@ -17,10 +17,35 @@ import type { AppSupervisor } from './supervision';
 
 const ROW_COLUMNS = deploymentColumns();
 
+/** Logged when a build whose worker died is queued again: the log is where retries are counted. */
+export const REBUILD_LINE = 'the worker building this deployment stopped; building it again';
+/** Lines that begin a new series of build attempts (after them, earlier interruptions no longer count). */
+const NEW_SERIES = [
+  /^running at /,
+  /^starting again from the stored source/,
+  /^queued/,
+  /^the app was not running after a restart/,
+];
+
+/**
+ * How many times the current series of builds of `id` was interrupted by a dead worker: counted in
+ * the deployment's log (shared by every replica through the data folder, and kept across restarts),
+ * so "retried once" means once, whichever process noticed.
+ */
+export async function buildInterruptions(opts: EngineOptions, id: string): Promise<number> {
+  const lines = await opts.logs.read(id, null, 10_000);
+  let n = 0;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!;
+    if (line.source !== 'system') continue;
+    if (line.text === REBUILD_LINE) n++;
+    else if (NEW_SERIES.some((re) => re.test(line.text))) break;
+  }
+  return n;
+}
+
 export class Reconciler {
   private firstPass = true;
-  /** Requeues of a stuck deployment by this process (reset when it reaches a settled state). */
-  private readonly retries = new Map<string, number>();
 
   constructor(
     private readonly opts: EngineOptions,
@@ -48,14 +73,12 @@ export class Reconciler {
     for (const row of stuck) {
       if (this.isBuilding(row.id)) continue;
       if (row.appSandboxId) await provider.kill(row.appSandboxId).catch(() => false);
-      const attempts = (this.retries.get(row.id) ?? 0) + 1;
-      this.retries.set(row.id, attempts);
+      const attempts = (await buildInterruptions(this.opts, row.id)) + 1;
       if (attempts <= this.opts.maxRetries) {
         if (await transition(sequelize, row.id, [row.status], 'PENDING', { appSandboxId: null })) {
-          systemLog(this.opts, row.id, 'the worker building this deployment stopped; building it again');
+          systemLog(this.opts, row.id, REBUILD_LINE);
         }
       } else if (await transition(sequelize, row.id, [row.status], 'FAILED', { appSandboxId: null })) {
-        this.retries.delete(row.id);
         systemLog(this.opts, row.id, 'FAILED: the worker building this deployment stopped, repeatedly');
       }
     }
@@ -68,7 +91,6 @@ export class Reconciler {
       { type: QueryTypes.SELECT },
     );
     for (const row of running) {
-      this.retries.delete(row.id);
       if (this.isBuilding(row.id) || !row.appSandboxId) continue;
       // Replaced by a newer deployment: it is stopped when its drain ends, not brought back.
       if (this.releases.isRetiring(row.id)) continue;
