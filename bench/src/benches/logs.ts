@@ -16,13 +16,25 @@ import readline from 'node:readline';
 import { packFolder } from '@coderunner/api/pack';
 import type { BenchContext, BenchOutput } from '../lib/context';
 import { client, register, trpcQueryPath, withPg } from '../lib/http';
+import { analyzeProfile } from '../lib/profile';
 import type { Scope } from '../lib/scope';
 import { sleep } from '../lib/scope';
 import { freshDatabase, newAuthSecret, REPO_ROOT, startCodeRunner, tempDir } from '../lib/services';
 import { fmt, ms, percentile, ratio } from '../lib/stats';
 import { killSandboxProcesses } from './deploy';
 
-const FOLLOWER_COUNTS = [100, 300, 1_000];
+/**
+ * For a quicker look while working on the log path (not for RESULTS.md figures):
+ * BENCH_LOGS_FOLLOWERS=1000 runs only those cases, BENCH_LOGS_MULTI=0 skips 100 deployments × 10,
+ * BENCH_LOGS_WATCHERS=0 skips the watch case, BENCH_LOGS_PROFILE=1 runs the server under
+ * `node --cpu-prof` and keeps the profile in bench/profiles/logs-server.cpuprofile (read it with
+ * src/analyze-profile.ts).
+ */
+const FOLLOWER_COUNTS = process.env.BENCH_LOGS_FOLLOWERS
+  ? process.env.BENCH_LOGS_FOLLOWERS.split(',').map(Number)
+  : [100, 300, 1_000];
+const RUN_MULTI = process.env.BENCH_LOGS_MULTI !== '0';
+const PROFILE = process.env.BENCH_LOGS_PROFILE === '1';
 const PER_PROCESS = 250;
 const API_CALLS = 100;
 const API_INTERVAL_MS = 100;
@@ -186,12 +198,14 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     const ids = new Set(fs.existsSync(sandboxesDir) ? fs.readdirSync(sandboxesDir) : []);
     killSandboxProcesses(ids);
   });
+  const profDir = PROFILE ? tempDir(scope, 'prof') : '';
   const server = await startCodeRunner(scope, {
     databaseUrl: db.url,
     dataDir,
     authSecret: newAuthSecret(),
     logDir,
     env: { CODERUNNER_START_TIMEOUT_S: '30', LOG_LEVEL: 'warn' },
+    ...(PROFILE ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
   });
   log(`server up at ${server.url} (pid ${server.pid}) on ${db.description}`);
 
@@ -256,9 +270,11 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     const childTicks = () => children.reduce((sum, c) => sum + usage(c.child.pid!).ticks, 0);
     const childrenBefore = childTicks();
     const t0 = Date.now();
+    const startUs = Number(process.hrtime.bigint() / 1000n);
     for (const c of children) c.child.stdin!.write('start\n');
     const apiRun = await pacedLatency(listUrl, headers);
     const seconds = (Date.now() - t0) / 1000;
+    windows.push({ name, startUs, endUs: Number(process.hrtime.bigint() / 1000n) });
     const after = usage(server.pid);
     const childrenAfter = childTicks();
     for (const c of children) c.child.stdin!.write('stop\n');
@@ -295,6 +311,7 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     return result;
   }
 
+  const windows: { name: string; startUs: number; endUs: number }[] = [];
   await pacedLatency(listUrl, headers); // warm-up
   const cases: Case[] = [await measure('idle', [], 0)];
   const skipped: string[] = [];
@@ -308,7 +325,8 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
 
   // 100 deployments (rows only: no sandbox), their lines written by another process on the data folder.
   const multiName = `${MULTI_DEPLOYMENTS} deployments × ${MULTI_PER_DEPLOYMENT}`;
-  if (timeLeft() < CASE_MS) skipped.push(multiName);
+  if (!RUN_MULTI) skipped.push(multiName);
+  else if (timeLeft() < CASE_MS) skipped.push(multiName);
   else await multiCase();
   async function multiCase() {
     const { rows } = await withPg(db.url, (c) =>
@@ -330,6 +348,23 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     writer.child.kill('SIGTERM');
   }
 
+  if (PROFILE) {
+    await server.stop();
+    await sleep(100);
+    const profFile = fs.readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (profFile) {
+      fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'profiles'), { recursive: true });
+      const kept = path.join(REPO_ROOT, 'bench', 'profiles', 'logs-server.cpuprofile');
+      fs.copyFileSync(path.join(profDir, profFile), kept);
+      for (const w of windows.filter((x) => x.name !== 'idle')) {
+        const r = analyzeProfile(kept, REPO_ROOT, w, 25);
+        log(`profile of ${w.name}: busy ${fmt(r.busyMs)} ms of ${fmt(r.windowMs)} ms`);
+        for (const c of r.inclusive) log(`  inclusive ${c.category}: ${c.pct}%`);
+        for (const f of r.topSelf) log(`  self ${f.selfPct}% ${f.name} ${f.where} [${f.category}]`);
+        for (const f of r.oursByTotal) log(`  ours ${f.selfPct}% / ${f.totalPct}% ${f.name} ${f.where}`);
+      }
+    }
+  }
   const idle = cases[0]!;
   const top = cases.filter((c) => c.name.startsWith('1 deployment')).at(-1);
   const multi = cases.find((c) => c.name === multiName);
