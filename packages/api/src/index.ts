@@ -43,6 +43,7 @@ export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from 
 export type { DeploymentDto, ProjectDto, UserDto } from './dto';
 export { type CodeRunnerErrorCode, type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
 export { MAX_BATCH_SIZE } from './limits';
+export { createLogFollowHandler } from './log-follow-http';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } from './rate-limit';
 export { type AppRouter, appRouter } from './root';

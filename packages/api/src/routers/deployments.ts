@@ -8,7 +8,7 @@ import { type DeploymentRow, deploymentColumns } from '../deployments/row';
 import type { UploadForm } from '../deployments/upload';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
-import { protectedProcedure, router, serializedOnce, TRPCError } from '../trpc';
+import { createCallerFactory, protectedProcedure, router, serializedOnce, TRPCError } from '../trpc';
 
 /** Lines per history event of deployments.logs. */
 const LOG_PAGE_LINES = 1000;
@@ -43,6 +43,28 @@ export const ownedDeploymentProcedure = protectedProcedure
 const createInput = z.custom<UploadForm>((v) => v instanceof FormData, {
   message: 'send multipart form data (the CLI and createClient do)',
 });
+
+/** `deployments.logs` input; `lastEventId` is set by tRPC from the reconnecting EventSource's Last-Event-ID. */
+export const logsInput = z.strictObject({
+  id: z.uuid('must be a deployment id (UUID)'),
+  follow: z.boolean().optional(),
+  tail: z.number().int().min(1).max(10_000).optional(),
+  lastEventId: z.string().regex(/^\d+$/).nullish(),
+});
+
+/**
+ * The checks `deployments.logs` makes before it streams (the caller's token, the input, the
+ * deployment being the caller's, a server that runs deployments), for the lean follow path
+ * (log-follow-http.ts): the same procedure chain, so the same refusals. Not part of the API.
+ */
+const logsAccessRouter = router({
+  open: protectedProcedure.input(logsInput).query(async ({ ctx, input }) => {
+    const deployment = await loadOwned(ctx, input.id);
+    services(ctx);
+    return deployment.id;
+  }),
+});
+export const createLogsAccessCaller = createCallerFactory(logsAccessRouter);
 
 export const deploymentsRouter = router({
   create: protectedProcedure
@@ -184,32 +206,23 @@ export const deploymentsRouter = router({
    * server still keeps; `missed` says how many lines it could not be sent (older than the bounded
    * log keeps, or skipped because it read too slowly).
    */
-  logs: protectedProcedure
-    .input(
-      z.strictObject({
-        id: z.uuid('must be a deployment id (UUID)'),
-        follow: z.boolean().optional(),
-        tail: z.number().int().min(1).max(10_000).optional(),
-        lastEventId: z.string().regex(/^\d+$/).nullish(),
-      }),
-    )
-    .subscription(async function* ({ ctx, input, signal }) {
-      const deployment = await loadOwned(ctx, input.id);
-      const { logs } = services(ctx);
-      const after = input.lastEventId ? Number(input.lastEventId) : null;
-      if (!input.follow) {
-        const lines = await logs.read(deployment.id, after, input.tail ?? 1000);
-        for (let i = 0; i < lines.length; i += LOG_PAGE_LINES) {
-          const page: LogBatch = { lines: lines.slice(i, i + LOG_PAGE_LINES) };
-          yield tracked(String(page.lines.at(-1)!.id), page);
-        }
-        return;
+  logs: protectedProcedure.input(logsInput).subscription(async function* ({ ctx, input, signal }) {
+    const deployment = await loadOwned(ctx, input.id);
+    const { logs } = services(ctx);
+    const after = input.lastEventId ? Number(input.lastEventId) : null;
+    if (!input.follow) {
+      const lines = await logs.read(deployment.id, after, input.tail ?? 1000);
+      for (let i = 0; i < lines.length; i += LOG_PAGE_LINES) {
+        const page: LogBatch = { lines: lines.slice(i, i + LOG_PAGE_LINES) };
+        yield tracked(String(page.lines.at(-1)!.id), page);
       }
-      const controller = new AbortController();
-      signal?.addEventListener('abort', () => controller.abort(), { once: true });
-      for await (const batch of logs.follow(deployment.id, after, controller.signal, { tail: input.tail })) {
-        // The same batch object goes to every follower of this deployment: serialized once.
-        yield tracked(String(batch.lines.at(-1)!.id), serializedOnce(batch));
-      }
-    }),
+      return;
+    }
+    const controller = new AbortController();
+    signal?.addEventListener('abort', () => controller.abort(), { once: true });
+    for await (const batch of logs.follow(deployment.id, after, controller.signal, { tail: input.tail })) {
+      // The same batch object goes to every follower of this deployment: serialized once.
+      yield tracked(String(batch.lines.at(-1)!.id), serializedOnce(batch));
+    }
+  }),
 });
