@@ -31,18 +31,28 @@ const SSE_HEADERS = {
 const CONNECTED = Buffer.from('event: connected\ndata: {}\n\n\n');
 const PATH = '/deployments.logs';
 
+interface Frame {
+  /** The SSE event. */
+  event: Buffer;
+  /** The same as one chunk of a chunked HTTP/1.1 body: written to the socket as it is. */
+  chunk: Buffer;
+}
+
 /** The frame of each batch handed to several followers, built once. */
-const frames = new WeakMap<LogBatch, Buffer>();
-function frame(batch: LogBatch): Buffer {
+const frames = new WeakMap<LogBatch, Frame>();
+function frame(batch: LogBatch): Frame {
   let out = frames.get(batch);
   if (!out) {
     // As sseStreamProducer frames a tracked event; the id is a number, never a newline.
     const data = JSON.stringify(serializeOutput(batch));
-    out = Buffer.from(`data: ${data}\nid: ${batch.lines.at(-1)!.id}\n\n\n`);
+    const event = Buffer.from(`data: ${data}\nid: ${batch.lines.at(-1)!.id}\n\n\n`);
+    const chunk = Buffer.concat([Buffer.from(`${event.length.toString(16)}\r\n`), event, CRLF]);
+    out = { event, chunk };
     frames.set(batch, out);
   }
   return out;
 }
+const CRLF = Buffer.from('\r\n');
 
 /** The input tRPC would hand the procedure (a GET's `input`, with Last-Event-ID merged in as tRPC does), or null. */
 function parseInput(req: IncomingMessage, url: URL): unknown {
@@ -111,19 +121,24 @@ function stream(
 ): void {
   const logs = ctx.deps.deployments!.logs;
   res.writeHead(200, SSE_HEADERS);
-  res.write(CONNECTED);
+  res.write(CONNECTED); // the headers and the first chunk, ahead of anything below on the socket
+  const socket = res.socket;
+  // A chunked body on its own connection (the usual case): each batch goes to the socket as one
+  // prepared chunk, one write of a shared Buffer, without the response's per-write framing. The
+  // socket ends with the response (the client leaving, or the server closing), so nothing else is
+  // ever written on it after these chunks.
+  const raw = socket !== null && (res as { chunkedEncoding?: boolean }).chunkedEncoding === true;
+  const target: NodeJS.EventEmitter = raw ? socket : res;
+  const send = raw
+    ? (batch: LogBatch) => socket.write(frame(batch).chunk)
+    : (batch: LogBatch) => res.write(frame(batch).event);
   const after = input.lastEventId ? Number(input.lastEventId) : null;
-  const subscription = logs.subscribe(
-    deploymentId,
-    after,
-    // A backed-up connection: the store holds its batches (bounded) until 'drain'.
-    { send: (batch) => res.write(frame(batch)) },
-    { tail: input.tail },
-  );
+  // A backed-up connection: the store holds its batches (bounded) until 'drain'.
+  const subscription = logs.subscribe(deploymentId, after, { send }, { tail: input.tail });
   const onDrain = () => subscription.resume();
-  res.on('drain', onDrain);
+  target.on('drain', onDrain);
   res.once('close', () => {
-    res.off('drain', onDrain);
+    target.off('drain', onDrain);
     subscription.close();
   });
 }

@@ -5,6 +5,7 @@ import type { Context } from '../context';
 import { openConnectionInfo } from '../deployments/database-hooks';
 import type { LogBatch } from '../deployments/log-store';
 import { type DeploymentRow, deploymentColumns } from '../deployments/row';
+import { StatusWatch } from '../deployments/status-watch';
 import type { UploadForm } from '../deployments/upload';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
@@ -33,6 +34,26 @@ async function loadOwned(ctx: Context & { user: { id: string } }, id: string): P
   );
   if (!row) throw deploymentNotFound();
   return row;
+}
+
+/** One status feed per deployment for all its watchers in this process (see StatusWatch). */
+const statusWatches = new WeakMap<object, StatusWatch<DeploymentRow>>();
+function statusWatch(ctx: Context): StatusWatch<DeploymentRow> {
+  const d = services(ctx);
+  let watch = statusWatches.get(d);
+  if (!watch) {
+    const { sequelize } = ctx.deps;
+    watch = new StatusWatch<DeploymentRow>(async (id) => {
+      // The watcher's ownership was checked when it subscribed; the deployment's project keeps its owner.
+      const [row] = await sequelize.query<DeploymentRow>(
+        `SELECT ${COLUMNS} FROM deployments d WHERE d.id = :id`,
+        { type: QueryTypes.SELECT, replacements: { id } },
+      );
+      return row ?? null;
+    }, d.events);
+    statusWatches.set(d, watch);
+  }
+  return watch;
 }
 
 export const ownedDeploymentProcedure = protectedProcedure
@@ -164,18 +185,27 @@ export const deploymentsRouter = router({
 
   /** Status changes of one deployment: its current state first, then each change; ends once DESTROYED. */
   watch: ownedDeploymentProcedure.subscription(async function* ({ ctx, signal }) {
-    const { events } = services(ctx);
     let last = '';
-    const queue: string[] = [];
+    // The row to hand on next (the one the ownership check just read first); undefined: none yet.
+    let next: DeploymentRow | null | undefined = ctx.deployment;
     let wake: (() => void) | undefined;
-    const onEvent = () => {
-      queue.push('change');
+    const onAbort = () => wake?.();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const unsubscribe = statusWatch(ctx).subscribe(ctx.deployment.id, (row) => {
+      next = row;
       wake?.();
-    };
-    events.on(ctx.deployment.id, onEvent);
+    });
     try {
       while (!signal?.aborted) {
-        const row = await loadOwned(ctx, ctx.deployment.id).catch(() => null);
+        if (next === undefined) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+          continue;
+        }
+        const row: DeploymentRow | null = next;
+        next = undefined;
         if (!row) return;
         const key = `${row.status}:${row.publicUrl ?? ''}`;
         if (key !== last) {
@@ -183,18 +213,10 @@ export const deploymentsRouter = router({
           yield toDeploymentDto(row);
         }
         if (row.status === 'DESTROYED') return;
-        if (!queue.length) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, 2_000).unref(); // also poll: another replica's change may come without NOTIFY
-            signal?.addEventListener('abort', () => resolve(), { once: true });
-          });
-          wake = undefined;
-        }
-        queue.length = 0;
       }
     } finally {
-      events.off(ctx.deployment.id, onEvent);
+      unsubscribe();
+      signal?.removeEventListener('abort', onAbort);
     }
   }),
 

@@ -90,6 +90,11 @@ export class LogFollower {
   private watcher: fs.FSWatcher | undefined;
   private again = false;
   private stopped = false;
+  /**
+   * The file is cut (when over its cap) on the timer's reads only: a cut can lose what the app writes
+   * during it, so reading on every change must not mean cutting on every change.
+   */
+  private trimDue = true;
 
   constructor(
     private readonly file: string,
@@ -105,7 +110,10 @@ export class LogFollower {
    */
   start(intervalMs: number): void {
     this.offset = fileSize(this.file);
-    this.timer = setInterval(() => this.kick(), intervalMs);
+    this.timer = setInterval(() => {
+      this.trimDue = true;
+      this.kick();
+    }, intervalMs);
     this.timer.unref();
     if (!this.onText) return;
     try {
@@ -160,7 +168,7 @@ export class LogFollower {
         const { size } = await handle.stat();
         if (size < this.offset) this.offset = 0; // cut by someone else
         if (!this.onText) this.offset = size;
-        const buffer = Buffer.alloc(READ_CHUNK_BYTES);
+        const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(0, size - this.offset)));
         while (this.offset < size) {
           const { bytesRead } = await handle.read(
             buffer,
@@ -175,6 +183,8 @@ export class LogFollower {
       } finally {
         await handle.close();
       }
+      if (!this.trimDue) return;
+      this.trimDue = false;
       const trimmed = await trimLog(this.file, this.maxBytes);
       // What was appended after our read sits in the kept tail: continue from the same point in it.
       if (trimmed) this.offset = trimmed.keptAt + Math.max(0, this.offset - trimmed.keptFrom);
