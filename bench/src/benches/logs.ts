@@ -34,6 +34,8 @@ const FOLLOWER_COUNTS = process.env.BENCH_LOGS_FOLLOWERS
   ? process.env.BENCH_LOGS_FOLLOWERS.split(',').map(Number)
   : [100, 300, 1_000];
 const RUN_MULTI = process.env.BENCH_LOGS_MULTI !== '0';
+const RUN_WATCH = process.env.BENCH_LOGS_WATCHERS !== '0';
+const WATCHERS = 1_000;
 const PROFILE = process.env.BENCH_LOGS_PROFILE === '1';
 const PER_PROCESS = 250;
 const API_CALLS = 100;
@@ -235,7 +237,12 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
   const trpcUrl = `${server.url}/trpc`;
 
   /** Starts followers, waits until each has its first batch, then measures during 100 paced API calls. */
-  async function measure(name: string, ids: string[], per: number): Promise<Case> {
+  async function measure(
+    name: string,
+    ids: string[],
+    per: number,
+    mode: 'logs' | 'watch' = 'logs',
+  ): Promise<Case> {
     const total = ids.length * per;
     const children: Child[] = [];
     if (total) {
@@ -248,7 +255,13 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
           spawnChild(
             scope,
             'bench/src/children/log-followers.ts',
-            { API_URL: trpcUrl, TOKEN: token, DEPLOYMENTS: mine.join(','), PER_DEPLOYMENT: String(perHere) },
+            {
+              API_URL: trpcUrl,
+              TOKEN: token,
+              DEPLOYMENTS: mine.join(','),
+              PER_DEPLOYMENT: String(perHere),
+              MODE: mode,
+            },
             path.join(logDir, `followers-${name.replace(/\W+/g, '-')}-${p}.log`),
           ),
         );
@@ -323,6 +336,12 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     else cases.push(await measure(name, [appId], n));
   }
 
+  // Status watchers (every open deployment page holds one besides its logs): no lines, only the cost of holding them.
+  const watchName = `1 deployment × ${fmt(WATCHERS)} status watchers`;
+  if (!RUN_WATCH) skipped.push(watchName);
+  else if (timeLeft() < CASE_MS) skipped.push(watchName);
+  else cases.push(await measure(watchName, [appId], WATCHERS, 'watch'));
+
   // 100 deployments (rows only: no sandbox), their lines written by another process on the data folder.
   const multiName = `${MULTI_DEPLOYMENTS} deployments × ${MULTI_PER_DEPLOYMENT}`;
   if (!RUN_MULTI) skipped.push(multiName);
@@ -366,22 +385,23 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     }
   }
   const idle = cases[0]!;
-  const top = cases.filter((c) => c.name.startsWith('1 deployment')).at(-1);
+  const top = cases.filter((c) => c.name.startsWith('1 deployment') && !c.name.includes('watchers')).at(-1);
+  const watchers = cases.find((c) => c.name === watchName);
   const multi = cases.find((c) => c.name === multiName);
   const perThousand = (c: Case) => ((c.rssMb - idle.rssMb) / c.followers) * 1_000;
   const r = top ? ratio(top.apiP99, idle.apiP99) : Number.NaN;
   const line = top
-    ? `logs: projects.list p99 ${ms(idle.apiP99)} idle, ${ms(top.apiP99)} with ${fmt(top.started)}/${fmt(top.followers)} followers streaming from an app printing 10 lines/s (lag p50 ${ms(top.lagP50)}, p99 ${ms(top.lagP99)}, ${top.lostTotal} lines lost; server ${fmt(top.cpuPct)}% CPU, +${fmt(perThousand(top))} MB RSS per 1,000 followers)${multi ? `; 100 deployments × 10: API p99 ${ms(multi.apiP99)}, lag p99 ${ms(multi.lagP99)}` : ''}${skipped.length ? `; not run in time: ${skipped.join(', ')}` : ''} — ratio ${r}`
+    ? `logs: projects.list p99 ${ms(idle.apiP99)} idle, ${ms(top.apiP99)} with ${fmt(top.started)}/${fmt(top.followers)} followers streaming from an app printing 10 lines/s (lag p50 ${ms(top.lagP50)}, p99 ${ms(top.lagP99)}, ${top.lostTotal} lines lost; server ${fmt(top.cpuPct)}% CPU, +${fmt(perThousand(top))} MB RSS per 1,000 followers)${watchers ? `; ${fmt(watchers.followers)} status watchers: API p99 ${ms(watchers.apiP99)}, server ${fmt(watchers.cpuPct)}% CPU` : ''}${multi ? `; 100 deployments × 10: API p99 ${ms(multi.apiP99)}, lag p99 ${ms(multi.lagP99)}` : ''}${skipped.length ? `; not run in time: ${skipped.join(', ')}` : ''} — ratio ${r}`
     : `logs: not measured — no follower case fitted in the time limit`;
 
   const details = [
-    `One app deployed on the local provider prints \`tick <epoch ms> <seq>\` 10 times a second. Followers subscribe to \`deployments.logs({ follow: true, tail: 1 })\` through the typed client (SSE, \`eventsource\`) in child processes of ${PER_PROCESS} followers each, connecting 10 per 100 ms per process (a failed subscription is retried after 1 s from its last event id, as the CLI does); measuring starts 2 s after every follower has its first batch (or after 45 s with those that have: the table says how many). Meanwhile the bench process calls \`projects.list\` (20 projects) ${API_CALLS} times, one every ${API_INTERVAL_MS} ms (not waiting for answers). Lag = time a follower received a line − the stamp the app put in it. Lost = gaps in a follower's seq during the window; "skipped" = lines the server told a follower it skipped (\`missed\`). CPU = utime+stime over the window, % of one core (server; follower processes together); RSS at the end of the window; per 1,000 followers = (RSS − idle RSS) ÷ followers × 1,000. The 100 deployments × 10 case has no sandboxes: a separate process (\`src/children/log-writer.ts\`, standing for a worker-only replica) appends the lines to the shared data folder through the product's LogStore, so the server's feeds pick them up from disk.`,
+    `One app deployed on the local provider prints \`tick <epoch ms> <seq>\` 10 times a second. Followers subscribe to \`deployments.logs({ follow: true, tail: 1 })\` through the typed client (SSE, \`eventsource\`) in child processes of ${PER_PROCESS} followers each, connecting 10 per 100 ms per process (a failed subscription is retried after 1 s from its last event id, as the CLI does); measuring starts 2 s after every follower has its first batch (or after 45 s with those that have: the table says how many). Meanwhile the bench process calls \`projects.list\` (20 projects) ${API_CALLS} times, one every ${API_INTERVAL_MS} ms (not waiting for answers). Lag = time a follower received a line − the stamp the app put in it. Lost = gaps in a follower's seq during the window; "skipped" = lines the server told a follower it skipped (\`missed\`). CPU = utime+stime over the window, % of one core (server; follower processes together); RSS at the end of the window; per 1,000 followers = (RSS − idle RSS) ÷ followers × 1,000. The 100 deployments × 10 case has no sandboxes: a separate process (\`src/children/log-writer.ts\`, standing for a worker-only replica) appends the lines to the shared data folder through the product's LogStore, so the server's feeds pick them up from disk. The status watchers case holds ${fmt(WATCHERS)} \`deployments.watch\` subscriptions of the app's deployment (what every open deployment page holds besides its logs): no lines, only what holding them costs.`,
     '',
     '| case | followers (streaming / started) | API p50 | API p99 | lag p50 | lag p99 | lines received | lost (total / worst follower) | skipped | stream errors | server CPU | server RSS | RSS per 1,000 followers | CPU of the followers |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...cases.map(
       (c) =>
-        `| ${c.name} | ${fmt(c.started)} / ${fmt(c.followers)} | ${ms(c.apiP50)} | ${ms(c.apiP99)} | ${c.followers ? ms(c.lagP50) : '–'} | ${c.followers ? ms(c.lagP99) : '–'} | ${fmt(c.received)} | ${c.lostTotal} / ${c.lostMax} | ${c.missed} | ${c.streamErrors} | ${fmt(c.cpuPct)}% | ${fmt(c.rssMb)} MB | ${c.followers ? `${fmt(perThousand(c))} MB` : '–'} | ${fmt(c.followersCpuPct)}% |`,
+        `| ${c.name} | ${fmt(c.started)} / ${fmt(c.followers)} | ${ms(c.apiP50)} | ${ms(c.apiP99)} | ${c.received ? ms(c.lagP50) : '–'} | ${c.received ? ms(c.lagP99) : '–'} | ${fmt(c.received)} | ${c.lostTotal} / ${c.lostMax} | ${c.missed} | ${c.streamErrors} | ${fmt(c.cpuPct)}% | ${fmt(c.rssMb)} MB | ${c.followers ? `${fmt(perThousand(c))} MB` : '–'} | ${fmt(c.followersCpuPct)}% |`,
     ),
     ...(skipped.length ? ['', `Not run (the benchmark's time limit was near): ${skipped.join(', ')}.`] : []),
     '',
