@@ -60,6 +60,8 @@ const MAX_LINE_CHARS = 4_000;
 /** A deployment's log is kept in about this many segments: deleting one drops a quarter of it. */
 const SEGMENTS = 4;
 const PAGE_LINES = 1_000;
+/** Followers a feed hands a batch to before letting other work run. */
+const HAND_OUT_SLICE = 100;
 
 interface Segment {
   first: number;
@@ -226,6 +228,7 @@ class Feed {
   private pending: LogLine[] = [];
   private tick: NodeJS.Timeout | undefined;
   private lastSent = 0;
+  private handing = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private kickTimer: NodeJS.Timeout | undefined;
   private pollDelay: number;
@@ -265,10 +268,29 @@ class Feed {
 
   private send(): void {
     this.tick = undefined;
+    // A batch still being handed out: this one follows when it is done, so every follower gets them in order.
+    if (this.handing) return;
     this.lastSent = Date.now();
     const batch: LogBatch = { lines: this.pending };
     this.pending = [];
-    for (const follower of this.followers) follower.push(batch);
+    this.handing = true;
+    this.handOut(batch, [...this.followers], 0);
+  }
+
+  /**
+   * Hands a batch to followers a slice at a time, letting other work (API requests) run between
+   * slices: writing a batch to 1,000 connections takes a while, and nothing else should wait for all
+   * of it. Followers that left meanwhile are skipped; those that came meanwhile start after this batch.
+   */
+  private handOut(batch: LogBatch, followers: Subscriber[], from: number): void {
+    const to = Math.min(followers.length, from + HAND_OUT_SLICE);
+    for (let i = from; i < to; i++) if (this.followers.has(followers[i]!)) followers[i]!.push(batch);
+    if (to < followers.length && !this.closed) {
+      setImmediate(() => this.handOut(batch, followers, to));
+      return;
+    }
+    this.handing = false;
+    if (this.pending.length && !this.tick && !this.closed) this.tick = setTimeout(() => this.send(), 0);
   }
 
   /** Something changed in the folder (or the timer fired): read the disk soon, one read at a time. */
