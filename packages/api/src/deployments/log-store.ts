@@ -16,6 +16,9 @@ import path from 'node:path';
  * systems that report no changes), lines already seen skipped unparsed. The feed sends lines
  * in batches (one per `tickMs`), the same batch object to every follower; a follower that does not
  * keep up holds at most `maxBacklogLines` lines and then skips ahead, told how many it missed.
+ * Followers come as async generators (`follow`) or as sinks the feed pushes to (`subscribe`: no task
+ * or promise per follower; what the lean SSE path of deployments.logs uses). A batch that follows a
+ * quiet spell goes out at once; a feed hands each batch out 100 followers at a time.
  */
 export type LogSource = 'system' | 'build' | 'app';
 

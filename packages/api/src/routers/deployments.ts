@@ -226,7 +226,9 @@ export const deploymentsRouter = router({
    * (50 ms) into one event. Each batch is a tracked event whose id is its last line's id, so a
    * reconnecting client resumes after the last line it got (`lastEventId`) and loses nothing the
    * server still keeps; `missed` says how many lines it could not be sent (older than the bounded
-   * log keeps, or skipped because it read too slowly).
+   * log keeps, or skipped because it read too slowly). On the HTTP server, requests with `follow`
+   * that pass this procedure's checks are streamed by the lean path in log-follow-http.ts (the same
+   * events, framed once per batch for every follower); this body serves the others.
    */
   logs: protectedProcedure.input(logsInput).subscription(async function* ({ ctx, input, signal }) {
     const deployment = await loadOwned(ctx, input.id);
