@@ -1,6 +1,7 @@
 import {
   type ApiDeps,
   appRouter,
+  createLogFollowHandler,
   createRequestContext,
   DEFAULT_MAX_UPLOAD_MB,
   MAX_BATCH_SIZE,
@@ -170,7 +171,15 @@ export function createApp(opts: AppOptions): express.Express {
   // Only the upload route accepts large bodies (with a slack for the multipart framing).
   const uploadLimit = maxUpload + 64 * 1024;
   const uploadHandler = trpcHandler(uploadLimit);
+  // Log followers (every open deployment page, every `logs --follow`) take a lean path that writes
+  // each batch's SSE frame once for all of them; what it does not take goes on to tRPC.
+  const logFollowHandler = createLogFollowHandler({
+    createContext: (req, res) =>
+      createRequestContext(opts.deps, req as express.Request, (req as IdentifiedRequest).id, res),
+  });
   app.use('/trpc', (req, res, next) => {
+    if (req.method === 'GET' && req.path === '/deployments.logs')
+      return logFollowHandler(req, res, () => jsonHandler(req, res, next));
     if (req.path !== '/deployments.create' || req.method !== 'POST') return jsonHandler(req, res, next);
     const declared = req.headers['content-length'];
     // A body of undeclared length (chunked) would be read up to the limit before it could be refused:

@@ -16,13 +16,27 @@ import readline from 'node:readline';
 import { packFolder } from '@coderunner/api/pack';
 import type { BenchContext, BenchOutput } from '../lib/context';
 import { client, register, trpcQueryPath, withPg } from '../lib/http';
+import { analyzeProfile } from '../lib/profile';
 import type { Scope } from '../lib/scope';
 import { sleep } from '../lib/scope';
 import { freshDatabase, newAuthSecret, REPO_ROOT, startCodeRunner, tempDir } from '../lib/services';
 import { fmt, ms, percentile, ratio } from '../lib/stats';
 import { killSandboxProcesses } from './deploy';
 
-const FOLLOWER_COUNTS = [100, 300, 1_000];
+/**
+ * For a quicker look while working on the log path (not for RESULTS.md figures):
+ * BENCH_LOGS_FOLLOWERS=1000 runs only those cases, BENCH_LOGS_MULTI=0 skips 100 deployments × 10,
+ * BENCH_LOGS_WATCHERS=0 skips the watch case, BENCH_LOGS_PROFILE=1 runs the server under
+ * `node --cpu-prof` and keeps the profile in bench/profiles/logs-server.cpuprofile (read it with
+ * src/analyze-profile.ts).
+ */
+const FOLLOWER_COUNTS = process.env.BENCH_LOGS_FOLLOWERS
+  ? process.env.BENCH_LOGS_FOLLOWERS.split(',').map(Number)
+  : [100, 300, 1_000];
+const RUN_MULTI = process.env.BENCH_LOGS_MULTI !== '0';
+const RUN_WATCH = process.env.BENCH_LOGS_WATCHERS !== '0';
+const WATCHERS = 1_000;
+const PROFILE = process.env.BENCH_LOGS_PROFILE === '1';
 const PER_PROCESS = 250;
 const API_CALLS = 100;
 const API_INTERVAL_MS = 100;
@@ -186,12 +200,14 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     const ids = new Set(fs.existsSync(sandboxesDir) ? fs.readdirSync(sandboxesDir) : []);
     killSandboxProcesses(ids);
   });
+  const profDir = PROFILE ? tempDir(scope, 'prof') : '';
   const server = await startCodeRunner(scope, {
     databaseUrl: db.url,
     dataDir,
     authSecret: newAuthSecret(),
     logDir,
     env: { CODERUNNER_START_TIMEOUT_S: '30', LOG_LEVEL: 'warn' },
+    ...(PROFILE ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
   });
   log(`server up at ${server.url} (pid ${server.pid}) on ${db.description}`);
 
@@ -221,7 +237,12 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
   const trpcUrl = `${server.url}/trpc`;
 
   /** Starts followers, waits until each has its first batch, then measures during 100 paced API calls. */
-  async function measure(name: string, ids: string[], per: number): Promise<Case> {
+  async function measure(
+    name: string,
+    ids: string[],
+    per: number,
+    mode: 'logs' | 'watch' = 'logs',
+  ): Promise<Case> {
     const total = ids.length * per;
     const children: Child[] = [];
     if (total) {
@@ -234,7 +255,13 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
           spawnChild(
             scope,
             'bench/src/children/log-followers.ts',
-            { API_URL: trpcUrl, TOKEN: token, DEPLOYMENTS: mine.join(','), PER_DEPLOYMENT: String(perHere) },
+            {
+              API_URL: trpcUrl,
+              TOKEN: token,
+              DEPLOYMENTS: mine.join(','),
+              PER_DEPLOYMENT: String(perHere),
+              MODE: mode,
+            },
             path.join(logDir, `followers-${name.replace(/\W+/g, '-')}-${p}.log`),
           ),
         );
@@ -256,9 +283,11 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     const childTicks = () => children.reduce((sum, c) => sum + usage(c.child.pid!).ticks, 0);
     const childrenBefore = childTicks();
     const t0 = Date.now();
+    const startUs = Number(process.hrtime.bigint() / 1000n);
     for (const c of children) c.child.stdin!.write('start\n');
     const apiRun = await pacedLatency(listUrl, headers);
     const seconds = (Date.now() - t0) / 1000;
+    windows.push({ name, startUs, endUs: Number(process.hrtime.bigint() / 1000n) });
     const after = usage(server.pid);
     const childrenAfter = childTicks();
     for (const c of children) c.child.stdin!.write('stop\n');
@@ -295,6 +324,7 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     return result;
   }
 
+  const windows: { name: string; startUs: number; endUs: number }[] = [];
   await pacedLatency(listUrl, headers); // warm-up
   const cases: Case[] = [await measure('idle', [], 0)];
   const skipped: string[] = [];
@@ -306,9 +336,16 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     else cases.push(await measure(name, [appId], n));
   }
 
+  // Status watchers (every open deployment page holds one besides its logs): no lines, only the cost of holding them.
+  const watchName = `1 deployment × ${fmt(WATCHERS)} status watchers`;
+  if (!RUN_WATCH) skipped.push(watchName);
+  else if (timeLeft() < CASE_MS) skipped.push(watchName);
+  else cases.push(await measure(watchName, [appId], WATCHERS, 'watch'));
+
   // 100 deployments (rows only: no sandbox), their lines written by another process on the data folder.
   const multiName = `${MULTI_DEPLOYMENTS} deployments × ${MULTI_PER_DEPLOYMENT}`;
-  if (timeLeft() < CASE_MS) skipped.push(multiName);
+  if (!RUN_MULTI) skipped.push(multiName);
+  else if (timeLeft() < CASE_MS) skipped.push(multiName);
   else await multiCase();
   async function multiCase() {
     const { rows } = await withPg(db.url, (c) =>
@@ -330,23 +367,41 @@ export async function logs({ scope, log }: BenchContext): Promise<BenchOutput> {
     writer.child.kill('SIGTERM');
   }
 
+  if (PROFILE) {
+    await server.stop();
+    await sleep(100);
+    const profFile = fs.readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (profFile) {
+      fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'profiles'), { recursive: true });
+      const kept = path.join(REPO_ROOT, 'bench', 'profiles', 'logs-server.cpuprofile');
+      fs.copyFileSync(path.join(profDir, profFile), kept);
+      for (const w of windows.filter((x) => x.name !== 'idle')) {
+        const r = analyzeProfile(kept, REPO_ROOT, w, 25);
+        log(`profile of ${w.name}: busy ${fmt(r.busyMs)} ms of ${fmt(r.windowMs)} ms`);
+        for (const c of r.inclusive) log(`  inclusive ${c.category}: ${c.pct}%`);
+        for (const f of r.topSelf) log(`  self ${f.selfPct}% ${f.name} ${f.where} [${f.category}]`);
+        for (const f of r.oursByTotal) log(`  ours ${f.selfPct}% / ${f.totalPct}% ${f.name} ${f.where}`);
+      }
+    }
+  }
   const idle = cases[0]!;
-  const top = cases.filter((c) => c.name.startsWith('1 deployment')).at(-1);
+  const top = cases.filter((c) => c.name.startsWith('1 deployment') && !c.name.includes('watchers')).at(-1);
+  const watchers = cases.find((c) => c.name === watchName);
   const multi = cases.find((c) => c.name === multiName);
   const perThousand = (c: Case) => ((c.rssMb - idle.rssMb) / c.followers) * 1_000;
   const r = top ? ratio(top.apiP99, idle.apiP99) : Number.NaN;
   const line = top
-    ? `logs: projects.list p99 ${ms(idle.apiP99)} idle, ${ms(top.apiP99)} with ${fmt(top.started)}/${fmt(top.followers)} followers streaming from an app printing 10 lines/s (lag p50 ${ms(top.lagP50)}, p99 ${ms(top.lagP99)}, ${top.lostTotal} lines lost; server ${fmt(top.cpuPct)}% CPU, +${fmt(perThousand(top))} MB RSS per 1,000 followers)${multi ? `; 100 deployments × 10: API p99 ${ms(multi.apiP99)}, lag p99 ${ms(multi.lagP99)}` : ''}${skipped.length ? `; not run in time: ${skipped.join(', ')}` : ''} — ratio ${r}`
+    ? `logs: projects.list p99 ${ms(idle.apiP99)} idle, ${ms(top.apiP99)} with ${fmt(top.started)}/${fmt(top.followers)} followers streaming from an app printing 10 lines/s (lag p50 ${ms(top.lagP50)}, p99 ${ms(top.lagP99)}, ${top.lostTotal} lines lost; server ${fmt(top.cpuPct)}% CPU, +${fmt(perThousand(top))} MB RSS per 1,000 followers)${watchers ? `; ${fmt(watchers.followers)} status watchers: API p99 ${ms(watchers.apiP99)}, server ${fmt(watchers.cpuPct)}% CPU` : ''}${multi ? `; 100 deployments × 10: API p99 ${ms(multi.apiP99)}, lag p99 ${ms(multi.lagP99)}` : ''}${skipped.length ? `; not run in time: ${skipped.join(', ')}` : ''} — ratio ${r}`
     : `logs: not measured — no follower case fitted in the time limit`;
 
   const details = [
-    `One app deployed on the local provider prints \`tick <epoch ms> <seq>\` 10 times a second. Followers subscribe to \`deployments.logs({ follow: true, tail: 1 })\` through the typed client (SSE, \`eventsource\`) in child processes of ${PER_PROCESS} followers each, connecting 10 per 100 ms per process (a failed subscription is retried after 1 s from its last event id, as the CLI does); measuring starts 2 s after every follower has its first batch (or after 45 s with those that have: the table says how many). Meanwhile the bench process calls \`projects.list\` (20 projects) ${API_CALLS} times, one every ${API_INTERVAL_MS} ms (not waiting for answers). Lag = time a follower received a line − the stamp the app put in it. Lost = gaps in a follower's seq during the window; "skipped" = lines the server told a follower it skipped (\`missed\`). CPU = utime+stime over the window, % of one core (server; follower processes together); RSS at the end of the window; per 1,000 followers = (RSS − idle RSS) ÷ followers × 1,000. The 100 deployments × 10 case has no sandboxes: a separate process (\`src/children/log-writer.ts\`, standing for a worker-only replica) appends the lines to the shared data folder through the product's LogStore, so the server's feeds pick them up from disk.`,
+    `One app deployed on the local provider prints \`tick <epoch ms> <seq>\` 10 times a second. Followers subscribe to \`deployments.logs({ follow: true, tail: 1 })\` through the typed client (SSE, \`eventsource\`) in child processes of ${PER_PROCESS} followers each, connecting 10 per 100 ms per process (a failed subscription is retried after 1 s from its last event id, as the CLI does); measuring starts 2 s after every follower has its first batch (or after 45 s with those that have: the table says how many). Meanwhile the bench process calls \`projects.list\` (20 projects) ${API_CALLS} times, one every ${API_INTERVAL_MS} ms (not waiting for answers). Lag = time a follower received a line − the stamp the app put in it. Lost = gaps in a follower's seq during the window; "skipped" = lines the server told a follower it skipped (\`missed\`). CPU = utime+stime over the window, % of one core (server; follower processes together); RSS at the end of the window; per 1,000 followers = (RSS − idle RSS) ÷ followers × 1,000. The 100 deployments × 10 case has no sandboxes: a separate process (\`src/children/log-writer.ts\`, standing for a worker-only replica) appends the lines to the shared data folder through the product's LogStore, so the server's feeds pick them up from disk. The status watchers case holds ${fmt(WATCHERS)} \`deployments.watch\` subscriptions of the app's deployment (what every open deployment page holds besides its logs): no lines, only what holding them costs.`,
     '',
     '| case | followers (streaming / started) | API p50 | API p99 | lag p50 | lag p99 | lines received | lost (total / worst follower) | skipped | stream errors | server CPU | server RSS | RSS per 1,000 followers | CPU of the followers |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...cases.map(
       (c) =>
-        `| ${c.name} | ${fmt(c.started)} / ${fmt(c.followers)} | ${ms(c.apiP50)} | ${ms(c.apiP99)} | ${c.followers ? ms(c.lagP50) : '–'} | ${c.followers ? ms(c.lagP99) : '–'} | ${fmt(c.received)} | ${c.lostTotal} / ${c.lostMax} | ${c.missed} | ${c.streamErrors} | ${fmt(c.cpuPct)}% | ${fmt(c.rssMb)} MB | ${c.followers ? `${fmt(perThousand(c))} MB` : '–'} | ${fmt(c.followersCpuPct)}% |`,
+        `| ${c.name} | ${fmt(c.started)} / ${fmt(c.followers)} | ${ms(c.apiP50)} | ${ms(c.apiP99)} | ${c.received ? ms(c.lagP50) : '–'} | ${c.received ? ms(c.lagP99) : '–'} | ${fmt(c.received)} | ${c.lostTotal} / ${c.lostMax} | ${c.missed} | ${c.streamErrors} | ${fmt(c.cpuPct)}% | ${fmt(c.rssMb)} MB | ${c.followers ? `${fmt(perThousand(c))} MB` : '–'} | ${fmt(c.followersCpuPct)}% |`,
     ),
     ...(skipped.length ? ['', `Not run (the benchmark's time limit was near): ${skipped.join(', ')}.`] : []),
     '',

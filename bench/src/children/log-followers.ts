@@ -1,7 +1,8 @@
 /**
  * Followers of deployments.logs through the typed client (SSE), for `pnpm bench logs`.
  *
- * env: API_URL (…/trpc), TOKEN, DEPLOYMENTS (comma-separated ids), PER_DEPLOYMENT (followers each).
+ * env: API_URL (…/trpc), TOKEN, DEPLOYMENTS (comma-separated ids), PER_DEPLOYMENT (followers each),
+ * MODE=watch for deployments.watch subscriptions instead.
  * Lines are `tick <epoch ms> <seq>` (the app or writer stamps them). Prints `{"ready":n}` once every
 
  * follower has its first batch (connecting 10 per 100 ms; a failed subscription is retried after 1 s
@@ -15,6 +16,8 @@ const url = process.env.API_URL!;
 const token = process.env.TOKEN!;
 const ids = process.env.DEPLOYMENTS!.split(',');
 const per = Number(process.env.PER_DEPLOYMENT);
+/** `watch`: deployments.watch subscriptions (status) instead of logs; they count as started with their first state. */
+const mode = process.env.MODE === 'watch' ? 'watch' : 'logs';
 const CONNECT_CHUNK = 10;
 
 interface Follower {
@@ -37,6 +40,28 @@ function follow(id: string): void {
   const f: Follower = { started: false, lastSeq: null, lost: 0, missed: 0, received: 0 };
   followers.push(f);
   let lastEventId: string | null = null;
+  if (mode === 'watch') {
+    const watch = () => {
+      const sub = client.deployments.watch.subscribe(
+        { id },
+        {
+          onData: () => {
+            if (f.started) return;
+            f.started = true;
+            if (++ready === ids.length * per) console.log(JSON.stringify({ ready }));
+          },
+          onError: () => {
+            errors++;
+            subs.delete(sub);
+            setTimeout(watch, 1_000);
+          },
+        },
+      );
+      subs.add(sub);
+    };
+    watch();
+    return;
+  }
   const subscribe = () => {
     const sub = client.deployments.logs.subscribe(
       { id, follow: true, ...(lastEventId ? { lastEventId } : { tail: 1 }) },

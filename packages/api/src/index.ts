@@ -50,6 +50,7 @@ export { type EnvVars, ProjectEnvStore } from './env-store';
 export * from './env-vars';
 export { type CodeRunnerErrorCode, type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
 export { MAX_BATCH_SIZE } from './limits';
+export { createLogFollowHandler } from './log-follow-http';
 export { projectKey, projectKeyOfHost, projectSlug } from './project-url';
 export { PLAN_QUOTAS, quotaFor } from './quotas';
 export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } from './rate-limit';

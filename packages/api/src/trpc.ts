@@ -53,6 +53,9 @@ const transformer = {
   },
 };
 
+/** An output as the API sends it (superjson), cached for objects marked by `serializedOnce`. */
+export const serializeOutput = (value: unknown): unknown => transformer.output.serialize(value);
+
 const t = initTRPC.context<Context>().create({
   transformer,
   errorFormatter({ shape, error, ctx, path }) {

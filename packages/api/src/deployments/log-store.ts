@@ -16,6 +16,9 @@ import path from 'node:path';
  * systems that report no changes), lines already seen skipped unparsed. The feed sends lines
  * in batches (one per `tickMs`), the same batch object to every follower; a follower that does not
  * keep up holds at most `maxBacklogLines` lines and then skips ahead, told how many it missed.
+ * Followers come as async generators (`follow`) or as sinks the feed pushes to (`subscribe`: no task
+ * or promise per follower; what the lean SSE path of deployments.logs uses). A batch that follows a
+ * quiet spell goes out at once; a feed hands each batch out 100 followers at a time.
  */
 export type LogSource = 'system' | 'build' | 'app';
 
@@ -60,6 +63,8 @@ const MAX_LINE_CHARS = 4_000;
 /** A deployment's log is kept in about this many segments: deleting one drops a quarter of it. */
 const SEGMENTS = 4;
 const PAGE_LINES = 1_000;
+/** Followers a feed hands a batch to before letting other work run. */
+const HAND_OUT_SLICE = 100;
 
 interface Segment {
   first: number;
@@ -76,7 +81,113 @@ interface WriteState {
   flushing: Promise<void> | null;
 }
 
-class Follower {
+/** What a feed hands each batch to. */
+interface Subscriber {
+  push(batch: LogBatch): void;
+}
+
+/**
+ * Where a pushed follower's batches go (an SSE connection): `send` returns false when the connection
+ * is backed up; then nothing more is sent until `resume()` of the handle is called (on 'drain').
+ */
+export interface LogSink {
+  send(batch: LogBatch): boolean;
+}
+
+export interface LogSubscription {
+  /** The sink can take more (its connection drained). */
+  resume(): void;
+  close(): void;
+}
+
+/**
+ * A follower whose batches are pushed to a sink as the feed sends them, with no task or promise of
+ * its own: the feed's batch object itself when it follows on from the last one sent (so a sink can
+ * frame it once for every follower). While the sink is backed up, or the history is still being
+ * sent, batches wait here, at most `maxBacklog` lines of them: past that the oldest go, and the next
+ * batch sent says how many lines were missed.
+ */
+class PushFollower implements Subscriber {
+  private queue: LogBatch[] = [];
+  private queued = 0;
+  private live = false;
+  private blocked = false;
+  private drained: (() => void) | undefined;
+  closed = false;
+
+  constructor(
+    private readonly maxBacklog: number,
+    private readonly sink: LogSink,
+    public last: number | null,
+  ) {}
+
+  push(batch: LogBatch): void {
+    if (this.closed) return;
+    if (this.live && !this.blocked && !this.queue.length) {
+      this.deliver([batch]);
+      return;
+    }
+    this.queue.push(batch);
+    this.queued += batch.lines.length;
+    while (this.queued > this.maxBacklog && this.queue.length > 1) {
+      this.queued -= this.queue.shift()!.lines.length;
+    }
+  }
+
+  /** Sends a history page; resolves once the sink can take more. */
+  async sendHistory(batch: LogBatch): Promise<void> {
+    if (this.closed) return;
+    this.last = batch.lines.at(-1)!.id;
+    if (this.sink.send(batch)) return;
+    this.blocked = true;
+    await new Promise<void>((resolve) => {
+      this.drained = resolve;
+    });
+  }
+
+  /** The history is sent: from now on batches go out as they come. */
+  goLive(): void {
+    this.live = true;
+    this.resume();
+  }
+
+  resume(): void {
+    this.blocked = false;
+    const drained = this.drained;
+    this.drained = undefined;
+    if (drained) {
+      drained(); // the history goes on
+      return;
+    }
+    if (!this.live) return;
+    while (!this.blocked && this.queue.length && !this.closed) {
+      const batches = this.queue;
+      this.queue = [];
+      this.queued = 0;
+      this.deliver(batches);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+    this.drained?.();
+  }
+
+  private deliver(batches: LogBatch[]): void {
+    const only = batches.length === 1 ? batches[0]! : undefined;
+    let lines = only ? only.lines : batches.flatMap((b) => b.lines);
+    const last = this.last;
+    if (last !== null && lines.length && lines[0]!.id <= last) lines = lines.filter((l) => l.id > last);
+    if (!lines.length) return;
+    const missed = last !== null && lines[0]!.id > last + 1 ? lines[0]!.id - last - 1 : 0;
+    this.last = lines.at(-1)!.id;
+    const batch = only && !missed && lines === only.lines ? only : missed ? { lines, missed } : { lines };
+    if (!this.sink.send(batch)) this.blocked = true;
+  }
+}
+
+class Follower implements Subscriber {
   private queue: LogBatch[] = [];
   private queued = 0;
   private wake: (() => void) | undefined;
@@ -116,9 +227,11 @@ class Follower {
 
 /** One deployment's followers in this process, and where its poll of the disk stands. */
 class Feed {
-  readonly followers = new Set<Follower>();
+  readonly followers = new Set<Subscriber>();
   private pending: LogLine[] = [];
   private tick: NodeJS.Timeout | undefined;
+  private lastSent = 0;
+  private handing = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private kickTimer: NodeJS.Timeout | undefined;
   private pollDelay: number;
@@ -149,14 +262,38 @@ class Feed {
       this.lastId = line.id;
       this.pending.push(line);
     }
-    if (this.pending.length && !this.tick) this.tick = setTimeout(() => this.send(), this.tickMs);
+    if (!this.pending.length || this.tick) return;
+    // At most one batch per tick, but a line after a quiet spell goes out at once (next turn, with the
+    // lines of the same turn) rather than waiting a whole tick.
+    const wait = Math.max(0, this.lastSent + this.tickMs - Date.now());
+    this.tick = setTimeout(() => this.send(), wait);
   }
 
   private send(): void {
     this.tick = undefined;
+    // A batch still being handed out: this one follows when it is done, so every follower gets them in order.
+    if (this.handing) return;
+    this.lastSent = Date.now();
     const batch: LogBatch = { lines: this.pending };
     this.pending = [];
-    for (const follower of this.followers) follower.push(batch);
+    this.handing = true;
+    this.handOut(batch, [...this.followers], 0);
+  }
+
+  /**
+   * Hands a batch to followers a slice at a time, letting other work (API requests) run between
+   * slices: writing a batch to 1,000 connections takes a while, and nothing else should wait for all
+   * of it. Followers that left meanwhile are skipped; those that came meanwhile start after this batch.
+   */
+  private handOut(batch: LogBatch, followers: Subscriber[], from: number): void {
+    const to = Math.min(followers.length, from + HAND_OUT_SLICE);
+    for (let i = from; i < to; i++) if (this.followers.has(followers[i]!)) followers[i]!.push(batch);
+    if (to < followers.length && !this.closed) {
+      setImmediate(() => this.handOut(batch, followers, to));
+      return;
+    }
+    this.handing = false;
+    if (this.pending.length && !this.tick && !this.closed) this.tick = setTimeout(() => this.send(), 0);
   }
 
   /** Something changed in the folder (or the timer fired): read the disk soon, one read at a time. */
@@ -470,6 +607,54 @@ export class LogStore {
     const before = feed.lastId;
     feed.publish(found);
     return feed.lastId !== before;
+  }
+
+  /**
+   * Pushes batches to `sink`, as `follow` yields them (the history, then live batches), without a
+   * task per follower: live batches go straight from the deployment's feed to every sink, the same
+   * object to all that are up to date. A sink that reports being backed up gets nothing more until
+   * `resume()`; meanwhile its batches wait, bounded (it then skips ahead, told what it missed).
+   */
+  subscribe(
+    deploymentId: string,
+    afterId: number | null,
+    sink: LogSink,
+    opts: { tail?: number | undefined } = {},
+  ): LogSubscription {
+    const feed = this.feed(deploymentId);
+    const follower = new PushFollower(this.maxBacklogLines, sink, afterId);
+    feed.followers.add(follower);
+    const close = () => {
+      if (follower.closed) return;
+      follower.close();
+      feed.followers.delete(follower);
+      if (!feed.followers.size && this.feeds.get(deploymentId) === feed) {
+        feed.close();
+        this.feeds.delete(deploymentId);
+      }
+    };
+    const history = async () => {
+      await feed.ready;
+      if (afterId === null) {
+        const lines = await this.read(deploymentId, null, opts.tail ?? PAGE_LINES);
+        for (let i = 0; i < lines.length && !follower.closed; i += PAGE_LINES)
+          await follower.sendHistory({ lines: lines.slice(i, i + PAGE_LINES) });
+        // An empty log: ids start at 1, so lines that come and go before we see them count as missed.
+        if (!lines.length) follower.last = 0;
+      } else {
+        while (!follower.closed) {
+          const last = follower.last!;
+          const page = await this.readAfter(deploymentId, last);
+          if (!page.length || follower.closed) break;
+          const missed = page[0]!.id > last + 1 ? page[0]!.id - last - 1 : 0;
+          await follower.sendHistory(missed ? { lines: page, missed } : { lines: page });
+          if (page.length < PAGE_LINES) break;
+        }
+      }
+      follower.goLive();
+    };
+    history().catch(() => follower.goLive());
+    return { resume: () => follower.resume(), close };
   }
 
   /**

@@ -6,10 +6,11 @@ import { openConnectionInfo } from '../deployments/database-hooks';
 import { isCurrentSql } from '../deployments/lifecycle';
 import type { LogBatch } from '../deployments/log-store';
 import { type DeploymentRow, deploymentColumns } from '../deployments/row';
+import { StatusWatch } from '../deployments/status-watch';
 import type { UploadForm } from '../deployments/upload';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
 import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
-import { protectedProcedure, router, serializedOnce, TRPCError } from '../trpc';
+import { createCallerFactory, protectedProcedure, router, serializedOnce, TRPCError } from '../trpc';
 
 /** Lines per history event of deployments.logs. */
 const LOG_PAGE_LINES = 1000;
@@ -36,6 +37,26 @@ async function loadOwned(ctx: Context & { user: { id: string } }, id: string): P
   return row;
 }
 
+/** One status feed per deployment for all its watchers in this process (see StatusWatch). */
+const statusWatches = new WeakMap<object, StatusWatch<DeploymentRow>>();
+function statusWatch(ctx: Context): StatusWatch<DeploymentRow> {
+  const d = services(ctx);
+  let watch = statusWatches.get(d);
+  if (!watch) {
+    const { sequelize } = ctx.deps;
+    watch = new StatusWatch<DeploymentRow>(async (id) => {
+      // The watcher's ownership was checked when it subscribed; the deployment's project keeps its owner.
+      const [row] = await sequelize.query<DeploymentRow>(
+        `SELECT ${COLUMNS} FROM deployments d WHERE d.id = :id`,
+        { type: QueryTypes.SELECT, replacements: { id } },
+      );
+      return row ?? null;
+    }, d.events);
+    statusWatches.set(d, watch);
+  }
+  return watch;
+}
+
 export const ownedDeploymentProcedure = protectedProcedure
   .input(z.object({ id: z.uuid('must be a deployment id (UUID)') }))
   .use(async ({ ctx, input, next }) => next({ ctx: { deployment: await loadOwned(ctx, input.id) } }));
@@ -44,6 +65,28 @@ export const ownedDeploymentProcedure = protectedProcedure
 const createInput = z.custom<UploadForm>((v) => v instanceof FormData, {
   message: 'send multipart form data (the CLI and createClient do)',
 });
+
+/** `deployments.logs` input; `lastEventId` is set by tRPC from the reconnecting EventSource's Last-Event-ID. */
+export const logsInput = z.strictObject({
+  id: z.uuid('must be a deployment id (UUID)'),
+  follow: z.boolean().optional(),
+  tail: z.number().int().min(1).max(10_000).optional(),
+  lastEventId: z.string().regex(/^\d+$/).nullish(),
+});
+
+/**
+ * The checks `deployments.logs` makes before it streams (the caller's token, the input, the
+ * deployment being the caller's, a server that runs deployments), for the lean follow path
+ * (log-follow-http.ts): the same procedure chain, so the same refusals. Not part of the API.
+ */
+const logsAccessRouter = router({
+  open: protectedProcedure.input(logsInput).query(async ({ ctx, input }) => {
+    const deployment = await loadOwned(ctx, input.id);
+    services(ctx);
+    return deployment.id;
+  }),
+});
+export const createLogsAccessCaller = createCallerFactory(logsAccessRouter);
 
 export const deploymentsRouter = router({
   create: protectedProcedure
@@ -158,18 +201,27 @@ export const deploymentsRouter = router({
 
   /** Status changes of one deployment: its current state first, then each change; ends once DESTROYED. */
   watch: ownedDeploymentProcedure.subscription(async function* ({ ctx, signal }) {
-    const { events } = services(ctx);
     let last = '';
-    const queue: string[] = [];
+    // The row to hand on next (the one the ownership check just read first); undefined: none yet.
+    let next: DeploymentRow | null | undefined = ctx.deployment;
     let wake: (() => void) | undefined;
-    const onEvent = () => {
-      queue.push('change');
+    const onAbort = () => wake?.();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const unsubscribe = statusWatch(ctx).subscribe(ctx.deployment.id, (row) => {
+      next = row;
       wake?.();
-    };
-    events.on(ctx.deployment.id, onEvent);
+    });
     try {
       while (!signal?.aborted) {
-        const row = await loadOwned(ctx, ctx.deployment.id).catch(() => null);
+        if (next === undefined) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+          continue;
+        }
+        const row: DeploymentRow | null = next;
+        next = undefined;
         if (!row) return;
         const key = `${row.status}:${row.publicUrl ?? ''}:${row.current}`;
         if (key !== last) {
@@ -177,18 +229,10 @@ export const deploymentsRouter = router({
           yield toDeploymentDto(row);
         }
         if (row.status === 'DESTROYED') return;
-        if (!queue.length) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, 2_000).unref(); // also poll: another replica's change may come without NOTIFY
-            signal?.addEventListener('abort', () => resolve(), { once: true });
-          });
-          wake = undefined;
-        }
-        queue.length = 0;
       }
     } finally {
-      events.off(ctx.deployment.id, onEvent);
+      unsubscribe();
+      signal?.removeEventListener('abort', onAbort);
     }
   }),
 
@@ -198,34 +242,27 @@ export const deploymentsRouter = router({
    * (50 ms) into one event. Each batch is a tracked event whose id is its last line's id, so a
    * reconnecting client resumes after the last line it got (`lastEventId`) and loses nothing the
    * server still keeps; `missed` says how many lines it could not be sent (older than the bounded
-   * log keeps, or skipped because it read too slowly).
+   * log keeps, or skipped because it read too slowly). On the HTTP server, requests with `follow`
+   * that pass this procedure's checks are streamed by the lean path in log-follow-http.ts (the same
+   * events, framed once per batch for every follower); this body serves the others.
    */
-  logs: protectedProcedure
-    .input(
-      z.strictObject({
-        id: z.uuid('must be a deployment id (UUID)'),
-        follow: z.boolean().optional(),
-        tail: z.number().int().min(1).max(10_000).optional(),
-        lastEventId: z.string().regex(/^\d+$/).nullish(),
-      }),
-    )
-    .subscription(async function* ({ ctx, input, signal }) {
-      const deployment = await loadOwned(ctx, input.id);
-      const { logs } = services(ctx);
-      const after = input.lastEventId ? Number(input.lastEventId) : null;
-      if (!input.follow) {
-        const lines = await logs.read(deployment.id, after, input.tail ?? 1000);
-        for (let i = 0; i < lines.length; i += LOG_PAGE_LINES) {
-          const page: LogBatch = { lines: lines.slice(i, i + LOG_PAGE_LINES) };
-          yield tracked(String(page.lines.at(-1)!.id), page);
-        }
-        return;
+  logs: protectedProcedure.input(logsInput).subscription(async function* ({ ctx, input, signal }) {
+    const deployment = await loadOwned(ctx, input.id);
+    const { logs } = services(ctx);
+    const after = input.lastEventId ? Number(input.lastEventId) : null;
+    if (!input.follow) {
+      const lines = await logs.read(deployment.id, after, input.tail ?? 1000);
+      for (let i = 0; i < lines.length; i += LOG_PAGE_LINES) {
+        const page: LogBatch = { lines: lines.slice(i, i + LOG_PAGE_LINES) };
+        yield tracked(String(page.lines.at(-1)!.id), page);
       }
-      const controller = new AbortController();
-      signal?.addEventListener('abort', () => controller.abort(), { once: true });
-      for await (const batch of logs.follow(deployment.id, after, controller.signal, { tail: input.tail })) {
-        // The same batch object goes to every follower of this deployment: serialized once.
-        yield tracked(String(batch.lines.at(-1)!.id), serializedOnce(batch));
-      }
-    }),
+      return;
+    }
+    const controller = new AbortController();
+    signal?.addEventListener('abort', () => controller.abort(), { once: true });
+    for await (const batch of logs.follow(deployment.id, after, controller.signal, { tail: input.tail })) {
+      // The same batch object goes to every follower of this deployment: serialized once.
+      yield tracked(String(batch.lines.at(-1)!.id), serializedOnce(batch));
+    }
+  }),
 });

@@ -79,13 +79,22 @@ export class LogWriter {
 
 /**
  * Follows a log file that an app writes itself (its stdout or stderr is the file, so the app keeps
- * running when the server stops): polls for new output, hands it to `onText`, keeps the file bounded.
+ * running when the server stops): reads new output when the file changes (and on a timer), hands it
+ * to `onText`, keeps the file bounded.
  */
 export class LogFollower {
   private offset = 0;
   private readonly decoder = new StringDecoder('utf8');
   private timer: NodeJS.Timeout | undefined;
   private pending: Promise<void> | undefined;
+  private watcher: fs.FSWatcher | undefined;
+  private again = false;
+  private stopped = false;
+  /**
+   * The file is cut (when over its cap) on the timer's reads only: a cut can lose what the app writes
+   * during it, so reading on every change must not mean cutting on every change.
+   */
+  private trimDue = true;
 
   constructor(
     private readonly file: string,
@@ -93,21 +102,55 @@ export class LogFollower {
     private readonly onText?: (text: string) => void,
   ) {}
 
-  /** Follow from the file's current end (earlier output belongs to an earlier app). */
+  /**
+   * Follow from the file's current end (earlier output belongs to an earlier app). New output is
+   * read as soon as the file system reports a change (inotify), so a line reaches `onText` within
+   * milliseconds rather than up to `intervalMs` later; the timer stays for file systems that report
+   * nothing, and for the cap.
+   */
   start(intervalMs: number): void {
     this.offset = fileSize(this.file);
-    this.timer = setInterval(() => void this.poll(), intervalMs);
+    this.timer = setInterval(() => {
+      this.trimDue = true;
+      this.kick();
+    }, intervalMs);
     this.timer.unref();
+    if (!this.onText) return;
+    try {
+      this.watcher = fs.watch(this.file, { persistent: false }, () => this.kick());
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch {
+      // no such file yet, or no inotify: the timer alone
+    }
   }
 
   /** Stop following, after handing over what was written until now. */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
+    this.watcher?.close();
+    this.watcher = undefined;
     // A pass already under way may have read before the last write: one more pass after it.
     await this.pending;
     await this.poll();
     const rest = this.decoder.end();
     if (rest) this.deliver(rest);
+  }
+
+  /** A read soon: at once if none runs, else one more right after the running one (which may have read too early). */
+  private kick(): void {
+    if (this.pending) {
+      this.again = true;
+      return;
+    }
+    void this.poll().then(() => {
+      if (!this.again || this.stopped) return;
+      this.again = false;
+      this.kick();
+    });
   }
 
   /** One pass at a time; a pass asked for while one runs waits for it. */
@@ -125,7 +168,7 @@ export class LogFollower {
         const { size } = await handle.stat();
         if (size < this.offset) this.offset = 0; // cut by someone else
         if (!this.onText) this.offset = size;
-        const buffer = Buffer.alloc(READ_CHUNK_BYTES);
+        const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(0, size - this.offset)));
         while (this.offset < size) {
           const { bytesRead } = await handle.read(
             buffer,
@@ -140,6 +183,8 @@ export class LogFollower {
       } finally {
         await handle.close();
       }
+      if (!this.trimDue) return;
+      this.trimDue = false;
       const trimmed = await trimLog(this.file, this.maxBytes);
       // What was appended after our read sits in the kept tail: continue from the same point in it.
       if (trimmed) this.offset = trimmed.keptAt + Math.max(0, this.offset - trimmed.keptFrom);
