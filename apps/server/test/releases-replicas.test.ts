@@ -4,13 +4,12 @@
  * request on either.
  */
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appFolder, deployFolder, logText, waitForStatus } from './fixtures/deploy-helpers';
+import { deployFolder, getViaProxy, logText, versionedApp, waitForStatus } from './fixtures/deploy-helpers';
 import { type ServerProcess, startServerProcess } from './load/fixtures/server-process';
 
 let db: MigratedTestDatabase;
@@ -29,31 +28,9 @@ afterAll(async () => {
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
-const app = (version: string) =>
-  appFolder({
-    'package.json': JSON.stringify({ name: 'versioned', scripts: { start: 'node server.js' } }),
-    'server.js': `require('http').createServer((req, res) => res.end(${JSON.stringify(version)}))
-  .listen(process.env.PORT, '127.0.0.1');`,
-  });
-
-/** GET `<host label>.localhost` on a replica's port. */
-function get(port: number, label: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = http.get(
-      { host: '127.0.0.1', port, path: '/', headers: { host: `${label}.localhost:${port}` }, agent: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.setTimeout(5_000, () => req.destroy());
-    req.on('error', (err) => resolve({ status: 0, body: err.message }));
-  });
-}
+const app = versionedApp;
+/** GET `<label>.localhost` on a replica's port. */
+const get = (port: number, label: string) => getViaProxy(`http://${label}.localhost/`, port);
 
 describe('two replicas', () => {
   it('a redeploy through one is seen and served through the other, with no failed request', async () => {

@@ -4,15 +4,16 @@
  * a failing new version leaves the old one serving; rollback and redeploy; the free plan can do all
  * of it.
  */
-import http from 'node:http';
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   appFolder,
   type DeployingServer,
   deployFolder,
+  getViaProxy,
   logText,
   startDeployingServer,
+  versionedApp,
   waitForStatus,
 } from './fixtures/deploy-helpers';
 
@@ -31,13 +32,7 @@ beforeAll(async () => {
 
 afterAll(() => ctx?.close());
 
-/** A dependency-free app answering `<version>` on every path. */
-const app = (version: string) =>
-  appFolder({
-    'package.json': JSON.stringify({ name: 'versioned', scripts: { start: 'node server.js' } }),
-    'server.js': `require('http').createServer((req, res) => res.end(${JSON.stringify(version)}))
-  .listen(process.env.PORT, '127.0.0.1');`,
-  });
+const app = versionedApp;
 
 /** An app that exits at once: its deployment FAILS. */
 const broken = () =>
@@ -46,25 +41,7 @@ const broken = () =>
     'server.js': `console.error('no config, giving up'); process.exit(3);`,
   });
 
-/** GET through the server's proxy with the URL's Host header (as a browser resolving *.localhost). */
-function get(url: string): Promise<{ status: number; body: string }> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const req = http.get(
-      { host: '127.0.0.1', port: u.port, path: u.pathname, headers: { host: u.host }, agent: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.setTimeout(5_000, () => req.destroy());
-    req.on('error', (err) => resolve({ status: 0, body: err.message }));
-  });
-}
+const get = (url: string) => getViaProxy(url);
 
 async function deployAndRun(c: CodeRunnerClient, project: string, dir: string) {
   const created = await deployFolder(c, project, dir);
