@@ -68,11 +68,13 @@ export function EnvVars({
         Every new deployment gets these variables as they are when it is created. Changes apply to new
         deployments only: <strong>redeploy to apply</strong> them to the running app.
       </p>
-      <div className="actions">
-        <button type="button" aria-pressed={reveal} onClick={() => setReveal((r) => !r)}>
-          {reveal ? 'Hide values' : 'Reveal values'}
-        </button>
-      </div>
+      {(reveal || !!list.data?.items.length) && (
+        <div className="actions">
+          <button type="button" aria-pressed={reveal} onClick={() => setReveal((r) => !r)}>
+            {reveal ? 'Hide values' : 'Reveal values'}
+          </button>
+        </div>
+      )}
       {list.isPending ? (
         <Loading what="variables" />
       ) : list.error ? (

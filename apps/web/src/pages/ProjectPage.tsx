@@ -45,8 +45,8 @@ export function ProjectPage({ id }: { id: string }) {
       <ProjectSettings project={p} />
       <ProjectUrl project={p} />
       <DeployForm projectId={p.id} />
-      <Deployments projectId={p.id} currentDeploymentId={p.currentDeploymentId} />
       <EnvVars projectId={p.id} currentDeploymentId={p.currentDeploymentId} />
+      <Deployments projectId={p.id} currentDeploymentId={p.currentDeploymentId} />
     </section>
   );
 }
