@@ -42,4 +42,5 @@ export function fieldError(err: unknown, field: string): string | undefined {
   return issue ? `${capitalize(field)} ${issue.message}` : undefined;
 }
 
-const capitalize = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
+/** A message as the dashboard shows it (errorText does the same to the server's). */
+export const capitalize = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);

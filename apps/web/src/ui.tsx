@@ -40,6 +40,38 @@ export function StatusBadge({ status }: { status: string }) {
   return <span className={`status status-${status.toLowerCase()}`}>{status}</span>;
 }
 
+/** Marks the deployment its project's URL serves now (the newest RUNNING one). */
+export function CurrentBadge() {
+  return (
+    <span className="status status-current" title="The project URL serves this deployment">
+      current
+    </span>
+  );
+}
+
+/** Copies `text`, saying so (or how to copy by hand when the browser refuses) in a live region. */
+export function CopyButton({ text, label, what }: { text: string; label: string; what: string }) {
+  const [said, setSaid] = useState('');
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      setSaid(`Copied ${what}.`);
+    } catch {
+      setSaid(`Could not copy: select ${what} and copy it by hand.`);
+    }
+  };
+  return (
+    <>
+      <button type="button" onClick={copy}>
+        {label}
+      </button>
+      <span role="status" className="muted small">
+        {said}
+      </span>
+    </>
+  );
+}
+
 /** A button that asks before acting: the first press shows the question, "Confirm" and "Cancel". */
 export function ConfirmButton(props: {
   label: string;

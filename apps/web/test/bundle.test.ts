@@ -22,6 +22,7 @@ const CLIENT_FILES = new Set([
   'quotas.ts',
   'upload-rules.ts',
   'limits.ts',
+  'env-vars.ts',
 ]);
 
 let outDir: string;

@@ -70,7 +70,8 @@ beforeAll(async () => {
   fs.rmSync(ARTIFACTS, { recursive: true, force: true });
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   ensureDashboardBuilt();
-  server = await startTestServer();
+  // A replaced deployment stops 2 s after the switch (not 30), so a test can start it again.
+  server = await startTestServer({ CODERUNNER_REDEPLOY_DRAIN_S: '2' });
   alice = await openBrowser();
 });
 
@@ -285,5 +286,237 @@ describe('the dashboard, as a person uses it', () => {
       false,
     );
     await page.close();
+  });
+});
+
+describe('releases and environment variables, from the project page', () => {
+  let carol: { context: BrowserContext; close(): Promise<void> };
+  let page: Page;
+  let projectId = '';
+  let projectUrl = '';
+  const ids = { v1: '', v2: '', v3: '', v4: '' };
+  const short = (id: string) => id.slice(0, 8);
+  const rows = () => page.getByRole('list', { name: 'Deployments, newest first' });
+  const row = (id: string) =>
+    rows()
+      .getByRole('listitem')
+      .filter({ hasText: short(id) });
+  const serving = () => page.getByRole('region', { name: 'Project URL' }).locator('.serving');
+  /** What the project URL answers now (the proxy's per-project cache follows a switch within 5 s). */
+  const served = async () => (await get(projectUrl)).body;
+
+  /** Deploys an app answering `<version> <GREETING>` from the project page; on its page once RUNNING. */
+  async function deployVersion(version: string): Promise<string> {
+    const dir = appFolder({
+      'package.json': JSON.stringify({ name: 'shop', private: true, scripts: { start: 'node server.js' } }),
+      'server.js': `require('http').createServer((req, res) => res.end('${version} ' + (process.env.GREETING ?? '-'))).listen(process.env.PORT, '127.0.0.1');`,
+    });
+    await page.getByLabel('Folder').setInputFiles(dir);
+    await page.getByText(/Selected folder/).waitFor();
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await page.waitForURL(/\/deployments\/[0-9a-f-]{36}$/);
+    await page.locator('.facts .status', { hasText: 'RUNNING' }).waitFor({ timeout: 120_000 });
+    return page.url().split('/').pop()!;
+  }
+
+  async function backToProject() {
+    await page.getByRole('link', { name: 'Back to the project' }).click();
+    await page.getByRole('region', { name: 'Project URL' }).waitFor();
+  }
+
+  /** The server's own answer to env.set, called from Node with this browser's session. */
+  async function serverMessageForSet(vars: Record<string, string>): Promise<string> {
+    const cookie = (await carol.context.cookies(server.url)).find((c) => c.name === 'coderunner_session')!;
+    const res = await trpcPost('env.set', JSON.stringify({ json: { projectId, vars } }), {
+      cookie: `coderunner_session=${cookie.value}`,
+      'x-coderunner-session': '1',
+      'content-type': 'application/json',
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { json: { message: string; data: { code: string } } } };
+    expect(body.error.json.data.code).toBe('BAD_REQUEST');
+    return body.error.json.message;
+  }
+
+  beforeAll(async () => {
+    carol = await openBrowser();
+    page = await carol.context.newPage();
+  });
+  afterAll(async () => {
+    await carol?.close();
+  });
+  // Each step leaves the page where the next one starts: a failure shows where it stopped.
+  const onFailure = () =>
+    onTestFailed(async () => {
+      await shot(page, 'FAILED-releases');
+      fs.writeFileSync(path.join(ARTIFACTS, 'FAILED-releases.html'), await page.content());
+    });
+
+  it('shows the project URL (503 before anything runs), then the deployment it serves', async () => {
+    onFailure();
+    await signUp(page, 'carol@example.com');
+    await page.getByLabel('Name').fill('shop front');
+    await page.getByRole('button', { name: 'Create project' }).click();
+    await page.getByRole('heading', { name: 'shop front', level: 1 }).waitFor();
+    projectId = page.url().split('/').pop()!;
+
+    const card = page.getByRole('region', { name: 'Project URL' });
+    const link = card.getByRole('link', { name: /localhost/ });
+    projectUrl = (await link.getAttribute('href'))!;
+    expect(projectUrl).toBe(
+      `http://shop-front-${projectId.replace(/-/g, '').slice(0, 10)}.localhost:${server.port}/`,
+    );
+    expect(await link.textContent()).toBe(projectUrl);
+    expect(await link.getAttribute('target')).toBe('_blank');
+    await carol.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+    await card.getByRole('button', { name: 'Copy URL' }).click();
+    await card.getByRole('status').getByText('Copied the project URL.').waitFor();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(projectUrl);
+    expect(await serving().textContent()).toBe('No deployment is running: the URL answers 503.');
+    expect((await get(projectUrl)).status).toBe(503);
+    await shot(page, 'project-url-nothing-running');
+
+    ids.v1 = await deployVersion('v1');
+    await page.locator('.facts .status-current').waitFor();
+    await backToProject();
+    await expect.poll(() => serving().textContent()).toContain(`Serving deployment ${short(ids.v1)}`);
+    await row(ids.v1).locator('.status-current').waitFor();
+    await expect.poll(served, { timeout: 15_000 }).toBe('v1 -');
+    // The project URL opens in a new tab and shows the app.
+    const [tab] = await Promise.all([carol.context.waitForEvent('page'), link.click()]);
+    await tab!.waitForLoadState();
+    expect(await tab!.textContent('body')).toBe('v1 -');
+    await tab!.close();
+  });
+
+  it('deploying again marks the newer deployment current; the URL serves it', async () => {
+    onFailure();
+    ids.v2 = await deployVersion('v2');
+    await page.locator('.facts .status-current').waitFor();
+    await backToProject();
+    await row(ids.v2).locator('.status-current').waitFor();
+    expect(await row(ids.v1).locator('.status-current').count()).toBe(0);
+    await expect.poll(() => serving().textContent()).toContain(`Serving deployment ${short(ids.v2)}`);
+    await expect.poll(served, { timeout: 15_000 }).toBe('v2 -');
+    // The current one offers a redeploy but no rollback; the older one both.
+    expect(await row(ids.v2).getByRole('button', { name: 'Roll back to this' }).count()).toBe(0);
+    await row(ids.v2).getByRole('button', { name: 'Redeploy' }).waitFor();
+    await row(ids.v1).getByRole('button', { name: 'Roll back to this' }).waitFor();
+    await shot(page, 'project-two-deployments');
+  });
+
+  it('starting the replaced one is refused with the server’s advice; "Roll back to this" serves it again', async () => {
+    onFailure();
+    await row(ids.v1)
+      .getByRole('link', { name: /Deployment/ })
+      .click();
+    // Replaced, it drains (2 s here), then stops.
+    await page.locator('.facts .status', { hasText: 'STOPPED' }).waitFor({ timeout: 60_000 });
+    await page.getByRole('button', { name: 'Start' }).click();
+    await expect
+      .poll(() => page.getByRole('alert').textContent())
+      .toBe(
+        `Deployment ${ids.v2} is newer and running; to serve this version again, roll back to it (coderunner rollback ${ids.v1})`,
+      );
+    await shot(page, 'start-refused-roll-back-instead');
+
+    await backToProject();
+    await row(ids.v1).getByRole('button', { name: 'Roll back to this' }).click();
+    await page.waitForURL(
+      (u) => /\/deployments\/[0-9a-f-]{36}$/.test(u.pathname) && !u.pathname.endsWith(ids.v1),
+    );
+    ids.v3 = page.url().split('/').pop()!;
+    expect([ids.v1, ids.v2]).not.toContain(ids.v3);
+    await page
+      .getByRole('log', { name: 'Log lines' })
+      .getByText(`rollback to deployment ${ids.v1}`)
+      .waitFor();
+    await page.locator('.facts .status', { hasText: 'RUNNING' }).waitFor({ timeout: 120_000 });
+    await page.locator('.facts .status-current').waitFor();
+    await shot(page, 'rolled-back');
+    await expect.poll(served, { timeout: 15_000 }).toBe('v1 -');
+
+    await backToProject();
+    await row(ids.v3).locator('.status-current').waitFor();
+    await expect.poll(() => serving().textContent()).toContain(`Serving deployment ${short(ids.v3)}`);
+    expect(await rows().locator('.status-current').count()).toBe(1);
+  });
+
+  it('environment variables: add (masked), reveal, the shared rules’ message, redeploy to apply, remove', async () => {
+    onFailure();
+    const env = page.getByRole('region', { name: 'Environment variables' });
+    await env.getByText('redeploy to apply').waitFor();
+    await env.getByText('No variables yet.').waitFor();
+    expect(await env.getByRole('button', { name: 'Reveal values' }).count()).toBe(0);
+
+    await env.getByLabel('Variable name').fill('GREETING');
+    await env.getByLabel('Value').fill('hey there');
+    await env.getByRole('button', { name: 'Save variable' }).click();
+    const greeting = env.getByRole('table', { name: 'Variables' }).getByRole('row', { name: /GREETING/ });
+    await greeting.waitFor();
+    expect(await greeting.locator('td').first().textContent()).toBe('••••••');
+    expect(await page.content()).not.toContain('hey there');
+    await env.getByRole('status').getByText('Saved GREETING. Redeploy to apply').waitFor();
+    await shot(page, 'env-masked');
+
+    await env.getByRole('button', { name: 'Reveal values' }).click();
+    await greeting.getByText('hey there').waitFor();
+    await shot(page, 'env-revealed');
+    await env.getByRole('button', { name: 'Hide values' }).click();
+    await greeting.getByText('••••••').waitFor();
+    expect(await page.content()).not.toContain('hey there');
+
+    // Invalid or reserved names: refused on the page, before any request, with the server's words.
+    let sets = 0;
+    const countSets = (r: { url(): string }) => {
+      if (r.url().includes('env.set')) sets++;
+    };
+    page.on('request', countSets);
+    for (const bad of ['1BAD', 'bad-name', 'PORT', 'CODERUNNER_X']) {
+      await env.getByLabel('Variable name').fill(bad);
+      await env.getByLabel('Value').fill('x');
+      await env.getByRole('button', { name: 'Save variable' }).click();
+      const message = await serverMessageForSet({ [bad]: 'x' });
+      expect(message).toContain(bad === 'bad-name' ? '"bad-name"' : bad);
+      await expect
+        .poll(() => env.getByRole('alert').textContent())
+        .toBe(message.charAt(0).toUpperCase() + message.slice(1));
+      expect(await env.getByLabel('Variable name').getAttribute('aria-invalid')).toBe('true');
+    }
+    page.off('request', countSets);
+    expect(sets).toBe(0);
+    await shot(page, 'env-invalid-name');
+    await env.getByLabel('Variable name').fill('');
+    await env.getByLabel('Value').fill('');
+
+    // The running app still has the old environment; a redeploy of the current deployment applies it.
+    expect(await served()).toBe('v1 -');
+    await row(ids.v3).getByRole('button', { name: 'Redeploy' }).click();
+    await page.waitForURL(
+      (u) => /\/deployments\/[0-9a-f-]{36}$/.test(u.pathname) && !u.pathname.endsWith(ids.v3),
+    );
+    ids.v4 = page.url().split('/').pop()!;
+    await page.locator('.facts .status', { hasText: 'RUNNING' }).waitFor({ timeout: 120_000 });
+    await expect.poll(served, { timeout: 15_000 }).toBe('v1 hey there');
+
+    await backToProject();
+    await row(ids.v4).locator('.status-current').waitFor();
+    await greeting.getByRole('button', { name: 'Remove' }).click();
+    await env.getByRole('button', { name: 'Remove GREETING' }).click();
+    await env.getByText('No variables yet.').waitFor();
+    await env.getByRole('status').getByText('Removed GREETING.').waitFor();
+    expect(await greeting.count()).toBe(0);
+    await shot(page, 'env-removed');
+
+    // At phone width the project page, URL and variables included, still fits.
+    await env.getByLabel('Variable name').fill('API_KEY');
+    await env.getByLabel('Value').fill('k'.repeat(200));
+    await env.getByRole('button', { name: 'Save variable' }).click();
+    await env.getByRole('row', { name: /API_KEY/ }).waitFor();
+    await env.getByRole('button', { name: 'Reveal values' }).click();
+    await env.getByText('k'.repeat(200)).waitFor();
+    await page.setViewportSize({ width: 375, height: 800 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+    await shot(page, 'project-releases-env-phone-width');
   });
 });

@@ -4,7 +4,17 @@ import { useSubscription } from '@trpc/tanstack-react-query';
 import { useEffect, useRef, useState } from 'react';
 import { useTRPC } from '../api';
 import { type LogLine, logLinesOf } from '../logs';
-import { ConfirmButton, ErrorMessage, formatDate, Link, Loading, StatusBadge } from '../ui';
+import { ReleaseActions } from '../releases';
+import {
+  ConfirmButton,
+  CopyButton,
+  CurrentBadge,
+  ErrorMessage,
+  formatDate,
+  Link,
+  Loading,
+  StatusBadge,
+} from '../ui';
 
 /** Lines kept on the page (the oldest go first). */
 const MAX_LINES = 2_000;
@@ -54,6 +64,12 @@ export function DeploymentPage({ id }: { id: string }) {
         <dt>Status</dt>
         <dd aria-live="polite">
           <StatusBadge status={d.status} />
+          {d.current && (
+            <>
+              {' '}
+              <CurrentBadge /> <span className="muted small">the project URL serves it</span>
+            </>
+          )}
           {watch.status === 'connecting' && d.status !== 'DESTROYED' && (
             <span className="muted small"> (connecting for live updates…)</span>
           )}
@@ -102,7 +118,14 @@ export function DeploymentPage({ id }: { id: string }) {
             pending={destroy.isPending}
             onConfirm={() => destroy.mutate({ id })}
           />
+          <ReleaseActions deployment={d} />
         </div>
+      )}
+      {d.status !== 'DESTROYED' && (
+        <p className="hint small">
+          Roll back: a new deployment of this source with the variables it ran with. Redeploy: this source
+          with the project's variables as they are now. The project URL switches to it once it runs.
+        </p>
       )}
       <ErrorMessage error={stop.error ?? start.error ?? destroy.error} />
       {d.hasDatabase && d.status !== 'DESTROYED' && <DatabaseCredentials id={id} />}
@@ -114,16 +137,7 @@ export function DeploymentPage({ id }: { id: string }) {
 function DatabaseCredentials({ id }: { id: string }) {
   const trpc = useTRPC();
   const [shown, setShown] = useState(false);
-  const [copied, setCopied] = useState('');
   const creds = useQuery({ ...trpc.deployments.databaseCredentials.queryOptions({ id }), enabled: shown });
-  const copy = async (url: string) => {
-    try {
-      await navigator.clipboard.writeText(url);
-      setCopied('Copied the connection URL.');
-    } catch {
-      setCopied('Could not copy: select the URL and copy it by hand.');
-    }
-  };
   return (
     <div className="card">
       <h2>Database</h2>
@@ -164,14 +178,11 @@ function DatabaseCredentials({ id }: { id: string }) {
             </dd>
           </dl>
           <div className="actions">
-            <button type="button" onClick={() => copy(creds.data.url)}>
-              Copy connection URL
-            </button>
             <button type="button" onClick={() => setShown(false)}>
               Hide credentials
             </button>
+            <CopyButton text={creds.data.url} label="Copy connection URL" what="the connection URL" />
           </div>
-          <p role="status">{copied}</p>
         </>
       )}
     </div>

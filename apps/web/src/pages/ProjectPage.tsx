@@ -1,10 +1,21 @@
 import { isCodeRunnerError } from '@coderunner/api/client';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { type FormEvent, useId, useState } from 'react';
+import { type FormEvent, useEffect, useId, useState } from 'react';
 import { fieldError, useTRPC } from '../api';
 import { DeployForm } from '../DeployForm';
+import { EnvVars } from '../EnvVars';
+import { ReleaseActions } from '../releases';
 import { navigate } from '../router';
-import { ConfirmButton, ErrorMessage, formatDate, Link, Loading, StatusBadge } from '../ui';
+import {
+  ConfirmButton,
+  CopyButton,
+  CurrentBadge,
+  ErrorMessage,
+  formatDate,
+  Link,
+  Loading,
+  StatusBadge,
+} from '../ui';
 
 /** Statuses a deployment leaves by itself: while one is shown, the list refreshes. */
 const IN_PROGRESS = new Set(['PENDING', 'PROVISIONING', 'BUILDING']);
@@ -32,14 +43,55 @@ export function ProjectPage({ id }: { id: string }) {
       <h1>{p.name}</h1>
       {p.description && <p>{p.description}</p>}
       <ProjectSettings project={p} />
+      <ProjectUrl project={p} />
       <DeployForm projectId={p.id} />
-      <Deployments projectId={p.id} />
+      <EnvVars projectId={p.id} currentDeploymentId={p.currentDeploymentId} />
+      <Deployments projectId={p.id} currentDeploymentId={p.currentDeploymentId} />
     </section>
   );
 }
 
-function Deployments({ projectId }: { projectId: string }) {
+/** The project's stable URL, and which deployment it serves (its newest RUNNING one). */
+function ProjectUrl({ project }: { project: { url: string | null; currentDeploymentId: string | null } }) {
+  const id = useId();
+  if (!project.url) return null; // a server that runs no deployments
+  const current = project.currentDeploymentId;
+  return (
+    <section className="card project-url" aria-labelledby={`${id}-title`}>
+      <h2 id={`${id}-title`}>Project URL</h2>
+      <div className="actions">
+        <a href={project.url} target="_blank" rel="noreferrer" className="big-link">
+          {project.url}
+        </a>
+        <CopyButton text={project.url} label="Copy URL" what="the project URL" />
+      </div>
+      <p aria-live="polite" className="serving">
+        {current ? (
+          <>
+            Serving deployment{' '}
+            <Link href={`/deployments/${current}`}>
+              <code>{current.slice(0, 8)}</code>
+            </Link>
+            , the project's newest running deployment. Deploy again and it switches to the new one once that
+            runs.
+          </>
+        ) : (
+          'No deployment is running: the URL answers 503.'
+        )}
+      </p>
+    </section>
+  );
+}
+
+function Deployments({
+  projectId,
+  currentDeploymentId,
+}: {
+  projectId: string;
+  currentDeploymentId: string | null;
+}) {
   const trpc = useTRPC();
+  const queryClient = useQueryClient();
   const list = useQuery(
     trpc.deployments.list.queryOptions(
       { projectId, limit: 50 },
@@ -48,6 +100,13 @@ function Deployments({ projectId }: { projectId: string }) {
       },
     ),
   );
+  // The list refreshes while deployments move; when it sees another current deployment than the
+  // project said, the project (its URL card) is read again.
+  const listCurrent = list.data ? (list.data.items.find((d) => d.current)?.id ?? null) : undefined;
+  useEffect(() => {
+    if (listCurrent !== undefined && listCurrent !== currentDeploymentId)
+      void queryClient.invalidateQueries({ queryKey: trpc.projects.get.queryKey({ id: projectId }) });
+  }, [listCurrent, currentDeploymentId, projectId, queryClient, trpc]);
   return (
     <>
       <h2>Deployments</h2>
@@ -65,9 +124,15 @@ function Deployments({ projectId }: { projectId: string }) {
                 Deployment <code>{d.id.slice(0, 8)}</code>
               </Link>
               <StatusBadge status={d.status} />
+              {d.current && <CurrentBadge />}
               <span className="muted small">
                 {d.runtimeType ?? 'runtime not detected yet'} · {formatDate(d.createdAt)}
               </span>
+              {d.status !== 'DESTROYED' && (
+                <span className="row-actions">
+                  <ReleaseActions deployment={d} />
+                </span>
+              )}
             </li>
           ))}
         </ul>
