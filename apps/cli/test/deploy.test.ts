@@ -519,6 +519,14 @@ describe('open --browser on a terminal', () => {
     expect(back.stderr).toContain(`Project releases serves it at ${one.projectUrl}`);
     expect((await curl(one.projectUrl)).body).toBe('one');
 
+    // A failing new version: the old one keeps serving, and the CLI says so.
+    const current = (await cli(['projects', 'show', 'releases', '--json'])).json().currentDeploymentId;
+    const failing = await cli(['deploy', appFolder(FAILING_APP), '--project', 'releases']);
+    expect(failing.code).toBe(1);
+    expect(failing.stderr).toContain(
+      `the project URL still serves the previous deployment ${current}: ${one.projectUrl}`,
+    );
+    expect((await curl(one.projectUrl)).body).toBe('one');
     const again = await cli(['redeploy', twoId, '--detach', '--json']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.json()).toMatchObject({ deployment: { status: 'PENDING' }, url: null, projectUrl: null });
