@@ -70,6 +70,26 @@ export function isRunning(id: ProcessIdentity): boolean {
   return stat !== null && stat.startTime === id.startTime && !ENDED_STATES.has(stat.state);
 }
 
+/**
+ * Waits until this very process has ended; SIGKILL when it is still there after `graceMs`, then a
+ * bounded wait. True when it ended.
+ */
+export async function waitUntilEnded(id: ProcessIdentity, graceMs: number): Promise<boolean> {
+  for (const [ms, then] of [
+    [graceMs, 'SIGKILL'],
+    [KILL_WAIT_MS, null],
+  ] as const) {
+    const deadline = Date.now() + ms;
+    while (isRunning(id)) {
+      if (Date.now() >= deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+    if (!isRunning(id)) return true;
+    if (then) trySignal(id.pid, then);
+  }
+  return !isRunning(id);
+}
+
 function signalAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -42,7 +42,7 @@ import {
   startPasta,
   stopPasta,
 } from './network';
-import { identify, isRunning, terminate } from './processes';
+import { identify, isRunning, terminate, waitUntilEnded } from './processes';
 import { removeIsolatedFolder } from './removal';
 import type { UidAllocator } from './uids';
 import type { RunAs } from './user';
@@ -456,9 +456,13 @@ export class LocalSandbox implements Sandbox {
   async stopApp(): Promise<void> {
     const app = this.state.app;
     if (app) app.stopping = true;
+    const recorded = readRecord(this.paths.root)?.app;
     await this.stopFollowing();
     if (this.iso) {
       await this.terminateLeaf('app');
+      // The app's outer process (bubblewrap's monitor, outside the leaf) ends once its namespace is
+      // empty: stopped means that one is gone too, whoever started it.
+      if (recorded) await waitUntilEnded(recorded, this.config.killGraceMs);
       await this.stopInbound();
     } else {
       await terminate(
