@@ -3,7 +3,6 @@ import {
   DomainError,
   EmailTakenError,
   InvalidValueError,
-  QueryTypes,
   ReferenceMissingError,
   TimeoutError,
   UniqueViolationError,
@@ -15,6 +14,8 @@ import { PasswordCheckBusyError } from './auth/password';
 import type { Context } from './context';
 import { type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
 import { RateLimitedError } from './rate-limit';
+import type { AuthedUser } from './tables/users';
+import * as users from './tables/users';
 
 /** "name: Too big: expected string to have <=255 characters; id: Invalid UUID" */
 function describeZodError(err: ZodError): string {
@@ -157,30 +158,15 @@ export const createCallerFactory = t.createCallerFactory;
 
 export const INVALID_TOKEN = 'invalid or expired token: log in again';
 
-/** The caller as loaded for this request (password hash included for re-verification, never output). */
-export interface AuthedUser {
-  id: string;
-  email: string;
-  passwordHash: string;
-  planType: string;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-const USER_BY_ID = `SELECT id, email, password_hash AS "passwordHash", plan_type AS "planType",
-  created_at AS "createdAt", updated_at AS "updatedAt" FROM users WHERE id = :id`;
+/** The caller as loaded for this request (see tables/users.ts). */
+export type { AuthedUser };
 
 /** The caller for this request's token, or null. */
 async function authenticate(ctx: Context): Promise<AuthedUser | null> {
   if (!ctx.token) return null;
   const claims = await ctx.deps.tokens.verify(ctx.token);
   if (!claims) return null;
-  const [user] = await ctx.deps.sequelize.query<AuthedUser>(USER_BY_ID, {
-    type: QueryTypes.SELECT,
-    // Inlined (escaped) by Sequelize: one simple-protocol round trip, where a bind parameter costs a
-    // parse/bind/execute exchange with the server on every request.
-    replacements: { id: claims.userId },
-  });
+  const user = await users.findForRequest(ctx.deps.sequelize, claims.userId);
   if (!user || ctx.deps.tokens.fingerprint(user.passwordHash) !== claims.passwordFingerprint) return null;
   return user;
 }

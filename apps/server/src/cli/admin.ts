@@ -2,7 +2,8 @@
  * Operator commands: pnpm --filter @coderunner/server admin set-plan <email> <plan>
  * Reads DATABASE_URL, else the embedded database in CODERUNNER_DATA_DIR.
  */
-import { connect, PLAN_TYPES, type PlanType, resolveDatabaseFromEnv, User } from '@coderunner/db';
+import { users } from '@coderunner/api/tables';
+import { connect, PLAN_TYPES, type PlanType, resolveDatabaseFromEnv } from '@coderunner/db';
 
 const USAGE = `usage: admin set-plan <email> <plan>   (plans: ${PLAN_TYPES.join(', ')})`;
 
@@ -20,7 +21,7 @@ async function main(args: string[]): Promise<number> {
   const sequelize = connect(target.url, { poolMax: 1 });
   try {
     const normalized = email.trim().toLowerCase();
-    const [count] = await User.update({ planType: plan as PlanType }, { where: { email: normalized } });
+    const count = await users.setPlan(normalized, plan as PlanType);
     if (!count) {
       console.error(`no user with email ${normalized}`);
       return 1;

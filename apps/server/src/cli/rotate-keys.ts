@@ -11,13 +11,8 @@
  * on the active key is skipped without being decrypted.
  */
 import path from 'node:path';
-import {
-  loadKeyring,
-  ProjectEnvStore,
-  rotateSealedColumn,
-  SourceStore,
-  sqlSealedColumn,
-} from '@coderunner/api';
+import { loadKeyring, ProjectEnvStore, rotateSealedColumn, SourceStore } from '@coderunner/api';
+import { deployments, projects } from '@coderunner/api/tables';
 import { defaultDataDir, guardedPool, resolveDatabaseFromEnv } from '@coderunner/db';
 import type pg from 'pg';
 
@@ -28,8 +23,7 @@ async function rotateProjectEnv(pool: pg.Pool, store: ProjectEnvStore) {
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      const { rowCount } = await client.query('SELECT id FROM projects WHERE id = $1 FOR UPDATE', [id]);
-      if (!rowCount) result.orphans++;
+      if (!(await projects.lockById(client, id))) result.orphans++;
       else {
         const outcome = store.rotate(id);
         if (outcome === 'rotated') result.rotated++;
@@ -56,7 +50,7 @@ async function main(): Promise<number> {
   try {
     const result = await rotateSealedColumn({
       keyring,
-      ...sqlSealedColumn(pool, { table: 'deployments', column: 'db_connection_info' }),
+      ...deployments.sealedConnectionInfo(pool),
       aad: (id) => id,
       batchSize: Number(process.env.ROTATE_BATCH_SIZE ?? 100),
       onProgress: (p) => console.error(`scanned ${p.scanned}, rotated ${p.rotated}`),

@@ -7,15 +7,13 @@
  * - sandboxes whose deployment does not want them: killed;
  * - RUNNING sandboxes of cloud providers: kept alive.
  */
-import { type DeploymentStatus, QueryTypes } from '@coderunner/db';
+import type { DeploymentStatus } from '@coderunner/db';
 import { type Sandbox, SandboxNotFoundError } from '@coderunner/sandbox';
+import * as deployments from '../tables/deployments';
 import { type EngineOptions, systemLog } from './context';
 import { ACTIVE_STATUSES, transition } from './lifecycle';
 import type { Releases } from './releases';
-import { type DeploymentRow, deploymentColumns } from './row';
 import type { AppSupervisor } from './supervision';
-
-const ROW_COLUMNS = deploymentColumns();
 
 /** Logged when a build whose worker died is queued again: the log is where retries are counted. */
 export const REBUILD_LINE = 'the worker building this deployment stopped; building it again';
@@ -65,11 +63,7 @@ export class Reconciler {
 
   private async requeueStuck(): Promise<void> {
     const { sequelize, provider } = this.opts;
-    const stuck = await sequelize.query<DeploymentRow>(
-      `SELECT ${ROW_COLUMNS} FROM deployments
-       WHERE status IN ('PROVISIONING', 'BUILDING') AND updated_at < now() - make_interval(secs => :secs)`,
-      { type: QueryTypes.SELECT, replacements: { secs: this.opts.stuckAfterMs / 1000 } },
-    );
+    const stuck = await deployments.stuck(sequelize, this.opts.stuckAfterMs / 1000);
     for (const row of stuck) {
       if (this.isBuilding(row.id)) continue;
       if (row.appSandboxId) await provider.kill(row.appSandboxId).catch(() => false);
@@ -86,10 +80,7 @@ export class Reconciler {
 
   private async checkRunning(firstPass: boolean): Promise<void> {
     const { sequelize, provider } = this.opts;
-    const running = await sequelize.query<DeploymentRow>(
-      `SELECT ${ROW_COLUMNS} FROM deployments WHERE status = 'RUNNING'`,
-      { type: QueryTypes.SELECT },
-    );
+    const running = await deployments.running(sequelize);
     for (const row of running) {
       if (this.isBuilding(row.id) || !row.appSandboxId) continue;
       // Replaced by a newer deployment: it is stopped when its drain ends, not brought back.
@@ -147,10 +138,7 @@ export class Reconciler {
       const deploymentId = s.metadata.deploymentId;
       if (deploymentId && this.isBuilding(deploymentId)) continue;
       if (s.startedAt && Date.now() - s.startedAt.getTime() < graceMs) continue;
-      const [row] = await sequelize.query<{ status: string; appSandboxId: string | null }>(
-        `SELECT status, app_sandbox_id AS "appSandboxId" FROM deployments WHERE id::text = :id`,
-        { type: QueryTypes.SELECT, replacements: { id: deploymentId ?? '' } },
-      );
+      const row = await deployments.statusAndAppOfAnyId(sequelize, deploymentId ?? '');
       const wanted =
         row && ACTIVE_STATUSES.includes(row.status as DeploymentStatus) && row.appSandboxId === s.id;
       if (!wanted) {

@@ -5,29 +5,11 @@
  * (requests in flight finish) and are then stopped. Everything here is derived from the deployments
  * table, so every replica agrees, and a restart in the middle of a drain only restarts the drain.
  */
-import { QueryTypes, type Sequelize } from '@coderunner/db';
 import { LRUCache } from 'lru-cache';
-import { projectIdRange } from '../project-url';
+import * as deployments from '../tables/deployments';
+import * as projects from '../tables/projects';
 import { type EngineOptions, systemLog } from './context';
-import { isCurrentSql } from './lifecycle';
 import type { AppSupervisor } from './supervision';
-
-/** The deployment a project serves now (its newest RUNNING one), or null. */
-export async function currentDeploymentOf(sequelize: Sequelize, projectId: string): Promise<string | null> {
-  const [row] = await sequelize.query<{ id: string }>(
-    `SELECT id FROM deployments WHERE project_id = :projectId AND status = 'RUNNING'
-     ORDER BY created_at DESC, id DESC LIMIT 1`,
-    { type: QueryTypes.SELECT, replacements: { projectId } },
-  );
-  return row?.id ?? null;
-}
-
-/** A RUNNING deployment that a newer RUNNING one of its project replaced. */
-interface Replaced {
-  id: string;
-  projectId: string;
-  currentId: string;
-}
 
 export class Releases {
   /** project key → project id (null: no such project), for the proxy. */
@@ -68,7 +50,7 @@ export class Releases {
 
   private async lookUpCurrent(projectId: string): Promise<string | null> {
     const generation = this.generation;
-    const id = await currentDeploymentOf(this.opts.sequelize, projectId);
+    const id = await deployments.currentOf(this.opts.sequelize, projectId);
     if (generation === this.generation) this.current.set(projectId, { id });
     return id;
   }
@@ -76,13 +58,9 @@ export class Releases {
   private async projectOfKey(key: string): Promise<string | null> {
     const known = this.projects.get(key);
     if (known) return known.id;
-    const { lo, hi } = projectIdRange(key);
-    const rows = await this.opts.sequelize.query<{ id: string }>(
-      'SELECT id FROM projects WHERE id BETWEEN :lo AND :hi LIMIT 2',
-      { type: QueryTypes.SELECT, replacements: { lo, hi } },
-    );
+    const ids = await projects.idsWithKey(this.opts.sequelize, key);
     // Two projects with one key (only possible for projects created before keys were checked): neither.
-    const id = rows.length === 1 ? rows[0]!.id : null;
+    const id = ids.length === 1 ? ids[0]! : null;
     this.projects.set(key, { id });
     return id;
   }
@@ -93,15 +71,7 @@ export class Releases {
    */
   async retireReplaced(projectId?: string): Promise<void> {
     if (projectId) this.changed(projectId);
-    const replaced = await this.opts.sequelize.query<Replaced>(
-      `SELECT d.id, d.project_id AS "projectId",
-              (SELECT c.id FROM deployments c WHERE c.project_id = d.project_id AND c.status = 'RUNNING'
-               ORDER BY c.created_at DESC, c.id DESC LIMIT 1) AS "currentId"
-       FROM deployments d
-       WHERE d.status = 'RUNNING' AND NOT ${isCurrentSql('d')}
-         ${projectId ? 'AND d.project_id = :projectId' : ''}`,
-      { type: QueryTypes.SELECT, replacements: { projectId: projectId ?? null } },
-    );
+    const replaced = await deployments.replaced(this.opts.sequelize, projectId);
     for (const row of replaced) this.retire(row);
   }
 
@@ -110,7 +80,7 @@ export class Releases {
     return this.retiring.has(id);
   }
 
-  private retire(row: Replaced): void {
+  private retire(row: deployments.Replaced): void {
     if (this.retiring.has(row.id)) return;
     const drainMs = this.opts.redeployDrainMs;
     systemLog(
@@ -129,11 +99,7 @@ export class Releases {
 
   private async finishRetiring(id: string): Promise<void> {
     try {
-      const [row] = await this.opts.sequelize.query<{ appSandboxId: string | null; current: boolean }>(
-        `SELECT app_sandbox_id AS "appSandboxId", ${isCurrentSql('d')} AS current
-         FROM deployments d WHERE d.id = :id AND d.status = 'RUNNING'`,
-        { type: QueryTypes.SELECT, replacements: { id } },
-      );
+      const row = await deployments.runningWithCurrent(this.opts.sequelize, id);
       // Gone, stopped by its owner, or current again (the newer one failed or was stopped meanwhile).
       if (!row || row.current) return;
       await this.stop({ id, appSandboxId: row.appSandboxId });

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createListener, QueryTypes, type Sequelize } from '@coderunner/db';
+import { createListener, type Sequelize } from '@coderunner/db';
 import {
   agentSphereConfigFromEnv,
   createAgentSphereProvider,
@@ -25,6 +25,8 @@ import {
 } from '@coderunner/sandbox';
 import { ProjectEnvStore } from '../env-store';
 import { type Keyring, loadKeyring } from '../secrets';
+import * as deployments from '../tables/deployments';
+import * as projects from '../tables/projects';
 import type { EngineLogger, EngineOptions } from './context';
 import { createDatabaseHooks, type DatabaseBackend } from './database-hooks';
 import { DeploymentEngine } from './engine';
@@ -125,17 +127,11 @@ function localSandboxes(
     // A deployment given a database reaches the apps' cluster (its own database there), and nothing
     // else on this machine; one without (whatever DATABASE_URL its owner set) reaches no port at all.
     databasePorts: async (metadata) => {
-      const [row] = await sequelize.query<{ db: string | null }>(
-        'SELECT db_sandbox_id AS db FROM deployments WHERE id = :id',
-        { type: QueryTypes.SELECT, replacements: { id: metadata.deploymentId } },
-      );
+      const row = await deployments.databaseSandboxOf(sequelize, metadata.deploymentId);
       return row?.db ? [appsDatabasePort] : [];
     },
     limits: async (metadata) => {
-      const [row] = await sequelize.query<{ plan_type: string }>(
-        'SELECT u.plan_type FROM projects p JOIN users u ON u.id = p.user_id WHERE p.id = :id',
-        { type: QueryTypes.SELECT, replacements: { id: metadata.projectId } },
-      );
+      const row = await projects.ownerPlan(sequelize, metadata.projectId);
       const limits = config.planLimits ?? {};
       return limits[row?.plan_type ?? 'free'] ?? limits.free ?? DEFAULT_LIMITS;
     },

@@ -3,12 +3,14 @@
  * call these with a row whose ownership the procedure already checked.
  */
 import type { EventEmitter } from 'node:events';
-import { QueryTypes, type Sequelize, type Transaction } from '@coderunner/db';
+import type { Sequelize, Transaction } from '@coderunner/db';
 import { TRPCError } from '@trpc/server';
 import { lockUser } from '../accounts';
 import type { ProjectEnvStore } from '../env-store';
 import { quotaFor } from '../quotas';
 import type { Keyring } from '../secrets';
+import * as deployments from '../tables/deployments';
+import * as projects from '../tables/projects';
 import type { DeploymentEngine } from './engine';
 import { countActiveDeployments, insertPending, transition } from './lifecycle';
 import type { LogStore } from './log-store';
@@ -59,10 +61,7 @@ export class DeploymentService {
     const upload = await readUpload(form, this.limits);
     const plan = await inspectArchive(upload.archive, this.limits, upload.runtime);
     const row = await sequelize.transaction(async (transaction) => {
-      const [project] = await sequelize.query<{ id: string }>(
-        'SELECT id FROM projects WHERE id = :id AND user_id = :userId',
-        { type: QueryTypes.SELECT, replacements: { id: upload.projectId, userId }, transaction },
-      );
+      const project = await projects.findOwnedId(sequelize, upload.projectId, userId, transaction);
       if (!project) throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
       // The project's variables as they are now, with this deploy's overrides: the deployment keeps them.
       const envSnapshot = this.projectEnv.snapshot(project.id, upload.env);
@@ -97,15 +96,7 @@ export class DeploymentService {
       throw conflict('the stored source of this deployment is gone; deploy again');
     const moved = await this.deps.sequelize.transaction(async (transaction) => {
       await this.assertQuota(userId, transaction, row.projectId);
-      const [newer] = await this.deps.sequelize.query<{ id: string }>(
-        `SELECT id FROM deployments WHERE project_id = :projectId AND status = 'RUNNING'
-           AND (created_at, id) > (SELECT created_at, id FROM deployments WHERE id = :id) LIMIT 1`,
-        {
-          type: QueryTypes.SELECT,
-          replacements: { projectId: row.projectId, id: row.id },
-          transaction,
-        },
-      );
+      const newer = await deployments.newerRunning(this.deps.sequelize, row.projectId, row.id, transaction);
       // Started, it would only be replaced again by the newer one: the project serves one version.
       if (newer)
         throw conflict(
@@ -175,13 +166,7 @@ export class DeploymentService {
   /** RUNNING → STOPPED. */
   async stop(row: DeploymentRow): Promise<void> {
     if (row.status !== 'RUNNING' || !(await this.engine.stopDeployment(row))) {
-      const [now] = await this.deps.sequelize.query<{ status: string }>(
-        'SELECT status FROM deployments WHERE id = :id',
-        {
-          type: QueryTypes.SELECT,
-          replacements: { id: row.id },
-        },
-      );
+      const now = await deployments.statusOf(this.deps.sequelize, row.id);
       throw conflict(`only a RUNNING deployment can be stopped; this one is ${now?.status ?? 'DESTROYED'}`);
     }
   }

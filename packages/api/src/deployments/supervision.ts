@@ -2,8 +2,8 @@
  * App supervision: the apps this process started or re-attached to, where the proxy sends their
  * traffic, when they are ready, and what happens when one exits on its own.
  */
-import { QueryTypes } from '@coderunner/db';
 import type { Sandbox } from '@coderunner/sandbox';
+import * as deployments from '../tables/deployments';
 import { type EngineOptions, markFailed, systemLog } from './context';
 
 export class AppSupervisor {
@@ -88,10 +88,7 @@ export class AppSupervisor {
   async resolve(id: string): Promise<string | null> {
     const known = this.apps.get(id);
     if (known) return known.internalUrl;
-    const [row] = await this.opts.sequelize.query<{ app_sandbox_id: string | null }>(
-      `SELECT app_sandbox_id FROM deployments WHERE id = :id AND status = 'RUNNING'`,
-      { type: QueryTypes.SELECT, replacements: { id } },
-    );
+    const row = await deployments.runningApp(this.opts.sequelize, id);
     if (!row?.app_sandbox_id) return null;
     try {
       const sandbox = await this.opts.provider.connect(row.app_sandbox_id);
@@ -121,10 +118,7 @@ export class AppSupervisor {
     if (current && current.sandboxId !== sandboxId) return;
     this.apps.delete(id);
     if (this.isBuilding(id)) return; // still starting: readiness reports it
-    const [row] = await this.opts.sequelize.query<{ app_sandbox_id: string | null; status: string }>(
-      'SELECT status, app_sandbox_id FROM deployments WHERE id = :id',
-      { type: QueryTypes.SELECT, replacements: { id } },
-    );
+    const row = await deployments.statusAndApp(this.opts.sequelize, id);
     if (row?.status !== 'RUNNING' || row.app_sandbox_id !== sandboxId) return;
     systemLog(this.opts, id, `FAILED: the app ${how}`);
     await this.opts.provider.kill(sandboxId).catch(() => false);

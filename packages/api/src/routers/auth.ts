@@ -1,4 +1,4 @@
-import { Project, User, withDomainErrors } from '@coderunner/db';
+import { withDomainErrors } from '@coderunner/db';
 import { z } from 'zod';
 import { PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS, PasswordCheckBusyError } from '../auth/password';
 import type { Context } from '../context';
@@ -6,6 +6,8 @@ import { countActiveDeployments } from '../deployments/lifecycle';
 import { toUserDto } from '../dto';
 import { quotaFor } from '../quotas';
 import { RateLimitedError } from '../rate-limit';
+import * as projects from '../tables/projects';
+import * as users from '../tables/users';
 import { protectedProcedure, publicProcedure, router, TRPCError } from '../trpc';
 
 /** Trimmed and lower-cased before storing and lookup: `A@x.com` and `a@x.com` are one account. */
@@ -100,7 +102,7 @@ export const authRouter = router({
     // Probing for registered emails counts against the email like failed logins do.
     const user = await withFailureBudget(ctx, input.email, async () => {
       const passwordHash = await ctx.deps.passwords.hash(input.password);
-      return withDomainErrors(User.create({ email: input.email, passwordHash }));
+      return withDomainErrors(users.create({ email: input.email, passwordHash }));
     });
     return { user: toUserDto(user), token: await startSession(ctx, user) };
   }),
@@ -108,7 +110,7 @@ export const authRouter = router({
   login: publicProcedure.input(loginInput).mutation(async ({ ctx, input }) => {
     await limitByIp(ctx);
     const user = await withFailureBudget(ctx, input.email, async () => {
-      const found = await User.findOne({ where: { email: input.email } });
+      const found = await users.findByEmail(input.email);
       // An unknown email costs the same argon2 work as a wrong password: the timing says nothing.
       const ok = found
         ? await ctx.deps.passwords.verify(found.passwordHash, input.password)
@@ -129,14 +131,14 @@ export const authRouter = router({
 
   /** The caller's plan, what it allows, and what the caller holds now. */
   usage: protectedProcedure.query(async ({ ctx }) => {
-    const [projects, activeDeployments] = await Promise.all([
-      Project.count({ where: { userId: ctx.user.id } }),
+    const [projectCount, activeDeployments] = await Promise.all([
+      projects.countOf(ctx.user.id),
       countActiveDeployments(ctx.deps.sequelize, ctx.user.id),
     ]);
     return {
       plan: ctx.user.planType,
       limits: quotaFor(ctx.user.planType),
-      used: { projects, activeDeployments },
+      used: { projects: projectCount, activeDeployments },
     };
   }),
 
@@ -150,11 +152,7 @@ export const authRouter = router({
       });
       const passwordHash = await ctx.deps.passwords.hash(input.newPassword);
       // Conditional on the hash we verified against: two concurrent changes cannot both win.
-      const [, rows] = await User.update(
-        { passwordHash },
-        { where: { id: ctx.user.id, passwordHash: ctx.user.passwordHash }, returning: true },
-      );
-      const updated = rows[0];
+      const updated = await users.replacePasswordHash(ctx.user.id, ctx.user.passwordHash, passwordHash);
       if (!updated)
         throw new TRPCError({
           code: 'CONFLICT',

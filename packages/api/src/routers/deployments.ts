@@ -1,15 +1,15 @@
-import { DEPLOYMENT_STATUSES, QueryTypes } from '@coderunner/db';
+import { DEPLOYMENT_STATUSES } from '@coderunner/db';
 import { tracked } from '@trpc/server';
 import { z } from 'zod';
 import type { Context } from '../context';
 import { openConnectionInfo } from '../deployments/database-hooks';
-import { isCurrentSql } from '../deployments/lifecycle';
 import type { LogBatch } from '../deployments/log-store';
-import { type DeploymentRow, deploymentColumns } from '../deployments/row';
+import type { DeploymentRow } from '../deployments/row';
 import { StatusWatch } from '../deployments/status-watch';
 import type { UploadForm } from '../deployments/upload';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
-import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
+import { pageInput, toPage } from '../pagination';
+import * as deployments from '../tables/deployments';
 import { createCallerFactory, protectedProcedure, router, serializedOnce, TRPCError } from '../trpc';
 
 /** Lines per history event of deployments.logs. */
@@ -24,15 +24,9 @@ function services(ctx: Context) {
   return d;
 }
 
-const COLUMNS = `${deploymentColumns('d')}, ${isCurrentSql('d')} AS current`;
-
 /** The caller's deployment, scoped in SQL through its project's owner; others' are NOT_FOUND. */
 async function loadOwned(ctx: Context & { user: { id: string } }, id: string): Promise<DeploymentRow> {
-  const [row] = await ctx.deps.sequelize.query<DeploymentRow>(
-    `SELECT ${COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id
-     WHERE d.id = :id AND p.user_id = :userId`,
-    { type: QueryTypes.SELECT, replacements: { id, userId: ctx.user.id } },
-  );
+  const row = await deployments.findOwned(ctx.deps.sequelize, id, ctx.user.id);
   if (!row) throw deploymentNotFound();
   return row;
 }
@@ -44,14 +38,8 @@ function statusWatch(ctx: Context): StatusWatch<DeploymentRow> {
   let watch = statusWatches.get(d);
   if (!watch) {
     const { sequelize } = ctx.deps;
-    watch = new StatusWatch<DeploymentRow>(async (id) => {
-      // The watcher's ownership was checked when it subscribed; the deployment's project keeps its owner.
-      const [row] = await sequelize.query<DeploymentRow>(
-        `SELECT ${COLUMNS} FROM deployments d WHERE d.id = :id`,
-        { type: QueryTypes.SELECT, replacements: { id } },
-      );
-      return row ?? null;
-    }, d.events);
+    // The watcher's ownership was checked when it subscribed; the deployment's project keeps its owner.
+    watch = new StatusWatch<DeploymentRow>((id) => deployments.findWithCurrent(sequelize, id), d.events);
     statusWatches.set(d, watch);
   }
   return watch;
@@ -108,28 +96,12 @@ export const deploymentsRouter = router({
     )
     .query(async ({ ctx, input }): Promise<{ items: DeploymentDto[]; nextCursor: string | null }> => {
       const limit = input?.limit ?? 20;
-      const cursor = input?.cursor ?? null;
-      const where = ['p.user_id = :userId'];
-      if (input?.projectId) where.push('d.project_id = :projectId');
-      if (input?.status) where.push('d.status = :status');
-      if (cursor) where.push('(d.created_at, d.id) < (:cursorTs::timestamptz, :cursorId::uuid)');
-      const rows = await ctx.deps.sequelize.query<DeploymentRow & { cursorTs: string }>(
-        `SELECT ${COLUMNS}, ${CURSOR_TS_SQL.replace('created_at', 'd.created_at')} AS "cursorTs"
-         FROM deployments d JOIN projects p ON p.id = d.project_id
-         WHERE ${where.join(' AND ')}
-         ORDER BY d.created_at DESC, d.id DESC LIMIT :take`,
-        {
-          type: QueryTypes.SELECT,
-          replacements: {
-            userId: ctx.user.id,
-            projectId: input?.projectId ?? null,
-            status: input?.status ?? null,
-            cursorTs: cursor?.createdAt ?? null,
-            cursorId: cursor?.id ?? null,
-            take: limit + 1,
-          },
-        },
-      );
+      const rows = await deployments.listOwned(ctx.deps.sequelize, ctx.user.id, {
+        projectId: input?.projectId,
+        status: input?.status,
+        cursor: input?.cursor ?? null,
+        take: limit + 1,
+      });
       return toPage(rows, limit, toDeploymentDto);
     }),
 

@@ -3,11 +3,11 @@
  * another user's project answers NOT_FOUND exactly like a missing one. Changes apply to deployments
  * created afterwards (each deployment keeps the snapshot it was created with).
  */
-import { Project, QueryTypes } from '@coderunner/db';
 import { z } from 'zod';
 import type { Context } from '../context';
 import { type EnvVars, type ProjectEnvStore, readForUser } from '../env-store';
 import { ENV_NAME_PATTERN, envNameProblem, envSetProblem, maskEnvValue } from '../env-vars';
+import * as projects from '../tables/projects';
 import { protectedProcedure, router, TRPCError } from '../trpc';
 import { projectNotFound } from './projects';
 
@@ -29,12 +29,9 @@ const projectId = z.uuid('must be a project id (UUID)');
 const ownedEnvProcedure = protectedProcedure
   .input(z.object({ projectId }))
   .use(async ({ ctx, input, next }) => {
-    const project = await Project.findOne({
-      where: { id: input.projectId, userId: ctx.user.id },
-      attributes: ['id'],
-    });
-    if (!project) throw projectNotFound();
-    return next({ ctx: { projectId: project.id } });
+    const id = await projects.ownedId(ctx.user.id, input.projectId);
+    if (!id) throw projectNotFound();
+    return next({ ctx: { projectId: id } });
   });
 
 function items(vars: EnvVars, reveal = false): EnvItem[] {
@@ -53,10 +50,7 @@ async function update(
   change: (vars: Map<string, string>) => void,
 ): Promise<EnvVars> {
   return ctx.deps.sequelize.transaction(async (transaction) => {
-    const [row] = await ctx.deps.sequelize.query<{ id: string }>(
-      'SELECT id FROM projects WHERE id = :id AND user_id = :userId FOR UPDATE',
-      { type: QueryTypes.SELECT, replacements: { id, userId: ctx.user.id }, transaction },
-    );
+    const row = await projects.lockOwned(ctx.deps.sequelize, id, ctx.user.id, transaction);
     if (!row) throw projectNotFound(); // deleted meanwhile
     const envStore = store(ctx);
     const vars = new Map(Object.entries(readForUser(envStore, row.id)));

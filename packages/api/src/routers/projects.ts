@@ -1,13 +1,13 @@
-import { randomUUID } from 'node:crypto';
-import { Project, QueryTypes, type Sequelize, type Transaction } from '@coderunner/db';
+import type { Transaction } from '@coderunner/db';
 import { z } from 'zod';
 import { lockUser } from '../accounts';
 import type { Context } from '../context';
-import { currentDeploymentOf } from '../deployments/releases';
 import { type ProjectDto, toProjectDto } from '../dto';
-import { CURSOR_TS_SQL, pageInput, toPage } from '../pagination';
-import { projectIdRange, projectKey } from '../project-url';
+import { pageInput, toPage } from '../pagination';
 import { quotaFor } from '../quotas';
+import * as deployments from '../tables/deployments';
+import type { ProjectRow } from '../tables/projects';
+import * as projects from '../tables/projects';
 import { protectedProcedure, router, TRPCError } from '../trpc';
 
 const name = z
@@ -28,12 +28,10 @@ export const projectNotFound = () => new TRPCError({ code: 'NOT_FOUND', message:
 export const ownedProjectProcedure = protectedProcedure
   .input(z.object({ id: z.uuid('must be a project id (UUID)') }))
   .use(async ({ ctx, input, next }) => {
-    const project = await Project.findOne({ where: { id: input.id, userId: ctx.user.id } });
+    const project = await projects.findOwned(ctx.user.id, input.id);
     if (!project) throw projectNotFound();
     return next({ ctx: { project } });
   });
-
-type ProjectRow = { id: string; name: string; description: string | null; createdAt: Date; updatedAt: Date };
 
 /** The project as the API returns it: with its URL and the deployment that URL serves now. */
 async function projectDto(
@@ -47,30 +45,8 @@ async function projectDto(
     currentDeploymentId:
       currentDeploymentId !== undefined
         ? currentDeploymentId
-        : await currentDeploymentOf(ctx.deps.sequelize, p.id),
+        : await deployments.currentOf(ctx.deps.sequelize, p.id),
   });
-}
-
-/**
- * An id whose URL key (its first 10 hex digits, see project-url.ts) no project has: project URLs are
- * unique forever. A clash has odds of 1 in 2^40 per existing project; the loop is for certainty.
- */
-async function newProjectId(sequelize: Sequelize, transaction: Transaction): Promise<string> {
-  for (;;) {
-    const id = randomUUID();
-    const { lo, hi } = projectIdRange(projectKey(id));
-    // Serialises creations that drew the same key (never in practice), so the check below holds.
-    await sequelize.query('SELECT pg_advisory_xact_lock(hashtext(:key))', {
-      replacements: { key: `project-key:${projectKey(id)}` },
-      transaction,
-    });
-    const [taken] = await sequelize.query('SELECT 1 FROM projects WHERE id BETWEEN :lo AND :hi LIMIT 1', {
-      type: QueryTypes.SELECT,
-      replacements: { lo, hi },
-      transaction,
-    });
-    if (!taken) return id;
-  }
 }
 
 async function assertNameFree(
@@ -79,12 +55,8 @@ async function assertNameFree(
   transaction: Transaction,
   exceptId?: string,
 ) {
-  const taken = await Project.findOne({
-    where: { userId, name: projectName },
-    transaction,
-    attributes: ['id'],
-  });
-  if (taken && taken.id !== exceptId) {
+  const taken = await projects.idByName(userId, projectName, transaction);
+  if (taken && taken !== exceptId) {
     throw new TRPCError({ code: 'CONFLICT', message: `you already have a project named "${projectName}"` });
   }
 }
@@ -96,21 +68,21 @@ export const projectsRouter = router({
       ctx.deps.sequelize.transaction(async (transaction) => {
         const user = await lockUser(ctx.user.id, transaction);
         const limit = quotaFor(user.planType).projects;
-        if ((await Project.count({ where: { userId: user.id }, transaction })) >= limit) {
+        if ((await projects.countOf(user.id, transaction)) >= limit) {
           throw new TRPCError({
             code: 'FORBIDDEN',
             message: `the ${user.planType} plan allows ${limit} projects; delete one or upgrade your plan`,
           });
         }
         await assertNameFree(user.id, input.name, transaction);
-        const project = await Project.create(
+        const project = await projects.create(
           {
-            id: await newProjectId(ctx.deps.sequelize, transaction),
+            id: await projects.newId(ctx.deps.sequelize, transaction),
             userId: user.id,
             name: input.name,
             description: input.description ?? null,
           },
-          { transaction },
+          transaction,
         );
         return projectDto(ctx, project, null);
       }),
@@ -120,27 +92,10 @@ export const projectsRouter = router({
     .input(z.strictObject(pageInput).optional())
     .query(async ({ ctx, input }): Promise<{ items: ProjectDto[]; nextCursor: string | null }> => {
       const limit = input?.limit ?? 20;
-      const cursor = input?.cursor ?? null;
-      const rows = await ctx.deps.sequelize.query<
-        ProjectRow & { currentDeploymentId: string | null; cursorTs: string }
-      >(
-        `SELECT id, name, description, created_at AS "createdAt", updated_at AS "updatedAt", ${CURSOR_TS_SQL} AS "cursorTs",
-           (SELECT d.id FROM deployments d WHERE d.project_id = projects.id AND d.status = 'RUNNING'
-            ORDER BY d.created_at DESC, d.id DESC LIMIT 1) AS "currentDeploymentId"
-         FROM projects
-         WHERE user_id = :userId ${cursor ? 'AND (created_at, id) < (:cursorTs::timestamptz, :cursorId::uuid)' : ''}
-         ORDER BY created_at DESC, id DESC
-         LIMIT :take`,
-        {
-          type: QueryTypes.SELECT,
-          replacements: {
-            userId: ctx.user.id,
-            cursorTs: cursor?.createdAt ?? null,
-            cursorId: cursor?.id ?? null,
-            take: limit + 1,
-          },
-        },
-      );
+      const rows = await projects.listOwned(ctx.deps.sequelize, ctx.user.id, {
+        cursor: input?.cursor ?? null,
+        take: limit + 1,
+      });
       const url = (p: ProjectRow) => ctx.deps.deployments?.projectUrl(p) ?? null;
       return toPage(rows, limit, (p) =>
         toProjectDto(p, { url: url(p), currentDeploymentId: p.currentDeploymentId }),
@@ -161,19 +116,14 @@ export const projectsRouter = router({
         }
         if (input.description !== undefined) changes.description = input.description;
         if (!Object.keys(changes).length) return projectDto(ctx, ctx.project);
-        const [, rows] = await Project.update(changes, {
-          where: { id: ctx.project.id, userId: ctx.user.id },
-          returning: true,
-          transaction,
-        });
-        const updated = rows[0];
+        const updated = await projects.update(ctx.user.id, ctx.project.id, changes, transaction);
         if (!updated) throw projectNotFound(); // deleted meanwhile
         return projectDto(ctx, updated);
       }),
     ),
 
   delete: ownedProjectProcedure.mutation(async ({ ctx }): Promise<{ id: string; deleted: true }> => {
-    const removed = await Project.destroy({ where: { id: ctx.project.id, userId: ctx.user.id } });
+    const removed = await projects.destroyOwned(ctx.user.id, ctx.project.id);
     if (!removed) throw projectNotFound();
     // Its environment variables go with it (best effort: a file left behind is sealed and unused).
     try {
