@@ -10,7 +10,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalProvider, findFreePort, type LocalProvider } from '../src/local';
-import { waitForApp } from '../src/readiness';
 import type { Sandbox, SandboxMetadata } from '../src/types';
 import { eventually, markedProcesses, processes, sandboxProcesses, tempRoot } from './fixtures/local/helpers';
 
@@ -59,7 +58,7 @@ const VICTIM_APP = `require('http').createServer((q, r) => r.end('victim')).list
 async function startApp(sandbox: Sandbox, command: string) {
   const port = await findFreePort();
   const app = await sandbox.startApp({ command, port });
-  await waitForApp({ host: '127.0.0.1', port, timeoutMs: 20_000, isAlive: () => sandbox.isAppRunning() });
+  await sandbox.waitUntilReady(app, { timeoutMs: 20_000 });
   return app;
 }
 
@@ -166,8 +165,8 @@ console.log(JSON.stringify({
     const victim = await newSandbox(provider, 'victim');
     await victim.writeFiles([{ path: 'server.js', data: VICTIM_APP }]);
     const dbEnv = { DATABASE_URL: `postgres://v:${VICTIM_SECRET}@127.0.0.1:${databasePort}/v` };
-    await victim.startApp({ command: 'node server.js', port: victimPort, envs: dbEnv });
-    await waitForApp({ host: '127.0.0.1', port: victimPort, timeoutMs: 20_000 });
+    const victimApp = await victim.startApp({ command: 'node server.js', port: victimPort, envs: dbEnv });
+    await victim.waitUntilReady(victimApp, { timeoutMs: 20_000 });
     const attacker = await newSandbox(provider, 'attacker');
     const external = Object.values(os.networkInterfaces())
       .flat()

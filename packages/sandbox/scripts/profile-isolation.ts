@@ -1,0 +1,127 @@
+/**
+ * Where the time of one deploy goes on the local provider, isolated vs not: create, writeFiles,
+ * startApp, until the app listens, until the host reaches it (waitUntilReady), kill.
+ * Run as root: `node --import tsx packages/sandbox/scripts/profile-isolation.ts [rounds]`.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createLocalProvider, findFreePort } from '../src/local';
+import { SandboxCgroup } from '../src/local/cgroups';
+import { LocalSandbox } from '../src/local/sandbox';
+import { UidAllocator } from '../src/local/uids';
+
+/** Time spent in these methods (private ones included), per round. */
+const inner: Record<string, number> = {};
+function wrap(proto: object, name: string, label: string): void {
+  const target = proto as Record<string, (...args: unknown[]) => unknown>;
+  const original = target[name]!;
+  target[name] = function (this: unknown, ...args: unknown[]) {
+    const t = performance.now();
+    const result = original.apply(this, args);
+    const done = () => {
+      inner[label] = (inner[label] ?? 0) + performance.now() - t;
+    };
+    if (result instanceof Promise) return result.finally(done);
+    done();
+    return result;
+  };
+}
+wrap(LocalSandbox.prototype, 'ensureOutbound', 'startApp: ensureOutbound (pasta out)');
+wrap(LocalSandbox.prototype, 'stopInbound', 'startApp: stopInbound');
+wrap(LocalSandbox.prototype, 'startInbound', 'ready: startInbound (pasta in)');
+wrap(LocalSandbox.prototype, 'spawnProcess', 'spawnProcess (sync part)');
+wrap(SandboxCgroup.prototype, 'create', 'create: cgroup.create');
+wrap(SandboxCgroup.prototype, 'leaf', 'cgroup.leaf');
+wrap(SandboxCgroup.prototype, 'kill', 'cgroup.kill');
+wrap(UidAllocator.prototype, 'claim', 'create: uid claim');
+
+const rounds = Number(process.argv[2] ?? 8);
+const files = [
+  {
+    path: 'package.json',
+    data: JSON.stringify({ name: 'hello', version: '1.0.0', scripts: { start: 'node server.js' } }),
+  },
+  {
+    path: 'server.js',
+    data: `console.log('boot ' + Date.now());
+require('http').createServer((req, res) => res.end('hello')).listen(process.env.PORT, '127.0.0.1', () => console.log('listening ' + Date.now()));`,
+  },
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function profile(mode: 'sandbox' | 'none') {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-prof-'));
+  fs.chmodSync(base, 0o711);
+  const provider = createLocalProvider({
+    rootDir: path.join(base, 'sandboxes'),
+    isolation: mode,
+    databasePorts: () => [5432],
+    limits: () => ({ memoryMb: 1024, pids: 512, cpus: 2, diskMb: 1024, tmpMb: 64 }),
+  });
+  const steps: Record<string, number[]> = {};
+  const add = (k: string, v: number) => {
+    steps[k] = [...(steps[k] ?? []), v];
+  };
+  for (let i = 0; i < rounds + 1; i++) {
+    let t = performance.now();
+    const lap = (k: string) => {
+      const now = performance.now();
+      if (i > 0) add(k, now - t);
+      t = now;
+    };
+    const t0 = t;
+    for (const k of Object.keys(inner)) delete inner[k];
+    const sandbox = await provider.create({
+      metadata: { deploymentId: `d${i}`, projectId: 'p', role: 'app' },
+      envs: { DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' },
+    });
+    lap('create');
+    await sandbox.writeFiles(files);
+    lap('writeFiles');
+    const port = await findFreePort();
+    lap('port');
+    let listening = 0;
+    const app = await sandbox.startApp({
+      command: 'npm start',
+      port,
+      onStdout: (c) => {
+        const m = /listening (\d+)/.exec(c);
+        if (m) listening = Number(m[1]);
+      },
+    });
+    lap('startApp');
+    const started = Date.now();
+    await sandbox.waitUntilReady(app, { timeoutMs: 20_000 });
+    const ready = Date.now();
+    lap('waitUntilReady');
+    if (i > 0) add('total', performance.now() - t0);
+    if (i > 0) for (const [k, v] of Object.entries(inner)) add(`  ${k}`, v);
+    // listening stamp arrives via the log follower (200 ms polls): wait for it.
+    for (let w = 0; w < 50 && !listening; w++) await new Promise((r) => setTimeout(r, 20));
+    if (i > 0 && listening) {
+      add('  startApp returned → app listening', listening - started);
+      add('  app listening → ready', ready - listening);
+    }
+    t = performance.now();
+    await sandbox.kill();
+    lap('kill');
+  }
+  fs.rmSync(base, { recursive: true, force: true });
+  return steps;
+}
+
+const on = await profile('sandbox');
+const off = await profile('none');
+console.log(`load ${os.loadavg()[0]!.toFixed(2)}; median of ${rounds}, ms`);
+console.log('step'.padEnd(40), 'isolated'.padStart(9), 'none'.padStart(9));
+for (const k of Object.keys(on))
+  console.log(
+    k.padEnd(40),
+    median(on[k]!).toFixed(1).padStart(9),
+    (off[k] ? median(off[k]!).toFixed(1) : '-').padStart(9),
+  );
