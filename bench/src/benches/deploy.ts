@@ -145,7 +145,7 @@ function pssKb(pid: number): number {
 
 /**
  * Memory of what isolation adds to the one running sandbox under `sandboxesDir`: its bubblewrap
- * processes (found by their id marker) and its pasta processes (recorded in its sandbox.json).
+ * processes (found by their id marker) and its pasta process(es) (recorded in its sandbox.json).
  */
 function sandboxOverhead(sandboxesDir: string): SandboxOverhead | null {
   const id = fs.readdirSync(sandboxesDir).find((d) => /^local-[0-9a-f]{12}$/.test(d));
@@ -401,7 +401,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     `**Isolation** (same run, same plan, a database each): the ${SEQUENTIAL} sequential deploys above ran with the server's default \`CODERUNNER_ISOLATION=auto\` (here: ${isolation}); ${UNISOLATED} more ran on a second server with \`CODERUNNER_ISOLATION=none\`: median ${ms(offMedian)} (p90 ${ms(percentile(offTotals, 90))}). Ratio = isolated median / unisolated median.`,
     ...(overheads.length
       ? [
-          `Memory a sandbox costs beyond the app (proportional set size, median of ${overheads.length} running sandboxes): the two bubblewrap processes (the monitor outside and the PID namespace's init) and the two pasta processes (outbound and inbound network).`,
+          `Memory a sandbox costs beyond the app (proportional set size, median of ${overheads.length} running sandboxes): the two bubblewrap processes (the monitor outside and the PID namespace's init) and the pasta process that carries the sandbox's network (outbound, and the app's port inbound; earlier versions ran a second pasta for inbound, also counted when recorded).`,
         ]
       : []),
   );
