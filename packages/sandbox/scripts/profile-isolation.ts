@@ -6,10 +6,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createLocalProvider, findFreePort } from '../src/local';
-import { SandboxCgroup } from '../src/local/cgroups';
-import { LocalSandbox } from '../src/local/sandbox';
-import { UidAllocator } from '../src/local/uids';
+
+// PROFILE_SRC: another copy of src/ (e.g. an earlier commit's, extracted next to it) to compare.
+const src = process.env.PROFILE_SRC ?? '../src';
+const { createLocalProvider, findFreePort } = (await import(
+  `${src}/local/index.ts`
+)) as typeof import('../src/local');
+const { SandboxCgroup } = (await import(`${src}/local/cgroups.ts`)) as typeof import('../src/local/cgroups');
+const { LocalSandbox } = (await import(`${src}/local/sandbox.ts`)) as typeof import('../src/local/sandbox');
+const { UidAllocator } = (await import(`${src}/local/uids.ts`)) as typeof import('../src/local/uids');
 
 /** Time spent in these methods (private ones included), per round. */
 const inner: Record<string, number> = {};
@@ -27,9 +32,14 @@ function wrap(proto: object, name: string, label: string): void {
     return result;
   };
 }
-wrap(LocalSandbox.prototype, 'ensureOutbound', 'startApp: ensureOutbound (pasta out)');
-wrap(LocalSandbox.prototype, 'stopInbound', 'startApp: stopInbound');
-wrap(LocalSandbox.prototype, 'startInbound', 'ready: startInbound (pasta in)');
+// Earlier versions: ensureOutbound (pasta before the app), startInbound (a second pasta once it listens).
+for (const [name, label] of [
+  ['ensureOutbound', 'startApp: ensureOutbound (pasta out, before spawning)'],
+  ['stopInbound', 'startApp: stopInbound'],
+  ['startInbound', 'ready: startInbound (pasta in, once listening)'],
+  ['ensureNetwork', 'startApp: ensureNetwork (pasta, while bwrap starts)'],
+] as const)
+  if (name in LocalSandbox.prototype) wrap(LocalSandbox.prototype, name, label);
 wrap(LocalSandbox.prototype, 'spawnProcess', 'spawnProcess (sync part)');
 wrap(SandboxCgroup.prototype, 'create', 'create: cgroup.create');
 wrap(SandboxCgroup.prototype, 'leaf', 'cgroup.leaf');
@@ -54,7 +64,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function profile(mode: 'sandbox' | 'none') {
+/** One deploy-like round per call: create, write, start, wait until ready, kill. */
+function profiler(mode: 'sandbox' | 'none') {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-prof-'));
   fs.chmodSync(base, 0o711);
   const provider = createLocalProvider({
@@ -67,7 +78,7 @@ async function profile(mode: 'sandbox' | 'none') {
   const add = (k: string, v: number) => {
     steps[k] = [...(steps[k] ?? []), v];
   };
-  for (let i = 0; i < rounds + 1; i++) {
+  const round = async (i: number) => {
     let t = performance.now();
     const lap = (k: string) => {
       const now = performance.now();
@@ -110,14 +121,22 @@ async function profile(mode: 'sandbox' | 'none') {
     t = performance.now();
     await sandbox.kill();
     lap('kill');
-  }
-  fs.rmSync(base, { recursive: true, force: true });
-  return steps;
+  };
+  return { steps, round, cleanup: () => fs.rmSync(base, { recursive: true, force: true }) };
 }
 
-const on = await profile('sandbox');
-const off = await profile('none');
-console.log(`load ${os.loadavg()[0]!.toFixed(2)}; median of ${rounds}, ms`);
+// Interleaved (one isolated round, then one unisolated), so that load from elsewhere hits both alike.
+const isolated = profiler('sandbox');
+const unisolated = profiler('none');
+for (let i = 0; i < rounds + 1; i++) {
+  await isolated.round(i);
+  await unisolated.round(i);
+}
+isolated.cleanup();
+unisolated.cleanup();
+const on = isolated.steps;
+const off = unisolated.steps;
+console.log(`load ${os.loadavg()[0]!.toFixed(2)} at the end; median of ${rounds} (after one warm-up), ms`);
 console.log('step'.padEnd(40), 'isolated'.padStart(9), 'none'.padStart(9));
 for (const k of Object.keys(on))
   console.log(

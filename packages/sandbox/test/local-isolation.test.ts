@@ -208,6 +208,41 @@ console.log(JSON.stringify({
     expect(online.stdout.trim(), online.stderr).toBe('7.0.0');
   });
 
+  it('the first upload is its own from the start, and its first command finds its network up', async () => {
+    // The network takes its time to come up here (the server's answer on the database port is slow).
+    const slowNetwork = createLocalProvider({
+      rootDir: root.rootDir,
+      killGraceMs: 500,
+      databasePorts: () => new Promise((resolve) => setTimeout(() => resolve([databasePort]), 300)),
+    });
+    const sandbox = await newSandbox(slowNetwork, 'fresh');
+    const folder = path.join(root.rootDir, sandbox.id, 'app');
+    await expect(sandbox.writeFiles([{ path: '../escape.txt', data: 'x' }])).rejects.toThrow(/outside/);
+    expect(fs.existsSync(path.join(root.rootDir, sandbox.id, 'escape.txt'))).toBe(false);
+    const first = `${CONNECT}tryConnect('127.0.0.1', ${databasePort}).then((ok) => console.log(JSON.stringify({ ok })));`;
+    await sandbox.writeFiles([
+      { path: 'first.js', data: first },
+      { path: 'deep/er/tool.sh', data: 'echo hi', mode: 0o4755 },
+    ]);
+    const uid = fs.statSync(folder).uid;
+    for (const file of ['first.js', 'deep', 'deep/er', 'deep/er/tool.sh'])
+      expect(fs.lstatSync(path.join(folder, file)).uid, file).toBe(uid);
+    // No setuid bit from an upload.
+    expect(fs.statSync(path.join(folder, 'deep/er/tool.sh')).mode & 0o7777).toBe(0o755);
+    // Its very first command (here `cat`, which runs within a millisecond) finds its database port
+    // listening inside: the network came up before it ran.
+    const dbEnv = { DATABASE_URL: `postgres://f:secret@127.0.0.1:${databasePort}/f` };
+    const table = await sandbox.run('cat /proc/net/tcp', { envs: dbEnv });
+    const hexPort = databasePort.toString(16).toUpperCase().padStart(4, '0');
+    expect(table.stdout).toMatch(new RegExp(`0100007F:${hexPort} 00000000:0000 0A`));
+    const result = await sandbox.run('node first.js', { envs: dbEnv });
+    expect(JSON.parse(result.stdout), result.stderr).toEqual({ ok: true });
+    // Its code has run: a later upload goes through a process of its own uid, and still lands.
+    await sandbox.writeFiles([{ path: 'first.js', data: 'console.log(1)' }]);
+    expect(fs.readFileSync(path.join(folder, 'first.js'), 'utf8')).toBe('console.log(1)');
+    expect(fs.lstatSync(path.join(folder, 'first.js')).uid).toBe(uid);
+  });
+
   it('kill -9 -1 and a bind of the victim port leave the victim RUNNING and answering at its URL', async () => {
     const victim = await newSandbox(provider, 'victim');
     await victim.writeFiles([{ path: 'server.js', data: VICTIM_APP }]);

@@ -10,8 +10,9 @@
  *    (spliced loopback to loopback, so an app listening on 127.0.0.1 works). The host port is bound
  *    from the app's start, before the app listens: readiness is read from the namespace's own socket
  *    table (listensInside), not from a connection to the host port.
- * IPv4 only (`-4`): pasta's IPv6 buffers would double its memory (about 29 MB PSS with both families,
- * 20 MB with IPv4 only, measured here); the registry and the app's database are reached over IPv4.
+ * IPv4 only (`-4`) and no ICMP: pasta's buffers are allocated and written at start, per protocol
+ * and family (PSS measured here: 29 MB with IPv4 and IPv6, 19.7 MB IPv4 only, 17.6 MB without ICMP
+ * too); the registry and the app's database are reached over IPv4.
  * Measured here: pasta attaches in ~20 ms; it is started while bubblewrap sets up, and the command
  * waits for it (see isolatedCommand's gate). slirp4netns is much lighter (~1.2 MB PSS) but cannot
  * forward one host loopback port into the namespace nor forward to the namespace's loopback, and
@@ -73,6 +74,8 @@ export async function startPasta(
       '--config-net',
       '--no-map-gw',
       '-4',
+      // Sandboxes cannot send ICMP anyway (no raw sockets, ping_group_range closed): 2 MB less.
+      '--no-icmp',
       '-t',
       opts.inbound === undefined ? 'none' : `127.0.0.1/${opts.inbound}:${opts.inbound}`,
       '-T',

@@ -161,6 +161,9 @@ class LocalSandboxProvider implements LocalProvider {
       app: null,
       isolation: { uid, netns, limits, outbound: null, inbound: null },
     };
+    // `ip netns add` (a few ms) runs while the folder is made.
+    const netnsMade = createNetns(iso.tools, netns);
+    netnsMade.catch(() => {});
     try {
       await iso.uids.addPath(uid, paths.root);
       await fs.promises.mkdir(building, { mode: 0o700 });
@@ -181,10 +184,11 @@ class LocalSandboxProvider implements LocalProvider {
         { mode: 0o644 },
       );
       cgroup.create(limits);
-      await createNetns(iso.tools, netns);
+      await netnsMade;
       writeRecord(building, record);
       await fs.promises.rename(building, paths.root);
     } catch (err) {
+      await netnsMade.catch(() => {});
       await deleteNetns(iso.tools, netns);
       cgroup.remove();
       // Nothing has run as the uid yet: its folders hold no file of its code.
