@@ -92,14 +92,18 @@ function profiler(mode: 'sandbox' | 'none') {
       envs: { DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' },
     });
     lap('create');
+    // As the engine does: the port is chosen, and the sandbox told, before the files are written.
+    const port = await findFreePort();
+    const envs = { DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' };
+    sandbox.prepareApp?.({ port, envs }).catch(() => {});
+    lap('port + prepareApp');
     await sandbox.writeFiles(files);
     lap('writeFiles');
-    const port = await findFreePort();
-    lap('port');
     let listening = 0;
     const app = await sandbox.startApp({
       command: 'npm start',
       port,
+      envs,
       onStdout: (c) => {
         const m = /listening (\d+)/.exec(c);
         if (m) listening = Number(m[1]);

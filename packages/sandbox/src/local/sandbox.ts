@@ -350,6 +350,15 @@ export class LocalSandbox implements Sandbox {
   }
 
   /**
+   * Isolated: the network helper the app will need (its database port out, its port in) comes up
+   * now, while the files are written and the install runs; startApp then finds it ready.
+   */
+  async prepareApp(opts: { port: number; envs?: Record<string, string> }): Promise<void> {
+    this.assertExists();
+    if (this.iso) await this.ensureNetwork({ ...this.envs, ...opts.envs }, opts.port);
+  }
+
+  /**
    * The app's stdout and stderr are files in logs/ (not pipes to this server), so that it keeps
    * running, and logging, when the server restarts; they are followed for onStdout/onStderr.
    */
@@ -610,6 +619,8 @@ export class LocalSandbox implements Sandbox {
       graceful = (await iso.cgroup.kill()) && graceful;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    // A network helper being started (prepareApp, a command) is recorded before we look.
+    await this.state.network;
     const record = readRecord(this.paths.root)?.isolation ?? iso.record;
     await stopPasta(record.inbound); // a second helper, recorded by earlier versions
     await stopPasta(record.outbound);
@@ -737,6 +748,7 @@ export class LocalSandbox implements Sandbox {
       await stopPasta(current);
       // An inbound helper recorded by an earlier version would hold the port.
       if (port !== undefined) await stopPasta(record?.inbound);
+      if (this.state.killed) throw new SandboxNotFoundError(this.id);
       const pasta = await startPasta(iso.config.tools, iso.record.netns, this.paths.root, {
         outbound: ports,
         inbound: port,
