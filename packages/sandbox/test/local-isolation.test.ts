@@ -359,7 +359,9 @@ console.log(JSON.stringify({
     let stderr = '';
     const port = await findFreePort();
     await sandbox.startApp({
-      command: `bomb() { bomb | bomb & }; bomb`,
+      // `wait` (a builtin: no fork needed) keeps the app's shell, and so its PID namespace, alive: without
+      // it the shell exits at once and the namespace's end may kill the bomb before it reaches the limit.
+      command: `bomb() { bomb | bomb & }; bomb; wait`,
       port,
       onStderr: (text) => {
         stderr += text;
