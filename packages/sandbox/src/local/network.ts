@@ -13,10 +13,12 @@
  * IPv4 only (`-4`) and no ICMP: pasta's buffers are allocated and written at start, per protocol
  * and family (PSS measured here: 29 MB with IPv4 and IPv6, 19.7 MB IPv4 only, 17.6 MB without ICMP
  * too); the registry and the app's database are reached over IPv4.
- * Measured here: pasta attaches in ~20 ms; it is started while bubblewrap sets up, and the command
- * waits for it (see isolatedCommand's gate). slirp4netns is much lighter (~1.2 MB PSS) but cannot
- * forward one host loopback port into the namespace nor forward to the namespace's loopback, and
- * reaches services bound to the host's own address; see bench/RESULTS.md.
+ * pasta attaches in ~20 ms (more on a loaded machine): it is started as soon as the app's port and
+ * environment are known (prepareApp), and a command waits for it inside bubblewrap (isolatedCommand's
+ * gate) rather than the server waiting before spawning it. slirp4netns is much lighter (1.2 MB PSS)
+ * but forwards neither one host loopback port (all or none) nor to the namespace's loopback, so
+ * relays forking a process per connection would be needed, and it reaches services bound to the
+ * host's own address; measurements in bench/isolation-profile.md.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -116,22 +118,25 @@ export async function stopPasta(pasta: PastaProcess | null | undefined): Promise
   for (let i = 0; i < 500 && isRunning(pasta); i++) await new Promise((r) => setTimeout(r, 2));
 }
 
+/** Is process `pid` in network namespace `netns` (a process that has not entered it yet is not)? */
+function inNamespace(pid: number, netns: string): boolean {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/ns/net`) === `net:[${fs.statSync(netnsPath(netns)).ino}]`;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Is something listening on TCP `port` in network namespace `netns` (on 127.0.0.1, 0.0.0.0 or ::),
  * seen through process `pid` (a process of the sandbox)? Read from /proc/<pid>/net/tcp{,6}, which
  * show that process's namespace, only once that process is in the sandbox's namespace (a process
  * that has not entered it yet would show the host's, where pasta holds the same port).
+ * Costly: the kernel walks its whole connection table for each read (here 262,144 buckets, ~6 ms
+ * per file); poll with listenWatch, not in a tight loop.
  */
 export function listensInside(pid: number, port: number, netns: string): boolean {
-  let inside: string;
-  let expected: fs.Stats;
-  try {
-    inside = fs.readlinkSync(`/proc/${pid}/ns/net`);
-    expected = fs.statSync(netnsPath(netns));
-  } catch {
-    return false;
-  }
-  if (inside !== `net:[${expected.ino}]`) return false;
+  if (!inNamespace(pid, netns)) return false;
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   for (const file of ['tcp', 'tcp6']) {
     let text: string;
@@ -155,6 +160,36 @@ export function listensInside(pid: number, port: number, netns: string): boolean
     }
   }
   return false;
+}
+
+/** TCP sockets in use in the namespace of `pid` (IPv4 and IPv6 counters; a listen adds one). */
+function tcpInUse(pid: number): string | null {
+  try {
+    const v4 = /^TCP: inuse (\d+)/m.exec(fs.readFileSync(`/proc/${pid}/net/sockstat`, 'utf8'))?.[1];
+    const v6 = /^TCP6: inuse (\d+)/m.exec(fs.readFileSync(`/proc/${pid}/net/sockstat6`, 'utf8'))?.[1];
+    return `${v4}/${v6}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A cheap "does it listen yet?" for polling every few ms: the namespace's TCP socket counters
+ * (microseconds to read) are watched, and the socket table (listensInside) is read only when they
+ * changed, or every `fallbackMs` (a socket closed as the app began to listen leaves them equal).
+ */
+export function listenWatch(pid: number, port: number, netns: string, fallbackMs = 500): () => boolean {
+  let last: string | null = null;
+  let lastRead = 0;
+  return () => {
+    if (!inNamespace(pid, netns)) return false;
+    const now = Date.now();
+    const counters = tcpInUse(pid);
+    if (counters !== null && counters === last && now - lastRead < fallbackMs) return false;
+    last = counters;
+    lastRead = now;
+    return listensInside(pid, port, netns);
+  };
 }
 
 /** Loopback ports named by a database URL or PG* variables in `envs` (the app's own database). */

@@ -37,7 +37,7 @@ import { LogFollower, LogWriter } from './logs';
 import {
   databasePorts,
   deleteNetns,
-  listensInside,
+  listenWatch,
   netnsPath,
   networkSpec,
   type PastaProcess,
@@ -563,7 +563,7 @@ export class LocalSandbox implements Sandbox {
       signal: opts.signal,
       ...(iso && pid !== undefined
         ? {
-            listening: () => listensInside(pid, app.port, iso.record.netns),
+            listening: listenWatch(pid, app.port, iso.record.netns),
             listenIntervalMs: LISTEN_POLL_MS,
           }
         : {}),
