@@ -91,6 +91,8 @@ interface RunningApp {
   stopping: boolean;
   /** Settles once the app has exited and its last output went to the callbacks. */
   ended: Promise<void>;
+  /** Follow its stdout and stderr files for onStdout/onStderr. */
+  followers: LogFollower[];
 }
 
 /**
@@ -412,6 +414,7 @@ export class LocalSandbox implements Sandbox {
       exited: false,
       stopping: false,
       ended: Promise.resolve(),
+      followers,
     };
     const watch = this.iso && before ? this.watchApp(before) : undefined;
     app.ended = exit
@@ -568,6 +571,15 @@ export class LocalSandbox implements Sandbox {
           }
         : {}),
     });
+    // What the app printed until now (e.g. "listening on …") reaches onStdout/onStderr before its
+    // readiness is reported, rather than at the followers' next poll.
+    const followers = this.state.app?.followers ?? this.state.adopted?.followers ?? [];
+    await Promise.all(
+      followers.map(async (f) => {
+        await f.poll(); // a pass under way may have read before the last write:
+        await f.poll(); // one more after it
+      }),
+    );
   }
 
   async keepAlive(_ms: number): Promise<void> {
