@@ -1,7 +1,8 @@
 /**
  * Where the time of one deploy goes on the local provider, isolated vs not: create, writeFiles,
  * startApp, until the app listens, until the host reaches it (waitUntilReady), kill.
- * Run as root: `node --import tsx packages/sandbox/scripts/profile-isolation.ts [rounds]`.
+ * Run as root: `node --import tsx packages/sandbox/scripts/profile-isolation.ts [rounds]`; see
+ * bench/isolation-profile.md.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -43,6 +44,13 @@ for (const [name, label] of [
 wrap(LocalSandbox.prototype, 'spawnProcess', 'spawnProcess (sync part)');
 wrap(SandboxCgroup.prototype, 'create', 'create: cgroup.create');
 wrap(SandboxCgroup.prototype, 'leaf', 'cgroup.leaf');
+// PROFILE_SKIP_CGROUP=cpu|memory|pids: isolated processes do not join that hierarchy (to see its cost).
+if (process.env.PROFILE_SKIP_CGROUP) {
+  const leaf = SandboxCgroup.prototype.leaf;
+  SandboxCgroup.prototype.leaf = function (this: InstanceType<typeof SandboxCgroup>, name: string) {
+    return leaf.call(this, name).filter((f: string) => !f.includes(`/${process.env.PROFILE_SKIP_CGROUP}/`));
+  };
+}
 wrap(SandboxCgroup.prototype, 'kill', 'cgroup.kill');
 wrap(UidAllocator.prototype, 'claim', 'create: uid claim');
 
@@ -100,6 +108,8 @@ function profiler(mode: 'sandbox' | 'none') {
     await sandbox.writeFiles(files);
     lap('writeFiles');
     let listening = 0;
+    let boot = 0;
+    const startCalled = Date.now();
     const app = await sandbox.startApp({
       command: 'npm start',
       port,
@@ -107,6 +117,8 @@ function profiler(mode: 'sandbox' | 'none') {
       onStdout: (c) => {
         const m = /listening (\d+)/.exec(c);
         if (m) listening = Number(m[1]);
+        const b = /boot (\d+)/.exec(c);
+        if (b) boot = Number(b[1]);
       },
     });
     lap('startApp');
@@ -120,6 +132,8 @@ function profiler(mode: 'sandbox' | 'none') {
     for (let w = 0; w < 50 && !listening; w++) await new Promise((r) => setTimeout(r, 20));
     if (i > 0 && listening) {
       add('  startApp returned → app listening', listening - started);
+      add('    startApp returned → app boot (npm start, node)', boot - started);
+      add('    startApp called → app boot', boot - startCalled);
       add('  app listening → ready', ready - listening);
     }
     t = performance.now();
