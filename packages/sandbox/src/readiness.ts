@@ -20,7 +20,8 @@ export interface WaitForAppOptions {
   intervalMs?: number;
   /**
    * Whether the app listens, read without connecting (e.g. in its network namespace, when the port
-   * here is a forwarder's from the start). Replaces the TCP probe, and comes before a health check.
+   * here is a forwarder's from the start). Probes (a TCP connection through the port here, or the
+   * health check) are made only once it says yes.
    */
   listening?: () => boolean;
   /** Pause between `listening` checks while it says no (default: intervalMs). */
@@ -44,14 +45,13 @@ export async function waitForApp(opts: WaitForAppOptions): Promise<void> {
     signal?.throwIfAborted();
     const probeTimeout = Math.max(1, Math.min(PROBE_TIMEOUT_MS, deadline - Date.now()));
     const listens = opts.listening?.();
+    // `listening` says no: no connection is tried (it would prove nothing, or cost an answer).
     const probe: Probe =
       listens === false
         ? { ready: false }
         : healthcheckPath
           ? await httpProbe(host, port, healthcheckPath, probeTimeout)
-          : listens
-            ? { ready: true }
-            : await tcpProbe(host, port, probeTimeout);
+          : await tcpProbe(host, port, probeTimeout);
     if (probe.ready) return;
     lastAnswer = probe.answer ?? lastAnswer;
     if (isAlive && !(await isAlive())) {

@@ -237,6 +237,10 @@ console.log(JSON.stringify({
     expect(table.stdout).toMatch(new RegExp(`0100007F:${hexPort} 00000000:0000 0A`));
     const result = await sandbox.run('node first.js', { envs: dbEnv });
     expect(JSON.parse(result.stdout), result.stderr).toEqual({ ok: true });
+    // The pipe it waited on (fd 3) is closed before its code runs.
+    const fds = await sandbox.run('ls /proc/$$/fd');
+    expect(fds.stdout.split('\n')).toEqual(expect.arrayContaining(['0', '1', '2']));
+    expect(fds.stdout.split('\n')).not.toContain('3');
     // Its code has run: a later upload goes through a process of its own uid, and still lands.
     await sandbox.writeFiles([{ path: 'first.js', data: 'console.log(1)' }]);
     expect(fs.readFileSync(path.join(folder, 'first.js'), 'utf8')).toBe('console.log(1)');
