@@ -361,6 +361,29 @@ describe('local provider: lifecycle', () => {
     expect(await sandbox.isAppRunning()).toBe(false);
   });
 
+  it.skipIf(!isolated)(
+    'a restarted server brings back the network helper of an app it finds without one',
+    async () => {
+      const { id, port, sandbox } = await appOfAnEarlierServer();
+      await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });
+      const record = () =>
+        JSON.parse(fs.readFileSync(path.join(root.rootDir, id, 'sandbox.json'), 'utf8')) as {
+          isolation: { outbound: { pid: number; spec: string } | null };
+        };
+      const helper = record().isolation.outbound!;
+      expect(helper.spec).toBe(`out: in:${port}`);
+      process.kill(helper.pid, 'SIGKILL');
+      await eventually(() => expect(isAlive(helper.pid)).toBe(false));
+      await expect(fetch(`http://127.0.0.1:${port}/gone`)).rejects.toThrow();
+      // The next look at the app (e.g. the proxy resolving its URL) starts it again.
+      expect(await sandbox.getApp()).toMatchObject({ port });
+      const again = record().isolation.outbound!;
+      expect(again.pid).not.toBe(helper.pid);
+      expect(again.spec).toBe(`out: in:${port}`);
+      expect(await (await fetch(`http://127.0.0.1:${port}/back`)).text()).toBe('still here');
+    },
+  );
+
   it('followApp: a restarted server follows the output and the exit of an app it did not start', async () => {
     const { pid, port, sandbox } = await appOfAnEarlierServer();
     await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });

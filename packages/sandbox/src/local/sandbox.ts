@@ -66,6 +66,8 @@ const PIPE_CLOSE_WAIT_MS = 1_000;
 const ISOLATED_WATCH_MS = 50;
 /** How often an isolated app's namespace is checked for its listening socket while waiting for it. */
 const LISTEN_POLL_MS = 5;
+/** At most one attempt per this long to bring back an adopted app's network helper (getApp). */
+const NETWORK_RESTORE_MS = 5_000;
 /** How often an isolated sandbox's folder size is measured against its disk cap. */
 const DISK_CHECK_MS = 5_000;
 
@@ -115,6 +117,8 @@ interface LiveState {
   commandCount: number;
   /** Processes this server spawned that have not exited yet. */
   children: Set<ChildProcess>;
+  /** When getApp last tried to bring back an adopted app's network helper (ms since epoch). */
+  networkRestoredAt: number;
 }
 
 interface AdoptedApp {
@@ -159,6 +163,7 @@ export class LocalSandbox implements Sandbox {
         network: Promise.resolve(),
         commandCount: 0,
         children: new Set(),
+        networkRestoredAt: 0,
       };
       live.set(paths.root, state);
     }
@@ -475,7 +480,12 @@ export class LocalSandbox implements Sandbox {
     this.keepLogsBounded(recorded);
     // Its network helper ended meanwhile (it outlives server restarts, but could crash): start it again.
     const helper = record.isolation?.outbound;
-    if (this.iso && !(helper && isRunning(helper) && helper.spec.endsWith(` in:${recorded.port}`))) {
+    if (
+      this.iso &&
+      !(helper && isRunning(helper) && helper.spec.endsWith(` in:${recorded.port}`)) &&
+      Date.now() - this.state.networkRestoredAt > NETWORK_RESTORE_MS
+    ) {
+      this.state.networkRestoredAt = Date.now();
       const ports = (/^out:([\d,]*)/.exec(helper?.spec ?? '')?.[1] ?? '').split(',').filter(Boolean);
       await this.ensureNetwork({}, recorded.port, ports.map(Number)).catch(() => {});
     }
