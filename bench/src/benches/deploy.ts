@@ -146,7 +146,7 @@ function pssKb(pid: number): number {
 
 /**
  * Memory of what isolation adds to the one running sandbox under `sandboxesDir`: its bubblewrap
- * processes (found by their id marker) and its pasta processes (recorded in its sandbox.json).
+ * processes (found by their id marker) and its pasta process(es) (recorded in its sandbox.json).
  */
 function sandboxOverhead(sandboxesDir: string): SandboxOverhead | null {
   const id = fs.readdirSync(sandboxesDir).find((d) => /^local-[0-9a-f]{12}$/.test(d));
@@ -341,17 +341,24 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
   const offApi = client(off.url, offLogin.token);
   const offProject = (await offApi.projects.create.mutate({ name: 'hello-unisolated' })).id;
   const offTotals: number[] = [];
+  const offSeq: typeof seq = [];
   for (let i = 0; i < UNISOLATED; i++) {
     const t0 = Date.now();
     const { id } = await offApi.deployments.create.mutate(form(offProject, archive));
-    offTotals.push((await waitRunning(offApi, id)) - t0);
+    const seen = await waitRunning(offApi, id);
+    offTotals.push(seen - t0);
+    offSeq.push({ total: seen - t0, t: await readTimeline(path.join(offDir, 'logs', id)), t0, seen });
     await offApi.deployments.destroy.mutate({ id });
   }
   log(`isolation off: median ${ms(median(offTotals))} over ${UNISOLATED} sequential deploys`);
 
   // Phases of the sequential deploys (medians).
-  const phase = (f: (s: (typeof seq)[number]) => number) => median(seq.map(f));
-  const phases: [string, number, 'control plane' | 'sandbox'][] = [
+  // Each phase: [isolated median, unisolated median].
+  const phase = (f: (s: (typeof seq)[number]) => number): [number, number] => [
+    median(seq.map(f)),
+    median(offSeq.map(f)),
+  ];
+  const phases: [string, [number, number], 'control plane' | 'sandbox'][] = [
     ['upload + `deployments.create` (client → "queued")', phase((s) => s.t.queued - s.t0), 'control plane'],
     [
       'queue → worker claims, unpacks, detects the runtime ("runtime nodejs…")',
@@ -403,11 +410,11 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     `| sandbox | ${ms(median(sandboxes))} | ${ms(percentile(sandboxes, 90))} | ${ms(Math.max(...sandboxes))} |`,
     `| control-plane share | ${fmt(median(shares) * 100, 1)}% | | |`,
     '',
-    "Phases (median of each; from the deployment log's timestamps):",
+    `Phases (median of each; from the deployment log's timestamps), of the ${SEQUENTIAL} deploys above (isolation ${isolation}) and of the ${UNISOLATED} on the server with \`CODERUNNER_ISOLATION=none\` (see Isolation below):`,
     '',
-    '| phase | median | whose |',
-    '| --- | --- | --- |',
-    ...phases.map(([name, v, who]) => `| ${name} | ${ms(v)} | ${who} |`),
+    '| phase | median | unisolated | whose |',
+    '| --- | --- | --- | --- |',
+    ...phases.map(([name, [on, off], who]) => `| ${name} | ${ms(on)} | ${ms(off)} | ${who} |`),
     '',
     `- ${CONCURRENT} created at once: all ${CONCURRENT} RUNNING after ${seconds(wall)} (first after ${seconds(Math.min(...each))}, median ${seconds(median(each))}); ${fmt(wall / median(totals), 1)}× one deploy's median; ${fmt(wall / CONCURRENT / 1000, 2)} s per deploy with 2 workers.`,
   ];
@@ -424,7 +431,7 @@ export async function deploy({ scope, log }: BenchContext): Promise<BenchOutput>
     `**Isolation** (same run, same plan, a database each): the ${SEQUENTIAL} sequential deploys above ran with the server's default \`CODERUNNER_ISOLATION=auto\` (here: ${isolation}); ${UNISOLATED} more ran on a second server with \`CODERUNNER_ISOLATION=none\`: median ${ms(offMedian)} (p90 ${ms(percentile(offTotals, 90))}). Ratio = isolated median / unisolated median.`,
     ...(overheads.length
       ? [
-          `Memory a sandbox costs beyond the app (proportional set size, median of ${overheads.length} running sandboxes): the two bubblewrap processes (the monitor outside and the PID namespace's init) and the two pasta processes (outbound and inbound network).`,
+          `Memory a sandbox costs beyond the app (proportional set size, median of ${overheads.length} running sandboxes): the two bubblewrap processes (the monitor outside and the PID namespace's init) and the pasta process that carries the sandbox's network (outbound, and the app's port inbound; earlier versions ran a second pasta for inbound, also counted when recorded).`,
         ]
       : []),
   );

@@ -18,6 +18,14 @@ export interface WaitForAppOptions {
   signal?: AbortSignal;
   /** Pause between probes (default 75 ms). */
   intervalMs?: number;
+  /**
+   * Whether the app listens, read without connecting (e.g. in its network namespace, when the port
+   * here is a forwarder's from the start). Probes (a TCP connection through the port here, or the
+   * health check) are made only once it says yes.
+   */
+  listening?: () => boolean;
+  /** Pause between `listening` checks while it says no (default: intervalMs). */
+  listenIntervalMs?: number;
 }
 
 /** The app did not become ready; the message is meant for the deployment's log. */
@@ -36,9 +44,14 @@ export async function waitForApp(opts: WaitForAppOptions): Promise<void> {
   for (;;) {
     signal?.throwIfAborted();
     const probeTimeout = Math.max(1, Math.min(PROBE_TIMEOUT_MS, deadline - Date.now()));
-    const probe = healthcheckPath
-      ? await httpProbe(host, port, healthcheckPath, probeTimeout)
-      : await tcpProbe(host, port, probeTimeout);
+    const listens = opts.listening?.();
+    // `listening` says no: no connection is tried (it would prove nothing, or cost an answer).
+    const probe: Probe =
+      listens === false
+        ? { ready: false }
+        : healthcheckPath
+          ? await httpProbe(host, port, healthcheckPath, probeTimeout)
+          : await tcpProbe(host, port, probeTimeout);
     if (probe.ready) return;
     lastAnswer = probe.answer ?? lastAnswer;
     if (isAlive && !(await isAlive())) {
@@ -52,7 +65,11 @@ export async function waitForApp(opts: WaitForAppOptions): Promise<void> {
         `the app did not answer GET ${healthcheckPath} on port ${port} with a 2xx or 3xx status ${within}${last}`,
       );
     }
-    await sleep(Math.min(opts.intervalMs ?? DEFAULT_INTERVAL_MS, Math.max(0, deadline - Date.now())), signal);
+    const interval =
+      listens === false
+        ? (opts.listenIntervalMs ?? opts.intervalMs ?? DEFAULT_INTERVAL_MS)
+        : (opts.intervalMs ?? DEFAULT_INTERVAL_MS);
+    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())), signal);
   }
 }
 

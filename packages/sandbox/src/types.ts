@@ -88,6 +88,11 @@ export interface Sandbox {
   run(command: string, opts?: CommandOptions): Promise<CommandResult>;
   /** Start a long-running app in the background (no timeout). One app per sandbox. */
   startApp(opts: StartAppOptions): Promise<AppHandle>;
+  /**
+   * A hint, as early as it is known: an app will be started on `port` with `envs`. A provider may set
+   * up what the app needs meanwhile (the local provider: its network helper). Optional; never needed.
+   */
+  prepareApp?(opts: { port: number; envs?: Record<string, string> }): Promise<void>;
   /** Is the app started by startApp still running? */
   isAppRunning(): Promise<boolean>;
   /**

@@ -10,7 +10,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalProvider, findFreePort, type LocalProvider } from '../src/local';
-import { waitForApp } from '../src/readiness';
 import type { Sandbox, SandboxMetadata } from '../src/types';
 import { eventually, markedProcesses, processes, sandboxProcesses, tempRoot } from './fixtures/local/helpers';
 
@@ -59,7 +58,7 @@ const VICTIM_APP = `require('http').createServer((q, r) => r.end('victim')).list
 async function startApp(sandbox: Sandbox, command: string) {
   const port = await findFreePort();
   const app = await sandbox.startApp({ command, port });
-  await waitForApp({ host: '127.0.0.1', port, timeoutMs: 20_000, isAlive: () => sandbox.isAppRunning() });
+  await sandbox.waitUntilReady(app, { timeoutMs: 20_000 });
   return app;
 }
 
@@ -166,8 +165,8 @@ console.log(JSON.stringify({
     const victim = await newSandbox(provider, 'victim');
     await victim.writeFiles([{ path: 'server.js', data: VICTIM_APP }]);
     const dbEnv = { DATABASE_URL: `postgres://v:${VICTIM_SECRET}@127.0.0.1:${databasePort}/v` };
-    await victim.startApp({ command: 'node server.js', port: victimPort, envs: dbEnv });
-    await waitForApp({ host: '127.0.0.1', port: victimPort, timeoutMs: 20_000 });
+    const victimApp = await victim.startApp({ command: 'node server.js', port: victimPort, envs: dbEnv });
+    await victim.waitUntilReady(victimApp, { timeoutMs: 20_000 });
     const attacker = await newSandbox(provider, 'attacker');
     const external = Object.values(os.networkInterfaces())
       .flat()
@@ -207,6 +206,45 @@ console.log(JSON.stringify({
     // Outbound internet: npm reaches the registry (installs need it).
     const online = await attacker.run('npm view is-number@7.0.0 version', { timeoutMs: 120_000 });
     expect(online.stdout.trim(), online.stderr).toBe('7.0.0');
+  });
+
+  it('the first upload is its own from the start, and its first command finds its network up', async () => {
+    // The network takes its time to come up here (the server's answer on the database port is slow).
+    const slowNetwork = createLocalProvider({
+      rootDir: root.rootDir,
+      killGraceMs: 500,
+      databasePorts: () => new Promise((resolve) => setTimeout(() => resolve([databasePort]), 300)),
+    });
+    const sandbox = await newSandbox(slowNetwork, 'fresh');
+    const folder = path.join(root.rootDir, sandbox.id, 'app');
+    await expect(sandbox.writeFiles([{ path: '../escape.txt', data: 'x' }])).rejects.toThrow(/outside/);
+    expect(fs.existsSync(path.join(root.rootDir, sandbox.id, 'escape.txt'))).toBe(false);
+    const first = `${CONNECT}tryConnect('127.0.0.1', ${databasePort}).then((ok) => console.log(JSON.stringify({ ok })));`;
+    await sandbox.writeFiles([
+      { path: 'first.js', data: first },
+      { path: 'deep/er/tool.sh', data: 'echo hi', mode: 0o4755 },
+    ]);
+    const uid = fs.statSync(folder).uid;
+    for (const file of ['first.js', 'deep', 'deep/er', 'deep/er/tool.sh'])
+      expect(fs.lstatSync(path.join(folder, file)).uid, file).toBe(uid);
+    // No setuid bit from an upload.
+    expect(fs.statSync(path.join(folder, 'deep/er/tool.sh')).mode & 0o7777).toBe(0o755);
+    // Its very first command (here `cat`, which runs within a millisecond) finds its database port
+    // listening inside: the network came up before it ran.
+    const dbEnv = { DATABASE_URL: `postgres://f:secret@127.0.0.1:${databasePort}/f` };
+    const table = await sandbox.run('cat /proc/net/tcp', { envs: dbEnv });
+    const hexPort = databasePort.toString(16).toUpperCase().padStart(4, '0');
+    expect(table.stdout).toMatch(new RegExp(`0100007F:${hexPort} 00000000:0000 0A`));
+    const result = await sandbox.run('node first.js', { envs: dbEnv });
+    expect(JSON.parse(result.stdout), result.stderr).toEqual({ ok: true });
+    // The pipe it waited on (fd 3) is closed before its code runs.
+    const fds = await sandbox.run('ls /proc/$$/fd');
+    expect(fds.stdout.split('\n')).toEqual(expect.arrayContaining(['0', '1', '2']));
+    expect(fds.stdout.split('\n')).not.toContain('3');
+    // Its code has run: a later upload goes through a process of its own uid, and still lands.
+    await sandbox.writeFiles([{ path: 'first.js', data: 'console.log(1)' }]);
+    expect(fs.readFileSync(path.join(folder, 'first.js'), 'utf8')).toBe('console.log(1)');
+    expect(fs.lstatSync(path.join(folder, 'first.js')).uid).toBe(uid);
   });
 
   it('kill -9 -1 and a bind of the victim port leave the victim RUNNING and answering at its URL', async () => {
@@ -325,7 +363,9 @@ console.log(JSON.stringify({
     let stderr = '';
     const port = await findFreePort();
     await sandbox.startApp({
-      command: `bomb() { bomb | bomb & }; bomb`,
+      // `wait` (a builtin: no fork needed) keeps the app's shell, and so its PID namespace, alive: without
+      // it the shell exits at once and the namespace's end may kill the bomb before it reaches the limit.
+      command: `bomb() { bomb | bomb & }; bomb; wait`,
       port,
       onStderr: (text) => {
         stderr += text;

@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLocalProvider, findFreePort } from '../src/local';
-import { waitForApp } from '../src/readiness';
 import { detectRuntime } from '../src/runtime';
 import {
   eventually,
@@ -51,7 +50,7 @@ describe('local provider: npm', () => {
 
       const port = await findFreePort();
       const app = await sandbox.startApp({ command: plan.start, port, envs: plan.env });
-      await waitForApp({ host: '127.0.0.1', port, timeoutMs: 30_000, isAlive: () => sandbox.isAppRunning() });
+      await sandbox.waitUntilReady(app, { timeoutMs: 30_000 });
       const body = (await (await fetch(app.internalUrl)).json()) as { isNumber: boolean; uid: number };
       expect(body.isNumber).toBe(true);
       if (isRoot) expect(body.uid).not.toBe(0);

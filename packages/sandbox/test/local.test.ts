@@ -8,7 +8,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalProvider, findFreePort } from '../src/local';
-import { waitForApp } from '../src/readiness';
 import { detectRuntime } from '../src/runtime';
 import {
   CommandTimeoutError,
@@ -61,7 +60,7 @@ async function startAndWait(
 ) {
   const port = await findFreePort();
   const app = await sandbox.startApp({ command, port, ...extra });
-  await waitForApp({ host: '127.0.0.1', port, timeoutMs: 15_000, isAlive: () => sandbox.isAppRunning() });
+  await sandbox.waitUntilReady(app, { timeoutMs: 15_000 });
   return app;
 }
 
@@ -348,7 +347,7 @@ describe('local provider: lifecycle', () => {
     const { id, pid, port, sandbox } = await appOfAnEarlierServer();
     expect(await sandbox.isAppRunning()).toBe(true);
     expect(await sandbox.getApp()).toEqual({ port, internalUrl: `http://127.0.0.1:${port}`, pid });
-    await waitForApp({ host: '127.0.0.1', port, timeoutMs: 10_000, isAlive: () => sandbox.isAppRunning() });
+    await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });
     // It logs on every request into a file nobody follows, and keeps running.
     for (let i = 0; i < 3; i++)
       expect(await (await fetch(`http://127.0.0.1:${port}/r${i}`)).text()).toBe('still here');
@@ -362,9 +361,32 @@ describe('local provider: lifecycle', () => {
     expect(await sandbox.isAppRunning()).toBe(false);
   });
 
+  it.skipIf(!isolated)(
+    'a restarted server brings back the network helper of an app it finds without one',
+    async () => {
+      const { id, port, sandbox } = await appOfAnEarlierServer();
+      await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });
+      const record = () =>
+        JSON.parse(fs.readFileSync(path.join(root.rootDir, id, 'sandbox.json'), 'utf8')) as {
+          isolation: { outbound: { pid: number; spec: string } | null };
+        };
+      const helper = record().isolation.outbound!;
+      expect(helper.spec).toBe(`out: in:${port}`);
+      process.kill(helper.pid, 'SIGKILL');
+      await eventually(() => expect(isAlive(helper.pid)).toBe(false));
+      await expect(fetch(`http://127.0.0.1:${port}/gone`)).rejects.toThrow();
+      // The next look at the app (e.g. the proxy resolving its URL) starts it again.
+      expect(await sandbox.getApp()).toMatchObject({ port });
+      const again = record().isolation.outbound!;
+      expect(again.pid).not.toBe(helper.pid);
+      expect(again.spec).toBe(`out: in:${port}`);
+      expect(await (await fetch(`http://127.0.0.1:${port}/back`)).text()).toBe('still here');
+    },
+  );
+
   it('followApp: a restarted server follows the output and the exit of an app it did not start', async () => {
     const { pid, port, sandbox } = await appOfAnEarlierServer();
-    await waitForApp({ host: '127.0.0.1', port, timeoutMs: 10_000, isAlive: () => sandbox.isAppRunning() });
+    await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });
     await fetch(`http://127.0.0.1:${port}/earlier`);
 
     let stdout = '';
@@ -484,6 +506,6 @@ describe('local provider: lifecycle', () => {
     const sandbox = await newSandbox();
     await sandbox.writeFiles(fixtureFiles('node-hello'));
     const app = await sandbox.startApp({ command: 'node server.js', port });
-    await waitForApp({ host: '127.0.0.1', port: app.port, timeoutMs: 10_000 });
+    await sandbox.waitUntilReady(app, { timeoutMs: 10_000 });
   });
 });

@@ -53,6 +53,11 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
       throw new LostRace();
     const dbEnv = await provisionDatabase(opts, row, plan);
     checkpoint();
+    // The manifest's, then the deployment's variables (project + overrides), then the platform's.
+    const appEnv = { ...plan.env, ...snapshot, ...dbEnv };
+    const port = await opts.appPort(plan);
+    // What the app will need (the local provider: its network) comes up while the build goes on.
+    sandbox.prepareApp?.({ port, envs: appEnv }).catch(() => {});
 
     if (!(await transition(opts.sequelize, id, ['PROVISIONING'], 'BUILDING'))) throw new LostRace();
     systemLog(opts, id, 'uploading the source to the sandbox');
@@ -60,12 +65,9 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     fs.rmSync(scratch, { recursive: true, force: true });
     scratch = undefined;
 
-    // The manifest's, then the deployment's variables (project + overrides), then the platform's.
-    const appEnv = { ...plan.env, ...snapshot, ...dbEnv };
     await installAndBuild(opts, id, sandbox, plan, appEnv, checkpoint);
 
     checkpoint();
-    const port = await opts.appPort(plan);
     systemLog(opts, id, `starting: ${plan.start} (PORT=${port})`);
     const app = await ctx.apps.start(id, sandbox, plan.start, port, appEnv);
     await sandbox

@@ -212,7 +212,8 @@ export class SandboxCgroup {
         for (const name of names)
           tryWrite(path.join(this.layout.freezer, this.sandboxId, name, 'freezer.state'), 'THAWED');
       }
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      // Processes that are just exiting are usually gone within a millisecond or two.
+      await new Promise((resolve) => setTimeout(resolve, Math.min(10, 2 ** round)));
     }
     return empty;
   }

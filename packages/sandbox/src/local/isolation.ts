@@ -214,10 +214,16 @@ export function dropPrivileges(setpriv: string, uid: number): string[] {
   ];
 }
 
+/** Inside bubblewrap, as root still: wait for the go on fd 3 (the network is up), close it, go on. */
+const GATE = 'read -r _ <&3 || exit 125; exec 3<&-; exec "$@"';
+
 /**
  * The command line that runs `file args` isolated: a root shell moves itself into the cgroups
  * (`procs` files), enters the network namespace, and execs bubblewrap, which drops to the uid.
- * Exit code 125 means the cgroup could not be joined.
+ * Exit code 125 means the cgroup could not be joined, or the gate closed without a go.
+ * With `gate`, the command waits, once bubblewrap has set its namespaces up, for a line on fd 3
+ * (which the caller passes as a pipe and writes to once the sandbox's network is up): the network
+ * helper starts while bubblewrap does, and the sandbox's code never runs before it is there.
  */
 export function isolatedCommand(
   tools: IsolationTools,
@@ -227,6 +233,7 @@ export function isolatedCommand(
   uid: number,
   file: string,
   args: string[],
+  gate = false,
 ): { file: string; args: string[] } {
   const join =
     'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
@@ -244,6 +251,7 @@ export function isolatedCommand(
       tools.bwrap,
       ...bwrap,
       '--',
+      ...(gate ? ['/bin/sh', '-c', GATE, 'sh'] : []),
       ...dropPrivileges(tools.setpriv, uid),
       file,
       ...args,

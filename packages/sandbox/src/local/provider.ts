@@ -145,12 +145,25 @@ class LocalSandboxProvider implements LocalProvider {
     hex: string,
     opts: CreateSandboxOptions,
   ): Promise<LocalSandbox> {
-    await fs.promises.mkdir(this.rootDir, { recursive: true, mode: 0o700 });
+    const netns = `cr-${hex}`;
+    // `ip netns add` (a process: a few ms) runs while the uid is claimed and the folder made.
+    const netnsMade = createNetns(iso.tools, netns);
+    netnsMade.catch(() => {});
     const paths = sandboxPaths(this.rootDir, id);
     const building = creatingPath(this.rootDir, id);
-    const uid = await iso.uids.claim(building);
-    const netns = `cr-${hex}`;
-    const limits = { ...DEFAULT_LIMITS, ...(await this.options.limits?.(opts.metadata)) };
+    let uid: number | undefined;
+    let limits: ResourceLimits;
+    try {
+      await fs.promises.mkdir(this.rootDir, { recursive: true, mode: 0o700 });
+      uid = await iso.uids.claim(building);
+      limits = { ...DEFAULT_LIMITS, ...(await this.options.limits?.(opts.metadata)) };
+    } catch (err) {
+      await netnsMade.catch(() => {});
+      await deleteNetns(iso.tools, netns);
+      // Nothing has run as it: the uid goes back at once.
+      if (uid !== undefined) await iso.uids.release(uid);
+      throw err;
+    }
     const cgroup = new SandboxCgroup(iso.tools.cgroups, id);
     const record: SandboxRecord = {
       version: 1,
@@ -181,10 +194,11 @@ class LocalSandboxProvider implements LocalProvider {
         { mode: 0o644 },
       );
       cgroup.create(limits);
-      await createNetns(iso.tools, netns);
+      await netnsMade;
       writeRecord(building, record);
       await fs.promises.rename(building, paths.root);
     } catch (err) {
+      await netnsMade.catch(() => {});
       await deleteNetns(iso.tools, netns);
       cgroup.remove();
       // Nothing has run as the uid yet: its folders hold no file of its code.

@@ -7,6 +7,7 @@ import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process'
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { waitForApp } from '../readiness';
 import {
   type AppHandle,
@@ -36,8 +37,9 @@ import { LogFollower, LogWriter } from './logs';
 import {
   databasePorts,
   deleteNetns,
-  listensInside,
+  listenWatch,
   netnsPath,
+  networkSpec,
   type PastaProcess,
   startPasta,
   stopPasta,
@@ -60,8 +62,12 @@ const APP_EXIT_POLL_MS = 500;
 /** How long to wait for a command's output pipes to close once its processes are gone. */
 const PIPE_CLOSE_WAIT_MS = 1_000;
 
-/** How often an isolated app is checked for listening (then its port is forwarded) and for its limits. */
+/** How often an isolated app is checked for its limits. */
 const ISOLATED_WATCH_MS = 50;
+/** How often an isolated app's namespace is checked for its listening socket while waiting for it. */
+const LISTEN_POLL_MS = 5;
+/** At most one attempt per this long to bring back an adopted app's network helper (getApp). */
+const NETWORK_RESTORE_MS = 5_000;
 /** How often an isolated sandbox's folder size is measured against its disk cap. */
 const DISK_CHECK_MS = 5_000;
 
@@ -87,6 +93,8 @@ interface RunningApp {
   stopping: boolean;
   /** Settles once the app has exited and its last output went to the callbacks. */
   ended: Promise<void>;
+  /** Follow its stdout and stderr files for onStdout/onStderr. */
+  followers: LogFollower[];
 }
 
 /**
@@ -109,6 +117,8 @@ interface LiveState {
   commandCount: number;
   /** Processes this server spawned that have not exited yet. */
   children: Set<ChildProcess>;
+  /** When getApp last tried to bring back an adopted app's network helper (ms since epoch). */
+  networkRestoredAt: number;
 }
 
 interface AdoptedApp {
@@ -153,6 +163,7 @@ export class LocalSandbox implements Sandbox {
         network: Promise.resolve(),
         commandCount: 0,
         children: new Set(),
+        networkRestoredAt: 0,
       };
       live.set(paths.root, state);
     }
@@ -182,6 +193,10 @@ export class LocalSandbox implements Sandbox {
    */
   async writeFiles(files: FileEntry[]): Promise<void> {
     this.assertExists();
+    if (this.iso && (await this.pristine())) {
+      await this.writePristine(files, this.iso.record.uid);
+      return;
+    }
     const staging = await fs.promises.mkdtemp(path.join(this.paths.root, '.upload-'));
     try {
       for (const file of files) {
@@ -220,6 +235,45 @@ export class LocalSandbox implements Sandbox {
     }
   }
 
+  /**
+   * Nothing of the sandbox's code runs (its cgroup is empty, no process of ours is starting) and its
+   * app folder is empty: no link of its code can be there, nor appear while we write.
+   */
+  private async pristine(): Promise<boolean> {
+    if (this.state.children.size > 0 || this.iso!.cgroup.members().length > 0) return false;
+    const stat = await fs.promises.lstat(this.paths.app).catch(() => null);
+    if (!stat?.isDirectory()) return false;
+    return (await fs.promises.readdir(this.paths.app)).length === 0;
+  }
+
+  /** Files written straight into a pristine app folder, owned by the sandbox's uid from the start. */
+  private async writePristine(files: FileEntry[], uid: number): Promise<void> {
+    const made = new Set<string>([this.paths.app]);
+    try {
+      for (const file of files) {
+        const target = resolveInside(this.paths.app, file.path, 'file');
+        const parents: string[] = [];
+        for (let dir = path.dirname(target); !made.has(dir); dir = path.dirname(dir)) parents.unshift(dir);
+        for (const dir of parents) {
+          await fs.promises.mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'EEXIST') throw err;
+          });
+          const stat = await fs.promises.lstat(dir);
+          if (!stat.isDirectory()) throw new Error(`${path.relative(this.paths.app, dir)} is not a folder`);
+          await fs.promises.lchown(dir, uid, uid);
+          made.add(dir);
+        }
+        // No setuid bits; the owner can read it.
+        const mode = ((file.mode ?? 0o644) & 0o777) | 0o400;
+        await fs.promises.writeFile(target, file.data, { mode });
+        await fs.promises.chmod(target, mode);
+        await fs.promises.lchown(target, uid, uid);
+      }
+    } catch (err) {
+      throw new SandboxError(`could not write files into sandbox ${this.id}: ${(err as Error).message}`);
+    }
+  }
+
   async run(command: string, opts: CommandOptions = {}): Promise<CommandResult> {
     this.assertExists();
     const timeoutMs = opts.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
@@ -227,7 +281,9 @@ export class LocalSandbox implements Sandbox {
     const log = this.state.commandsLog;
     log.write(`\n$ ${command}\n`);
     const leaf = this.iso ? this.nextLeaf() : undefined;
-    if (this.iso) await this.ensureOutbound({ ...this.envs, ...opts.envs });
+    // The network comes up while bubblewrap starts; the command itself waits for it (the gate).
+    const network = this.iso ? this.ensureNetwork({ ...this.envs, ...opts.envs }) : undefined;
+    network?.catch(() => {});
     const before = this.iso ? this.limitCounters() : undefined;
     const { child, exit } = this.spawnProcess({
       file: '/bin/sh',
@@ -237,6 +293,7 @@ export class LocalSandbox implements Sandbox {
       envs: opts.envs,
       stdio: ['ignore', 'pipe', 'pipe'],
       leaf,
+      gate: network,
     });
     const stdout = new OutputTail();
     const stderr = new OutputTail();
@@ -280,6 +337,8 @@ export class LocalSandbox implements Sandbox {
       clearTimeout(timer);
       if (pgid !== undefined) this.state.commands.delete(pgid);
     }
+    // Without its network the command never ran: say why.
+    await network;
     if (before) {
       for (const line of this.limitLines(before)) {
         log.write(line);
@@ -295,6 +354,15 @@ export class LocalSandbox implements Sandbox {
     await log.flush();
     if (this.state.killed) throw new SandboxNotFoundError(this.id);
     return { exitCode: exitCode(result), stdout: stdout.text, stderr: stderr.text };
+  }
+
+  /**
+   * Isolated: the network helper the app will need (its database port out, its port in) comes up
+   * now, while the files are written and the install runs; startApp then finds it ready.
+   */
+  async prepareApp(opts: { port: number; envs?: Record<string, string> }): Promise<void> {
+    this.assertExists();
+    if (this.iso) await this.ensureNetwork({ ...this.envs, ...opts.envs }, opts.port);
   }
 
   /**
@@ -314,10 +382,12 @@ export class LocalSandbox implements Sandbox {
     const err = await fs.promises.open(this.paths.appStderr, 'a', 0o600);
     for (const follower of followers) follower.start(APP_LOG_POLL_MS);
 
+    let network: Promise<void> | undefined;
     if (this.iso) {
-      await this.ensureOutbound({ ...this.envs, ...opts.envs });
-      await this.stopInbound();
       await this.iso.cgroup.kill('app');
+      // Outbound for the app and its port forwarded from the host, up while bubblewrap starts.
+      network = this.ensureNetwork({ ...this.envs, ...opts.envs }, opts.port);
+      network.catch(() => {});
     }
     const before = this.iso ? this.limitCounters() : undefined;
     const { child, exit } = this.spawnProcess({
@@ -330,6 +400,7 @@ export class LocalSandbox implements Sandbox {
       forced: { PORT: String(opts.port) },
       stdio: ['ignore', out.fd, err.fd],
       leaf: this.iso ? 'app' : undefined,
+      gate: network,
     });
     // Taken now, before Node can reap a child that exits at once (until then its pid is not reused).
     const identity = child.pid === undefined ? null : identify(child.pid);
@@ -338,6 +409,7 @@ export class LocalSandbox implements Sandbox {
     const pid = child.pid;
     if (pid === undefined) {
       await Promise.all(followers.map((f) => f.stop()));
+      await network?.catch(() => {});
       await exit; // rejects with the reason it could not start
       throw new SandboxError(`could not start "${opts.command}"`);
     }
@@ -347,8 +419,9 @@ export class LocalSandbox implements Sandbox {
       exited: false,
       stopping: false,
       ended: Promise.resolve(),
+      followers,
     };
-    const watch = this.iso && before ? this.watchApp(pid, opts.port, before) : undefined;
+    const watch = this.iso && before ? this.watchApp(before) : undefined;
     app.ended = exit
       .then(async ({ code, signal }) => {
         app.exited = true;
@@ -356,7 +429,7 @@ export class LocalSandbox implements Sandbox {
         if (this.iso) {
           watch?.stop();
           await this.endLeaf('app');
-          await this.stopInbound();
+          await this.releaseInbound();
           if (before) await this.appendAppLines(this.limitLines(before));
         } else {
           await terminate({ groups: [pid] }, this.config.killGraceMs);
@@ -378,6 +451,16 @@ export class LocalSandbox implements Sandbox {
       };
       updateRecord(this.paths.root, (r) => ({ ...r, app: record }));
     }
+    if (network) {
+      try {
+        await network;
+      } catch (err) {
+        // The gate closed: the app exits without having run.
+        app.stopping = true;
+        await app.ended;
+        throw err;
+      }
+    }
     return app.handle;
   }
 
@@ -395,14 +478,17 @@ export class LocalSandbox implements Sandbox {
     const recorded = record?.app;
     if (!recorded || !isRunning(recorded)) return null;
     this.keepLogsBounded(recorded);
-    // Started by a server process that ended before the app listened: forward its port now.
-    const inbound = record.isolation?.inbound;
+    // Its network helper ended meanwhile (it outlives server restarts, but could crash): start it again.
+    const helper = record.isolation?.outbound;
     if (
       this.iso &&
-      !(inbound && inbound.spec === `in:${recorded.port}` && isRunning(inbound)) &&
-      listensInside(recorded.pid, recorded.port)
-    )
-      await this.startInbound(recorded.port).catch(() => {});
+      !(helper && isRunning(helper) && helper.spec.endsWith(` in:${recorded.port}`)) &&
+      Date.now() - this.state.networkRestoredAt > NETWORK_RESTORE_MS
+    ) {
+      this.state.networkRestoredAt = Date.now();
+      const ports = (/^out:([\d,]*)/.exec(helper?.spec ?? '')?.[1] ?? '').split(',').filter(Boolean);
+      await this.ensureNetwork({}, recorded.port, ports.map(Number)).catch(() => {});
+    }
     return { port: recorded.port, internalUrl: `http://127.0.0.1:${recorded.port}`, pid: recorded.pid };
   }
 
@@ -433,7 +519,7 @@ export class LocalSandbox implements Sandbox {
         // Not our child: its exit status is not ours to read. Leftovers of its group would hold its port.
         if (this.iso) {
           await this.endLeaf('app');
-          await this.stopInbound();
+          await this.releaseInbound();
         } else {
           await terminate({ groups: [recorded.pid] }, this.config.killGraceMs);
         }
@@ -448,7 +534,7 @@ export class LocalSandbox implements Sandbox {
     adopted.check = check;
     this.state.adopted = adopted;
     // After a restart, the limit counters are read from now on (earlier hits were reported already).
-    const watch = this.iso ? this.watchApp(recorded.pid, recorded.port, this.limitCounters()) : undefined;
+    const watch = this.iso ? this.watchApp(this.limitCounters()) : undefined;
     adopted.unwatch = () => watch?.stop();
     return true;
   }
@@ -463,7 +549,7 @@ export class LocalSandbox implements Sandbox {
       // The app's outer process (bubblewrap's monitor, outside the leaf) ends once its namespace is
       // empty: stopped means that one is gone too, whoever started it.
       if (recorded) await waitUntilEnded(recorded, this.config.killGraceMs);
-      await this.stopInbound();
+      await this.releaseInbound();
     } else {
       await terminate(
         { groups: this.appGroups(), env: markerEntries(this.id, 'app') },
@@ -481,6 +567,10 @@ export class LocalSandbox implements Sandbox {
     opts: { healthcheckPath?: string | undefined; timeoutMs: number; signal?: AbortSignal },
   ): Promise<void> {
     const url = new URL(app.internalUrl);
+    const iso = this.iso;
+    // Isolated: the host port is pasta's from the app's start; whether the app listens is read in its
+    // namespace (a health check then goes through the host port, as visitors do).
+    const pid = (app as Partial<RunningApp['handle']>).pid ?? readRecord(this.paths.root)?.app?.pid;
     await waitForApp({
       host: url.hostname,
       port: Number(url.port || app.port),
@@ -488,7 +578,22 @@ export class LocalSandbox implements Sandbox {
       timeoutMs: opts.timeoutMs,
       isAlive: () => this.isAppRunning(),
       signal: opts.signal,
+      ...(iso && pid !== undefined
+        ? {
+            listening: listenWatch(pid, app.port, iso.record.netns),
+            listenIntervalMs: LISTEN_POLL_MS,
+          }
+        : {}),
     });
+    // What the app printed until now (e.g. "listening on …") reaches onStdout/onStderr before its
+    // readiness is reported, rather than at the followers' next poll.
+    const followers = this.state.app?.followers ?? this.state.adopted?.followers ?? [];
+    await Promise.all(
+      followers.map(async (f) => {
+        await f.poll(); // a pass under way may have read before the last write:
+        await f.poll(); // one more after it
+      }),
+    );
   }
 
   async keepAlive(_ms: number): Promise<void> {
@@ -540,8 +645,10 @@ export class LocalSandbox implements Sandbox {
       graceful = (await iso.cgroup.kill()) && graceful;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    // A network helper being started (prepareApp, a command) is recorded before we look.
+    await this.state.network;
     const record = readRecord(this.paths.root)?.isolation ?? iso.record;
-    await stopPasta(record.inbound);
+    await stopPasta(record.inbound); // a second helper, recorded by earlier versions
     await stopPasta(record.outbound);
     await deleteNetns(iso.config.tools, iso.record.netns);
     iso.cgroup.remove();
@@ -602,13 +709,9 @@ export class LocalSandbox implements Sandbox {
     for (const line of lines) await fs.promises.appendFile(this.paths.appStderr, line).catch(() => {});
   }
 
-  /**
-   * While an isolated app runs: forward its port once it listens inside (so that the readiness probe
-   * sees it only then), report the process limit when hit, and stop it when over its disk cap.
-   */
-  private watchApp(pid: number, port: number, before: { oom: number; pids: number }): { stop(): void } {
+  /** While an isolated app runs: report the process limit when hit, and stop it when over its disk cap. */
+  private watchApp(before: { oom: number; pids: number }): { stop(): void } {
     let stopped = false;
-    let forwarded = readRecord(this.paths.root)?.isolation?.inbound?.spec === `in:${port}`;
     let pidsReported = before.pids;
     let lastDiskCheck = Date.now();
     let busy = false;
@@ -616,12 +719,6 @@ export class LocalSandbox implements Sandbox {
       if (busy || stopped) return;
       busy = true;
       void (async () => {
-        if (!forwarded && listensInside(pid, port)) {
-          forwarded = true;
-          await this.startInbound(port).catch((err: Error) =>
-            this.appendAppLines([`[coderunner: ${err.message}]\n`]),
-          );
-        }
         const hits = this.iso!.cgroup.pidsLimitHits();
         if (hits > pidsReported) {
           pidsReported = hits;
@@ -655,42 +752,55 @@ export class LocalSandbox implements Sandbox {
     };
   }
 
-  /** The outbound network helper, forwarding the app's own database port (restarted when that changes). */
-  private ensureOutbound(envs: Record<string, string>): Promise<void> {
+  /**
+   * The sandbox's network helper (one pasta): outbound with the app's own database port, and, for an
+   * app, its port forwarded from the host (`inbound`). Restarted only when what it forwards changes;
+   * a command run while the app runs keeps the app's forward.
+   */
+  private ensureNetwork(envs: Record<string, string>, inbound?: number, recorded?: number[]): Promise<void> {
     const iso = this.iso!;
     const step = this.state.network.then(async () => {
       // Only ports the server says are this sandbox's database: a URL the tenant set itself opens nothing.
       const allowed = new Set(await iso.config.databasePorts(this.metadata));
-      const ports = databasePorts(envs).filter((p) => allowed.has(p));
-      const spec = `out:${ports.join(',')}`;
-      const current = readRecord(this.paths.root)?.isolation?.outbound;
-      if (current && current.spec === spec && isRunning(current)) return;
+      const ports = [...new Set([...databasePorts(envs), ...(recorded ?? [])])]
+        .filter((p) => allowed.has(p))
+        .sort((a, b) => a - b);
+      const record = readRecord(this.paths.root)?.isolation;
+      const current = record?.outbound;
+      const running = current && isRunning(current) ? current : null;
+      const kept = running ? /\bin:(\d+)$/.exec(running.spec)?.[1] : undefined;
+      const port = inbound ?? (kept !== undefined ? Number(kept) : undefined);
+      if (running && running.spec === networkSpec(ports, port)) return;
       await stopPasta(current);
+      // An inbound helper recorded by an earlier version would hold the port.
+      if (port !== undefined) await stopPasta(record?.inbound);
+      if (this.state.killed) throw new SandboxNotFoundError(this.id);
       const pasta = await startPasta(iso.config.tools, iso.record.netns, this.paths.root, {
         outbound: ports,
+        inbound: port,
       });
-      this.updateIsolation({ outbound: pasta });
+      this.updateIsolation({ outbound: pasta, ...(port !== undefined ? { inbound: null } : {}) });
     });
     this.state.network = step.catch(() => {});
     return step;
   }
 
-  private startInbound(port: number): Promise<void> {
-    const iso = this.iso!;
+  /**
+   * The app is gone: its port is no longer forwarded (nothing answers there). The helper goes
+   * unless a command still runs, which keeps its outbound network (the next start replaces it).
+   */
+  private releaseInbound(): Promise<void> {
     const step = this.state.network.then(async () => {
-      await stopPasta(readRecord(this.paths.root)?.isolation?.inbound);
-      if (this.state.killed) return;
-      const pasta = await startPasta(iso.config.tools, iso.record.netns, this.paths.root, { inbound: port });
-      this.updateIsolation({ inbound: pasta });
-    });
-    this.state.network = step.catch(() => {});
-    return step;
-  }
-
-  private stopInbound(): Promise<void> {
-    const step = this.state.network.then(async () => {
-      await stopPasta(readRecord(this.paths.root)?.isolation?.inbound);
-      this.updateIsolation({ inbound: null });
+      const record = readRecord(this.paths.root)?.isolation;
+      await stopPasta(record?.inbound);
+      const current = record?.outbound;
+      const forwards = current ? /\bin:\d+$/.test(current.spec) : false;
+      if (forwards && this.state.commands.size === 0) {
+        await stopPasta(current);
+        this.updateIsolation({ outbound: null, inbound: null });
+      } else {
+        this.updateIsolation({ inbound: null });
+      }
     });
     this.state.network = step.catch(() => {});
     return step;
@@ -762,6 +872,8 @@ export class LocalSandbox implements Sandbox {
     leaf?: string;
     /** Isolated sandboxes: extra read-only mounts [host path, path inside]. */
     readOnly?: [string, string][];
+    /** Isolated sandboxes: the command waits for this to resolve (it does not run if it rejects). */
+    gate?: Promise<unknown> | undefined;
   }): { child: ChildProcess; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
     const runAs = this.config.runAs;
     const iso = this.iso;
@@ -775,6 +887,7 @@ export class LocalSandbox implements Sandbox {
     });
     let file = opts.file;
     let args = opts.args;
+    const gated = iso !== undefined && opts.gate !== undefined && Array.isArray(opts.stdio);
     if (iso) {
       // kill() has begun: nothing new may start (it would escape the sweep of the sandbox's cgroup).
       if (this.state.killed) throw new SandboxNotFoundError(this.id);
@@ -798,6 +911,7 @@ export class LocalSandbox implements Sandbox {
         iso.record.uid,
         opts.file,
         opts.args,
+        gated,
       );
       file = command.file;
       args = command.args;
@@ -805,7 +919,7 @@ export class LocalSandbox implements Sandbox {
     const child = spawn(file, args, {
       cwd: iso ? '/' : opts.cwd,
       env,
-      stdio: opts.stdio,
+      stdio: gated ? ([...(opts.stdio as unknown[]), 'pipe'] as StdioOptions) : opts.stdio,
       // Its own process group (and session), so that it and everything it starts can be signalled at once.
       detached: true,
       ...(runAs && !iso ? { uid: runAs.uid, gid: runAs.gid } : {}),
@@ -819,6 +933,18 @@ export class LocalSandbox implements Sandbox {
     });
     // Later errors (e.g. a failed kill) must not crash the server.
     child.on('error', () => {});
+    if (gated) {
+      // fd 3 of the command: a line once the gate opens; closed without one when it fails.
+      const pipe = child.stdio[3] as (Writable & { unref?: () => void }) | null | undefined;
+      if (pipe) {
+        pipe.on('error', () => {});
+        pipe.unref?.();
+        opts.gate!.then(
+          () => pipe.write('go\n', () => pipe.destroy()),
+          () => pipe.destroy(),
+        );
+      }
+    }
     this.state.children.add(child);
     child.once('exit', () => this.state.children.delete(child));
     child.once('error', () => {
