@@ -4,6 +4,7 @@
  * what the service and the server need. Status changes go through `transition()` in lifecycle.ts.
  */
 import type { SandboxProvider } from '@coderunner/sandbox';
+import { LRUCache } from 'lru-cache';
 import { projectSlug } from '../project-url';
 import { type EngineOptions, systemLog } from './context';
 import { transition } from './lifecycle';
@@ -20,6 +21,7 @@ export class DeploymentEngine {
   private readonly apps: AppSupervisor;
   private readonly reconciler: Reconciler;
   private readonly releases: Releases;
+  private readonly projectSlugs = new LRUCache<string, string>({ max: 10_000 });
   private timer: NodeJS.Timeout | undefined;
   private started = false;
 
@@ -81,9 +83,15 @@ export class DeploymentEngine {
     return this.apps.resolve(id);
   }
 
-  /** The project's stable URL. */
+  /** The project's stable URL (its slug remembered by id and name: projects.list asks for a page of them per call). */
   projectUrl(project: { id: string; name: string }): string {
-    return this.opts.projectUrlFor(projectSlug(project));
+    const key = `${project.id}/${project.name}`;
+    let slug = this.projectSlugs.get(key);
+    if (slug === undefined) {
+      slug = projectSlug(project);
+      this.projectSlugs.set(key, slug);
+    }
+    return this.opts.projectUrlFor(slug);
   }
 
   /** Where the proxy should send a request for a project's URL (`key`: see ../project-url.ts). */

@@ -97,6 +97,14 @@ export function publicUrlFor(baseUrl: string, label: string): string {
   return base.toString();
 }
 
+/** `http://localhost:8080/` → the text before and after a label put in front of the host. */
+function urlAround(baseUrl: string): { before: string; after: string } {
+  const marker = 'x-label-x';
+  const url = publicUrlFor(baseUrl, marker);
+  const at = url.indexOf(marker);
+  return { before: url.slice(0, at), after: url.slice(at + marker.length) };
+}
+
 type Databases = DatabaseBackend & { start?(): Promise<{ warnings: string[] }>; stop?(): Promise<void> };
 
 /** What differs between providers, wired once: the provider, its databases, where its apps listen and are reached. */
@@ -198,6 +206,8 @@ export function createDeploymentRuntime(opts: {
   // Until the server listens (PORT=0 picks a port), the default base is not known.
   let listeningPort = config.port;
   const baseUrl = () => config.appsBaseUrl ?? `http://localhost:${listeningPort}`;
+  // The project URL's parts around the slug, worked out once per base (projects.list builds a page of them).
+  let projectBase = { of: '', before: '', after: '' };
   const sandboxes =
     config.provider === 'agentsphere'
       ? agentSphereSandboxes(config)
@@ -217,7 +227,11 @@ export function createDeploymentRuntime(opts: {
     workDir,
     publicUrlFor: sandboxes.publicUrlFor,
     // Project URLs are served by this server's proxy on every provider.
-    projectUrlFor: (slug) => publicUrlFor(baseUrl(), slug),
+    projectUrlFor: (slug) => {
+      const base = baseUrl();
+      if (base !== projectBase.of) projectBase = { of: base, ...urlAround(base) };
+      return `${projectBase.before}${slug}${projectBase.after}`;
+    },
     appPort: sandboxes.appPort,
     concurrency: 2,
     installTimeoutMs: 600_000,
