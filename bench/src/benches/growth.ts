@@ -4,6 +4,7 @@
  * year) among 10,000 users, with 1,000 and then 1,000,000 deployments in the table. Rows are generated
  * with INSERT … SELECT generate_series (only the measured user is registered through the API).
  */
+import { deployments } from '@coderunner/api/tables';
 import type pg from 'pg';
 import type { BenchContext, BenchOutput } from '../lib/context';
 import { register, sampleLatency, trpcQueryPath, withPg } from '../lib/http';
@@ -18,21 +19,23 @@ const ROUNDS = 3;
 const ROUND_MS = 1_500;
 const MAX_PER_ROUND = 3_000;
 
-/** projects.list's SQL (packages/api/src/routers/projects.ts), first page, as Sequelize sends it (values inlined). */
+/** projects.list's SQL (packages/api/src/tables/projects.ts), first page, as Sequelize sends it (values inlined). */
 const projectsSql = (
   userId: string,
-) => `SELECT id, name, description, created_at AS "createdAt", updated_at AS "updatedAt", to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorTs"
+) => `SELECT id, name, description, created_at AS "createdAt", updated_at AS "updatedAt", to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorTs",
+           (SELECT d.id FROM deployments d WHERE d.project_id = projects.id AND d.status = 'RUNNING'
+            ORDER BY d.created_at DESC, d.id DESC LIMIT 1) AS "currentDeploymentId"
          FROM projects
          WHERE user_id = '${userId}' 
          ORDER BY created_at DESC, id DESC
          LIMIT 21`;
 
-/** deployments.list's SQL (packages/api/src/routers/deployments.ts), first page, no filters. */
+/** deployments.list's SQL (packages/api/src/tables/deployments.ts), first page, no filters. */
 const deploymentsSql = (
   userId: string,
 ) => `SELECT d.id, d.project_id AS "projectId", d.status, d.app_sandbox_id AS "appSandboxId",
   d.public_url AS "publicUrl", d.db_sandbox_id AS "dbSandboxId", d.db_connection_info AS "dbConnectionInfo",
-  d.runtime_type AS "runtimeType", d.created_at AS "createdAt", d.updated_at AS "updatedAt", to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorTs"
+  d.runtime_type AS "runtimeType", d.created_at AS "createdAt", d.updated_at AS "updatedAt", ${deployments.isCurrentSql('d')} AS current, to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorTs"
          FROM deployments d JOIN projects p ON p.id = d.project_id
          WHERE p.user_id = '${userId}'
          ORDER BY d.created_at DESC, d.id DESC LIMIT 21`;

@@ -18,23 +18,36 @@ interface Trimmed {
 
 /**
  * Cut `file` to its last half when it is over `maxBytes`. In place (truncate, then append), not by
- * rename: an app holds its log open with O_APPEND and must keep writing into the same file. Output
- * the app writes during the cut itself (microseconds) may be lost.
+ * rename: an app holds its log open with O_APPEND and must keep writing into the same file. With
+ * `unreadFrom` (a follower's offset), nothing from there on is cut, however much it is: output written
+ * since the follower's last read still reaches it. Output the app writes during the cut itself (the
+ * moment between the last read and the truncate) may be lost.
  */
-export async function trimLog(file: string, maxBytes: number): Promise<Trimmed | null> {
+export async function trimLog(file: string, maxBytes: number, unreadFrom?: number): Promise<Trimmed | null> {
   const handle = await fs.promises.open(file, 'r+');
   let kept: Buffer;
   let keptFrom: number;
   try {
-    const { size } = await handle.stat();
+    let { size } = await handle.stat();
     if (size <= maxBytes) return null;
-    const keep = Math.floor(maxBytes / 2);
-    const tail = Buffer.alloc(keep);
-    const { bytesRead } = await handle.read(tail, 0, keep, size - keep);
+    let start = size - Math.floor(maxBytes / 2);
+    // Keep what the follower has not read; it starts where the follower stopped, not at a line.
+    const exact = unreadFrom !== undefined && unreadFrom < start;
+    if (exact) start = Math.max(0, unreadFrom);
+    let tail = Buffer.alloc(0);
+    // Read up to the end, and again if the app wrote meanwhile, so the window before the truncate is short.
+    for (let pass = 0; pass < 3; pass++) {
+      const more = Buffer.alloc(size - start - tail.length);
+      const { bytesRead } = await handle.read(more, 0, more.length, start + tail.length);
+      tail = Buffer.concat([tail, more.subarray(0, bytesRead)]);
+      const now = (await handle.stat()).size;
+      if (now === size) break;
+      size = now;
+    }
     // Start at a line boundary when there is one nearby, rather than mid-line (or mid-character).
-    const newline = tail.subarray(0, Math.min(bytesRead, 4096)).indexOf(10);
-    kept = tail.subarray(newline + 1, bytesRead);
-    keptFrom = size - keep + newline + 1;
+    const newline = exact ? -1 : tail.subarray(0, Math.min(tail.length, 4096)).indexOf(10);
+    kept = tail.subarray(newline + 1);
+    keptFrom = start + newline + 1;
     await handle.truncate(0);
   } finally {
     await handle.close();
@@ -185,7 +198,7 @@ export class LogFollower {
       }
       if (!this.trimDue) return;
       this.trimDue = false;
-      const trimmed = await trimLog(this.file, this.maxBytes);
+      const trimmed = await trimLog(this.file, this.maxBytes, this.onText ? this.offset : undefined);
       // What was appended after our read sits in the kept tail: continue from the same point in it.
       if (trimmed) this.offset = trimmed.keptAt + Math.max(0, this.offset - trimmed.keptFrom);
     } catch {
