@@ -4,8 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { createMigratedTestDatabase, type MigratedTestDatabase } from '@coderunner/db/testing';
 import { OWASP_MIN } from '../src/auth/password';
+import { createClient } from '../src/client';
 import type { ApiConfig } from '../src/config';
 import { type ApiDeps, createApiDeps, createInnerContext } from '../src/context';
+import type { LogBatch, LogLine } from '../src/deployments/log-store';
 import { createDeploymentRuntime } from '../src/deployments/runtime';
 import { appRouter } from '../src/root';
 import { createCallerFactory } from '../src/trpc';
@@ -103,4 +105,49 @@ export async function codeOf(promise: Promise<unknown>): Promise<string> {
     return (err as { code?: string }).code ?? 'NOT_A_TRPC_ERROR';
   }
   throw new Error('expected the call to fail');
+}
+
+export interface LogFollower {
+  events: { id: string; data: LogBatch }[];
+  lines: LogLine[];
+  done: Promise<void>;
+  stop(): void;
+}
+
+/**
+ * Follows a deployment's log through the typed client at `url` (as the CLI does) until the line
+ * `lastText` arrives, or stop().
+ */
+export function followLogs(
+  url: string,
+  token: string,
+  id: string,
+  lastText: string,
+  extra: { lastEventId?: string } = {},
+): LogFollower {
+  const client = createClient({ url, token });
+  const events: LogFollower['events'] = [];
+  const lines: LogLine[] = [];
+  let stop = () => {};
+  const done = new Promise<void>((resolve, reject) => {
+    const sub = client.deployments.logs.subscribe(
+      { id, follow: true, ...extra },
+      {
+        onData: (event) => {
+          events.push(event);
+          lines.push(...event.data.lines);
+          if (event.data.lines.at(-1)?.text === lastText) {
+            sub.unsubscribe();
+            resolve();
+          }
+        },
+        onError: reject,
+      },
+    );
+    stop = () => {
+      sub.unsubscribe();
+      resolve();
+    };
+  });
+  return { events, lines, done, stop: () => stop() };
 }

@@ -15,10 +15,10 @@ import superjson from 'superjson';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '../src/client';
 import { type ApiDeps, createRequestContext } from '../src/context';
-import { type LogBatch, type LogLine, LogStore } from '../src/deployments/log-store';
+import { type LogBatch, LogStore } from '../src/deployments/log-store';
 import { createLogFollowHandler } from '../src/log-follow-http';
 import { appRouter } from '../src/root';
-import { setupApi, type TestApi } from './helpers';
+import { followLogs, setupApi, type TestApi } from './helpers';
 
 const describeDb = process.env.DATABASE_URL ? describe : describe.skip;
 
@@ -87,41 +87,9 @@ async function waitFor(check: () => boolean, what: string, ms = 30_000): Promise
   }
 }
 
-interface Follower {
-  events: { id: string; data: LogBatch }[];
-  lines: LogLine[];
-  done: Promise<void>;
-  stop(): void;
-}
-
 /** Follows through the typed client until the line `lastText` arrives (or stop()). */
-function follow(base: string, id: string, lastText: string, extra: { lastEventId?: string } = {}): Follower {
-  const client = createClient({ url: base, token });
-  const events: Follower['events'] = [];
-  const lines: LogLine[] = [];
-  let stop = () => {};
-  const done = new Promise<void>((resolve, reject) => {
-    const sub = client.deployments.logs.subscribe(
-      { id, follow: true, ...extra },
-      {
-        onData: (event) => {
-          events.push(event);
-          lines.push(...event.data.lines);
-          if (event.data.lines.at(-1)?.text === lastText) {
-            sub.unsubscribe();
-            resolve();
-          }
-        },
-        onError: reject,
-      },
-    );
-    stop = () => {
-      sub.unsubscribe();
-      resolve();
-    };
-  });
-  return { events, lines, done, stop: () => stop() };
-}
+const follow = (base: string, id: string, lastText: string, extra: { lastEventId?: string } = {}) =>
+  followLogs(base, token, id, lastText, extra);
 
 /** A raw GET of the SSE stream: its status, headers and text as it arrives. */
 function rawGet(

@@ -12,7 +12,7 @@ import { createClient } from '../src/client';
 import { createRequestContext } from '../src/context';
 import type { LogBatch, LogLine, LogStore } from '../src/deployments/log-store';
 import { appRouter } from '../src/root';
-import { setupApi, type TestApi } from './helpers';
+import { followLogs, setupApi, type TestApi } from './helpers';
 
 const describeDb = process.env.DATABASE_URL ? describe : describe.skip;
 
@@ -48,41 +48,9 @@ async function newDeployment(): Promise<string> {
   return (await Deployment.create({ projectId: project.id, status: 'RUNNING' })).id;
 }
 
-interface HttpFollower {
-  events: { id: string; data: LogBatch }[];
-  lines: LogLine[];
-  done: Promise<void>;
-  stop(): void;
-}
-
 /** Follows over HTTP until the line `lastText` arrives (or stop()). */
-function followOverHttp(id: string, lastText: string, lastEventId?: string): HttpFollower {
-  const client = createClient({ url, token });
-  const events: HttpFollower['events'] = [];
-  const lines: LogLine[] = [];
-  let stop = () => {};
-  const done = new Promise<void>((resolve, reject) => {
-    const sub = client.deployments.logs.subscribe(
-      { id, follow: true, ...(lastEventId ? { lastEventId } : {}) },
-      {
-        onData: (event) => {
-          events.push(event);
-          lines.push(...event.data.lines);
-          if (event.data.lines.at(-1)?.text === lastText) {
-            sub.unsubscribe();
-            resolve();
-          }
-        },
-        onError: reject,
-      },
-    );
-    stop = () => {
-      sub.unsubscribe();
-      resolve();
-    };
-  });
-  return { events, lines, done, stop: () => stop() };
-}
+const followOverHttp = (id: string, lastText: string, lastEventId?: string) =>
+  followLogs(url, token, id, lastText, lastEventId ? { lastEventId } : {});
 
 async function followInProcess(id: string, lastText: string): Promise<LogLine[]> {
   const controller = new AbortController();
