@@ -372,8 +372,16 @@ describe('local provider: lifecycle', () => {
         };
       const helper = record().isolation.outbound!;
       expect(helper.spec).toBe(`out: in:${port}`);
+      // Ended for good (not merely unreadable while it exits): as the provider itself tells.
+      const ended = (pid: number) => {
+        try {
+          return /^\S+ \(.*\) [ZXx]/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+        } catch {
+          return true;
+        }
+      };
       process.kill(helper.pid, 'SIGKILL');
-      await eventually(() => expect(isAlive(helper.pid)).toBe(false));
+      await eventually(() => expect(ended(helper.pid)).toBe(true));
       await expect(fetch(`http://127.0.0.1:${port}/gone`)).rejects.toThrow();
       // The next look at the app (e.g. the proxy resolving its URL) starts it again.
       expect(await sandbox.getApp()).toMatchObject({ port });
@@ -381,6 +389,13 @@ describe('local provider: lifecycle', () => {
       expect(again.pid).not.toBe(helper.pid);
       expect(again.spec).toBe(`out: in:${port}`);
       expect(await (await fetch(`http://127.0.0.1:${port}/back`)).text()).toBe('still here');
+      // Gone again at once: brought back again (only a failed attempt holds the next one off).
+      process.kill(again.pid, 'SIGKILL');
+      await eventually(() => expect(ended(again.pid)).toBe(true));
+      expect(await sandbox.getApp()).toMatchObject({ port });
+      const third = record().isolation.outbound!;
+      expect(third.pid).not.toBe(again.pid);
+      expect(await (await fetch(`http://127.0.0.1:${port}/third`)).text()).toBe('still here');
     },
   );
 

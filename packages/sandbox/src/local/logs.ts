@@ -17,16 +17,17 @@ interface Trimmed {
 }
 
 /**
- * Cut `file` to its last half when it is over `maxBytes`. In place (truncate, then append), not by
+ * Cut `file` to its last half when it is over `maxBytes`. In place (overwrite its start, then cut), not by
  * rename: an app holds its log open with O_APPEND and must keep writing into the same file. With
  * `unreadFrom` (a follower's offset), nothing from there on is cut, however much it is: output written
  * since the follower's last read still reaches it. Output the app writes during the cut itself (the
  * moment between the last read and the truncate) may be lost.
  */
 export async function trimLog(file: string, maxBytes: number, unreadFrom?: number): Promise<Trimmed | null> {
+  const marker = Buffer.from(
+    `[coderunner: earlier output removed to keep this log under ${maxBytes} bytes]\n`,
+  );
   const handle = await fs.promises.open(file, 'r+');
-  let kept: Buffer;
-  let keptFrom: number;
   try {
     let { size } = await handle.stat();
     if (size <= maxBytes) return null;
@@ -34,8 +35,10 @@ export async function trimLog(file: string, maxBytes: number, unreadFrom?: numbe
     // Keep what the follower has not read; it starts where the follower stopped, not at a line.
     const exact = unreadFrom !== undefined && unreadFrom < start;
     if (exact) start = Math.max(0, unreadFrom);
+    // Nothing to gain (the follower has read next to nothing yet): cut later.
+    if (start <= marker.length) return null;
     let tail = Buffer.alloc(0);
-    // Read up to the end, and again if the app wrote meanwhile, so the window before the truncate is short.
+    // Read up to the end, and again if the app wrote meanwhile, so the window before the cut is short.
     for (let pass = 0; pass < 3; pass++) {
       const more = Buffer.alloc(size - start - tail.length);
       const { bytesRead } = await handle.read(more, 0, more.length, start + tail.length);
@@ -46,17 +49,17 @@ export async function trimLog(file: string, maxBytes: number, unreadFrom?: numbe
     }
     // Start at a line boundary when there is one nearby, rather than mid-line (or mid-character).
     const newline = exact ? -1 : tail.subarray(0, Math.min(tail.length, 4096)).indexOf(10);
-    kept = tail.subarray(newline + 1);
-    keptFrom = start + newline + 1;
-    await handle.truncate(0);
+    const kept = tail.subarray(newline + 1);
+    // Marker and kept tail written over the file's start, then the rest cut off: the file always
+    // starts with the marker (the app appends at the end, never before it). What the app writes in
+    // between lands past the cut and is lost, never mixed in.
+    const out = Buffer.concat([marker, kept]);
+    await handle.write(out, 0, out.length, 0);
+    await handle.truncate(out.length);
+    return { keptFrom: start + newline + 1, keptAt: marker.length };
   } finally {
     await handle.close();
   }
-  const marker = Buffer.from(
-    `[coderunner: earlier output removed to keep this log under ${maxBytes} bytes]\n`,
-  );
-  await fs.promises.appendFile(file, Buffer.concat([marker, kept]));
-  return { keptFrom, keptAt: marker.length };
 }
 
 /** A log file this process writes (command output): appends in order, trims when over the cap. */

@@ -66,7 +66,7 @@ const PIPE_CLOSE_WAIT_MS = 1_000;
 const ISOLATED_WATCH_MS = 50;
 /** How often an isolated app's namespace is checked for its listening socket while waiting for it. */
 const LISTEN_POLL_MS = 5;
-/** At most one attempt per this long to bring back an adopted app's network helper (getApp). */
+/** After a failed attempt to bring back an adopted app's network helper (getApp), none for this long. */
 const NETWORK_RESTORE_MS = 5_000;
 /** How often an isolated sandbox's folder size is measured against its disk cap. */
 const DISK_CHECK_MS = 5_000;
@@ -485,9 +485,10 @@ export class LocalSandbox implements Sandbox {
       !(helper && isRunning(helper) && helper.spec.endsWith(` in:${recorded.port}`)) &&
       Date.now() - this.state.networkRestoredAt > NETWORK_RESTORE_MS
     ) {
-      this.state.networkRestoredAt = Date.now();
       const ports = (/^out:([\d,]*)/.exec(helper?.spec ?? '')?.[1] ?? '').split(',').filter(Boolean);
-      await this.ensureNetwork({}, recorded.port, ports.map(Number)).catch(() => {});
+      await this.ensureNetwork({}, recorded.port, ports.map(Number)).catch(() => {
+        this.state.networkRestoredAt = Date.now(); // failed: not again for a while
+      });
     }
     return { port: recorded.port, internalUrl: `http://127.0.0.1:${recorded.port}`, pid: recorded.pid };
   }
