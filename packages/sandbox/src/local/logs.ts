@@ -19,8 +19,8 @@ interface Trimmed {
 /**
  * Cut `file` to its last half when it is over `maxBytes`. In place (overwrite its start, then cut), not by
  * rename: an app holds its log open with O_APPEND and must keep writing into the same file. With
- * `unreadFrom` (a follower's offset), nothing from there on is cut, however much it is: output written
- * since the follower's last read still reaches it. Output the app writes during the cut itself (the
+ * `unreadFrom` (a follower's offset), nothing is cut while the follower has not read up to the kept
+ * half: output it has not read yet still reaches it. Output the app writes during the cut itself (the
  * moment between the last read and the truncate) may be lost.
  */
 export async function trimLog(file: string, maxBytes: number, unreadFrom?: number): Promise<Trimmed | null> {
@@ -31,12 +31,10 @@ export async function trimLog(file: string, maxBytes: number, unreadFrom?: numbe
   try {
     let { size } = await handle.stat();
     if (size <= maxBytes) return null;
-    let start = size - Math.floor(maxBytes / 2);
-    // Keep what the follower has not read; it starts where the follower stopped, not at a line.
-    const exact = unreadFrom !== undefined && unreadFrom < start;
-    if (exact) start = Math.max(0, unreadFrom);
-    // Nothing to gain (the follower has read next to nothing yet): cut later.
-    if (start <= marker.length) return null;
+    const start = size - Math.floor(maxBytes / 2);
+    // The follower has not read up to there yet: cut once it has (never drop unread output, and keep
+    // the cut, the moment in which the app's writes may be lost, short).
+    if (unreadFrom !== undefined && unreadFrom < start) return null;
     let tail = Buffer.alloc(0);
     // Read up to the end, and again if the app wrote meanwhile, so the window before the cut is short.
     for (let pass = 0; pass < 3; pass++) {
@@ -48,7 +46,7 @@ export async function trimLog(file: string, maxBytes: number, unreadFrom?: numbe
       size = now;
     }
     // Start at a line boundary when there is one nearby, rather than mid-line (or mid-character).
-    const newline = exact ? -1 : tail.subarray(0, Math.min(tail.length, 4096)).indexOf(10);
+    const newline = tail.subarray(0, Math.min(tail.length, 4096)).indexOf(10);
     const kept = tail.subarray(newline + 1);
     // Marker and kept tail written over the file's start, then the rest cut off: the file always
     // starts with the marker (the app appends at the end, never before it). What the app writes in
