@@ -20,7 +20,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function engineOn(url: string, opts: { logs?: LogStore; stuckAfterMs?: number } = {}) {
+function engineOn(url: string, opts: { logs?: LogStore; stuckAfterMs?: number; maxRetries?: number } = {}) {
   const sequelize = connect(url, { poolMax: 3 });
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   const engine = new DeploymentEngine({
@@ -39,7 +39,7 @@ function engineOn(url: string, opts: { logs?: LogStore; stuckAfterMs?: number } 
     buildTimeoutMs: 1,
     startTimeoutMs: 1,
     stuckAfterMs: opts.stuckAfterMs ?? 60_000,
-    maxRetries: 1,
+    maxRetries: opts.maxRetries ?? 1,
     reconcileIntervalMs: 60_000,
     logger: quiet,
   });
@@ -104,12 +104,95 @@ describe('claiming PENDING deployments', () => {
       expect((await Deployment.findByPk(row.id))!.status).toBe('FAILED');
       const text = (await logsB.read(row.id, null)).map((l) => l.text);
       expect(text).toEqual([
-        'the worker building this deployment stopped; building it again',
+        'the worker building this deployment stopped; building it again (retry 1 of 1)',
         'FAILED: the worker building this deployment stopped, repeatedly',
       ]);
     } finally {
       await logsB.close();
       await Promise.all([a, b].map((w) => w.sequelize.close()));
+    }
+  });
+
+  /** A BUILDING row whose worker is gone, and a reconcile pass that finds it: its status after it. */
+  async function interrupt(engine: DeploymentEngine, id: string): Promise<string> {
+    await Deployment.update({ status: 'BUILDING' }, { where: { id } });
+    await new Promise((r) => setTimeout(r, 20)); // its heartbeat is now older than stuckAfterMs
+    await engine.reconcile();
+    return (await Deployment.findByPk(id))!.status;
+  }
+
+  it('counts retries however much the builds printed after them, up to CODERUNNER_BUILD_RETRIES', async () => {
+    const logs = new LogStore(path.join(dir, 'long-logs'));
+    const { engine, sequelize } = engineOn(api.db.url, { logs, stuckAfterMs: 1, maxRetries: 3 });
+    const user = await User.create({ email: 'long-builds@example.com', passwordHash: 'x' });
+    const project = await Project.create({ userId: user.id, name: 'p' });
+    const row = await Deployment.create({ projectId: project.id, status: 'BUILDING' });
+    logs.append(row.id, 'system', 'info', 'queued (1.0 KiB upload)');
+    try {
+      for (let retry = 1; retry <= 3; retry++) {
+        // A chatty build: far more lines than a page of the log, all after the previous retry's line.
+        logs.append(
+          row.id,
+          'build',
+          'stdout',
+          Array.from({ length: 12_000 }, (_, i) => `npm: ${i}`).join('\n'),
+        );
+        expect(await interrupt(engine, row.id)).toBe('PENDING');
+      }
+      logs.append(
+        row.id,
+        'build',
+        'stdout',
+        Array.from({ length: 12_000 }, (_, i) => `npm: ${i}`).join('\n'),
+      );
+      expect(await interrupt(engine, row.id)).toBe('FAILED');
+      const system = (await logs.read(row.id, null, Number.MAX_SAFE_INTEGER))
+        .filter((l) => l.source === 'system')
+        .map((l) => l.text);
+      // The 2 MB log has dropped the oldest lines by now (the first retry's among them); the count
+      // still holds, since each retry's line carries its number.
+      expect(system.slice(-3)).toEqual([
+        'the worker building this deployment stopped; building it again (retry 2 of 3)',
+        'the worker building this deployment stopped; building it again (retry 3 of 3)',
+        'FAILED: the worker building this deployment stopped, repeatedly',
+      ]);
+    } finally {
+      await engine.stop();
+      await logs.close();
+      await sequelize.close();
+    }
+  });
+
+  it('does not retry when the bounded log no longer shows how many retries there were', async () => {
+    // A log kept to 64 KiB: a build's output pushes the series' start (and any retry) out of it.
+    const logs = new LogStore(path.join(dir, 'cut-logs'), { maxBytes: 64 * 1024 });
+    const { engine, sequelize } = engineOn(api.db.url, { logs, stuckAfterMs: 1, maxRetries: 5 });
+    const user = await User.create({ email: 'cut-logs@example.com', passwordHash: 'x' });
+    const project = await Project.create({ userId: user.id, name: 'p' });
+    const row = await Deployment.create({ projectId: project.id, status: 'BUILDING' });
+    logs.append(row.id, 'system', 'info', 'queued (1.0 KiB upload)');
+    try {
+      logs.append(row.id, 'build', 'stdout', Array.from({ length: 200 }, (_, i) => `short: ${i}`).join('\n'));
+      expect(await interrupt(engine, row.id)).toBe('PENDING'); // the start is still there: retry 1
+      logs.append(
+        row.id,
+        'build',
+        'stdout',
+        Array.from({ length: 4_000 }, (_, i) => `${'x'.repeat(40)} ${i}`).join('\n'),
+      );
+      const kept = await logs.read(row.id, null, Number.MAX_SAFE_INTEGER);
+      expect(kept[0]!.id).toBeGreaterThan(1); // the oldest lines, the retry's among them, are gone
+      expect(kept.some((l) => l.source === 'system')).toBe(false);
+      expect(await interrupt(engine, row.id)).toBe('FAILED');
+      const last = (await logs.read(row.id, null, 1))[0]!.text;
+      expect(last).toMatch(
+        /^FAILED: the worker building this deployment stopped, and its log no longer shows/,
+      );
+      expect(last).toContain('coderunner redeploy');
+    } finally {
+      await engine.stop();
+      await logs.close();
+      await sequelize.close();
     }
   });
 });

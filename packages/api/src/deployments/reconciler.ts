@@ -16,7 +16,9 @@ import type { Releases } from './releases';
 import type { AppSupervisor } from './supervision';
 
 /** Logged when a build whose worker died is queued again: the log is where retries are counted. */
-export const REBUILD_LINE = 'the worker building this deployment stopped; building it again';
+export const rebuildLine = (retry: number, of: number) =>
+  `the worker building this deployment stopped; building it again (retry ${retry} of ${of})`;
+const REBUILD = /^the worker building this deployment stopped; building it again \(retry (\d+) of \d+\)$/;
 /** Lines that begin a new series of build attempts (after them, earlier interruptions no longer count). */
 const NEW_SERIES = [
   /^running at /,
@@ -26,20 +28,22 @@ const NEW_SERIES = [
 ];
 
 /**
- * How many times the current series of builds of `id` was interrupted by a dead worker: counted in
+ * How many times the current series of builds of `id` was interrupted by a dead worker, read from
  * the deployment's log (shared by every replica through the data folder, and kept across restarts),
- * so "retried once" means once, whichever process noticed.
+ * so "retried once" means once, whichever process noticed. Each retry's line carries its number, so
+ * only the newest one is needed, however much output came after it. `null` when the bounded log no
+ * longer reaches back to the series' start or to a retry (more output than it keeps): unknown.
  */
-export async function buildInterruptions(opts: EngineOptions, id: string): Promise<number> {
-  const lines = await opts.logs.read(id, null, 10_000);
-  let n = 0;
+export async function buildInterruptions(opts: EngineOptions, id: string): Promise<number | null> {
+  const lines = await opts.logs.read(id, null, Number.MAX_SAFE_INTEGER);
   for (let i = lines.length - 1; i >= 0; i--) {
     const line = lines[i]!;
     if (line.source !== 'system') continue;
-    if (line.text === REBUILD_LINE) n++;
-    else if (NEW_SERIES.some((re) => re.test(line.text))) break;
+    const retry = REBUILD.exec(line.text);
+    if (retry) return Number(retry[1]);
+    if (NEW_SERIES.some((re) => re.test(line.text))) return 0;
   }
-  return n;
+  return lines.length && lines[0]!.id > 1 ? null : 0;
 }
 
 export class Reconciler {
@@ -67,13 +71,22 @@ export class Reconciler {
     for (const row of stuck) {
       if (this.isBuilding(row.id)) continue;
       if (row.appSandboxId) await provider.kill(row.appSandboxId).catch(() => false);
-      const attempts = (await buildInterruptions(this.opts, row.id)) + 1;
-      if (attempts <= this.opts.maxRetries) {
+      const done = await buildInterruptions(this.opts, row.id);
+      const retry = done === null ? null : done + 1;
+      if (retry !== null && retry <= this.opts.maxRetries) {
         if (await transition(sequelize, row.id, [row.status], 'PENDING', { appSandboxId: null })) {
-          systemLog(this.opts, row.id, REBUILD_LINE);
+          systemLog(this.opts, row.id, rebuildLine(retry, this.opts.maxRetries));
         }
       } else if (await transition(sequelize, row.id, [row.status], 'FAILED', { appSandboxId: null })) {
-        systemLog(this.opts, row.id, 'FAILED: the worker building this deployment stopped, repeatedly');
+        systemLog(
+          this.opts,
+          row.id,
+          retry === null
+            ? 'FAILED: the worker building this deployment stopped, and its log no longer shows how often that happened (more output than it keeps), so it is not retried; redeploy it (`coderunner redeploy <deployment>`) to build it again'
+            : this.opts.maxRetries
+              ? 'FAILED: the worker building this deployment stopped, repeatedly'
+              : 'FAILED: the worker building this deployment stopped (CODERUNNER_BUILD_RETRIES is 0)',
+        );
       }
     }
   }
