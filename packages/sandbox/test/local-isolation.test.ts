@@ -241,10 +241,44 @@ console.log(JSON.stringify({
     const fds = await sandbox.run('ls /proc/$$/fd');
     expect(fds.stdout.split('\n')).toEqual(expect.arrayContaining(['0', '1', '2']));
     expect(fds.stdout.split('\n')).not.toContain('3');
+    expect(fds.stdout.split('\n')).not.toContain('4'); // nor the one its environment came on
     // Its code has run: a later upload goes through a process of its own uid, and still lands.
     await sandbox.writeFiles([{ path: 'first.js', data: 'console.log(1)' }]);
     expect(fs.readFileSync(path.join(folder, 'first.js'), 'utf8')).toBe('console.log(1)');
     expect(fs.lstatSync(path.join(folder, 'first.js')).uid).toBe(uid);
+  });
+
+  it("the tenant's variables (LD_PRELOAD too) reach only its own processes, never a root one, byte for byte", async () => {
+    // Root starts every sandboxed process (the shell joining the cgroups, nsenter, bubblewrap, the
+    // gate, setpriv): a tenant variable such as LD_PRELOAD in their environment ran the tenant's
+    // library as root with every capability, i.e. the whole machine.
+    const mark = `tenant-${process.pid}-${Date.now()}`;
+    const tenant = { TENANT_MARK: mark, LD_PRELOAD: '/sandbox/app/evil.so', LD_LIBRARY_PATH: '/sandbox/app' };
+    const sandbox = await newSandbox(provider, 'envs', tenant);
+    await sandbox.writeFiles([{ path: 'server.js', data: VICTIM_APP }]);
+    const app = await startApp(sandbox, 'node server.js');
+    expect(await body(`http://127.0.0.1:${app.port}/`)).toBe('victim');
+    const uidOf = (pid: number) =>
+      Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    const sandboxUid = fs.statSync(path.join(root.rootDir, sandbox.id, 'app')).uid;
+    const withMark = processes().filter((p) => p.environ.includes(`TENANT_MARK=${mark}`));
+    expect(withMark.length).toBeGreaterThan(0); // the app has it
+    for (const p of withMark) expect(uidOf(p.pid), `pid ${p.pid}`).toBe(sandboxUid);
+    // The root stages that stay (bubblewrap outside and inside) are found by the markers, without
+    // any of the tenant's variables.
+    const rootStages = markedProcesses(sandbox.id).filter((pid) => uidOf(pid) === 0);
+    expect(rootStages.length).toBeGreaterThan(0);
+    for (const pid of rootStages) {
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
+      expect(environ).not.toMatch(/TENANT_MARK|LD_PRELOAD|LD_LIBRARY_PATH/);
+    }
+    // Inside, the tenant's own commands get every variable, whatever its characters.
+    const weird = `it's "quoted" $(id) \`id\` \\ $HOME\nsecond line\t; exit 7`;
+    const result = await sandbox.run('printenv WEIRD; printenv EMPTY; printenv LD_LIBRARY_PATH', {
+      envs: { WEIRD: weird, EMPTY: '', LD_PRELOAD: '' },
+    });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`${weird}\n\n/sandbox/app\n`);
   });
 
   it('kill -9 -1 and a bind of the victim port leave the victim RUNNING and answering at its URL', async () => {

@@ -148,8 +148,6 @@ export interface BwrapOptions {
   passwd: string;
   group: string;
   tmpBytes: number;
-  /** Working directory inside. */
-  cwd: string;
   /** Extra read-only mounts: [host path, path inside]. */
   readOnly?: [string, string][];
 }
@@ -181,6 +179,15 @@ export function bwrapArgs(o: BwrapOptions): string[] {
     '--hostname',
     'sandbox',
     '--new-session',
+    // Root inside keeps only what setpriv needs to switch to the sandbox's uid (which drops these too).
+    '--cap-drop',
+    'ALL',
+    '--cap-add',
+    'CAP_SETUID',
+    '--cap-add',
+    'CAP_SETGID',
+    '--cap-add',
+    'CAP_SETPCAP',
     ...systemArgs(),
   ];
   // bwrap creates missing parents with the server's umask: make the ones the sandbox must read 0755.
@@ -192,7 +199,9 @@ export function bwrapArgs(o: BwrapOptions): string[] {
   args.push('--perms', '0755', '--dir', '/sandbox');
   args.push('--bind', o.app, INSIDE_APP, '--bind', o.home, INSIDE_HOME);
   for (const [host, inside] of o.readOnly ?? []) args.push('--ro-bind', host, inside);
-  args.push('--chdir', o.cwd);
+  // Root inside cannot enter the sandbox's 0700 folders (no CAP_DAC_OVERRIDE): the launcher, as the
+  // sandbox's uid, changes to the working directory.
+  args.push('--chdir', '/');
   return args;
 }
 
@@ -217,6 +226,31 @@ export function dropPrivileges(setpriv: string, uid: number): string[] {
 /** Inside bubblewrap, as root still: wait for the go on fd 3 (the network is up), close it, go on. */
 const GATE = 'read -r _ <&3 || exit 125; exec 3<&-; exec "$@"';
 
+/** The file descriptor on which an isolated command receives its environment (see envScript). */
+export const ENV_FD = 4;
+/** Set by the last line of envScript: the whole environment arrived. */
+const ENV_LOADED = 'coderunner_env_loaded';
+/**
+ * As the sandbox's uid, after setpriv: change to the working directory, read the environment from
+ * ENV_FD, close it, go on. Every stage
+ * before this one runs as root (the shell joining the cgroups, nsenter, bubblewrap, the gate,
+ * setpriv) and gets a fixed environment of the server's making: a variable of the tenant's (say
+ * LD_PRELOAD) must never reach a root process.
+ */
+const LAUNCH = `cd -- "$1" || exit 125; shift; eval "$(cat <&${ENV_FD})"; [ "$${ENV_LOADED}" = 1 ] || exit 125; unset ${ENV_LOADED}; exec ${ENV_FD}<&-; exec "$@"`;
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** What LAUNCH evaluates: `export NAME='value'` for each variable (names checked, values quoted). */
+export function envScript(env: Record<string, string>): string {
+  let script = '';
+  for (const [name, value] of Object.entries(env)) {
+    if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name: ${JSON.stringify(name)}`);
+    script += `export ${name}='${value.replaceAll("'", "'\\''")}'\n`;
+  }
+  return `${script}${ENV_LOADED}=1\n`;
+}
+
 /**
  * The command line that runs `file args` isolated: a root shell moves itself into the cgroups
  * (`procs` files), enters the network namespace, and execs bubblewrap, which drops to the uid.
@@ -231,6 +265,7 @@ export function isolatedCommand(
   netnsFile: string,
   bwrap: string[],
   uid: number,
+  cwd: string,
   file: string,
   args: string[],
   gate = false,
@@ -253,6 +288,11 @@ export function isolatedCommand(
       '--',
       ...(gate ? ['/bin/sh', '-c', GATE, 'sh'] : []),
       ...dropPrivileges(tools.setpriv, uid),
+      '/bin/sh',
+      '-c',
+      LAUNCH,
+      'sh',
+      cwd,
       file,
       ...args,
     ],

@@ -23,7 +23,15 @@ import {
 } from '../types';
 import { type ResourceLimits, SandboxCgroup } from './cgroups';
 import { markerEntries, type ProcessKind, sandboxEnvironment } from './environment';
-import { bwrapArgs, INSIDE_APP, INSIDE_HOME, type IsolationTools, isolatedCommand } from './isolation';
+import {
+  bwrapArgs,
+  ENV_FD,
+  envScript,
+  INSIDE_APP,
+  INSIDE_HOME,
+  type IsolationTools,
+  isolatedCommand,
+} from './isolation';
 import {
   type AppRecord,
   type IsolationRecord,
@@ -888,8 +896,23 @@ export class LocalSandbox implements Sandbox {
     });
     let file = opts.file;
     let args = opts.args;
-    const gated = iso !== undefined && opts.gate !== undefined && Array.isArray(opts.stdio);
+    let spawnEnv = env;
+    let stdio = opts.stdio;
+    let script = '';
+    const gated = iso !== undefined && opts.gate !== undefined;
     if (iso) {
+      if (!Array.isArray(stdio)) throw new SandboxError('an isolated command needs its stdio as an array');
+      // The root stages get only the server's fixed variables (the markers that find the processes
+      // included); the command gets the whole environment on ENV_FD once it runs as the sandbox's uid.
+      spawnEnv = sandboxEnvironment({
+        sandboxId: this.id,
+        kind: opts.kind,
+        home: INSIDE_HOME,
+        user: 'app',
+        layers: [],
+      });
+      stdio = [...stdio.slice(0, 3), gated ? 'pipe' : 'ignore', 'pipe'];
+      script = envScript(env);
       // kill() has begun: nothing new may start (it would escape the sweep of the sandbox's cgroup).
       if (this.state.killed) throw new SandboxNotFoundError(this.id);
       const procs = iso.cgroup.leaf(opts.leaf ?? this.nextLeaf());
@@ -906,10 +929,10 @@ export class LocalSandbox implements Sandbox {
           passwd: this.paths.passwd,
           group: this.paths.group,
           tmpBytes: iso.limits.tmpMb * 1024 * 1024,
-          cwd: inside,
           readOnly: opts.readOnly,
         }),
         iso.record.uid,
+        inside,
         opts.file,
         opts.args,
         gated,
@@ -919,8 +942,8 @@ export class LocalSandbox implements Sandbox {
     }
     const child = spawn(file, args, {
       cwd: iso ? '/' : opts.cwd,
-      env,
-      stdio: gated ? ([...(opts.stdio as unknown[]), 'pipe'] as StdioOptions) : opts.stdio,
+      env: spawnEnv,
+      stdio,
       // Its own process group (and session), so that it and everything it starts can be signalled at once.
       detached: true,
       ...(runAs && !iso ? { uid: runAs.uid, gid: runAs.gid } : {}),
@@ -934,6 +957,14 @@ export class LocalSandbox implements Sandbox {
     });
     // Later errors (e.g. a failed kill) must not crash the server.
     child.on('error', () => {});
+    if (iso) {
+      const pipe = child.stdio[ENV_FD] as (Writable & { unref?: () => void }) | null | undefined;
+      if (pipe) {
+        pipe.on('error', () => {}); // the command ended before reading it (e.g. a cgroup not joined)
+        pipe.unref?.();
+        pipe.end(script);
+      }
+    }
     if (gated) {
       // fd 3 of the command: a line once the gate opens; closed without one when it fails.
       const pipe = child.stdio[3] as (Writable & { unref?: () => void }) | null | undefined;
