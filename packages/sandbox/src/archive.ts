@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { create as createTar, Parser, type ReadEntry, Unpack } from 'tar';
+import { Parser, type ReadEntry, Unpack } from 'tar';
 
 /** The archive cannot be used as it is; the message tells the user what to change. */
 export class ArchiveError extends Error {
@@ -94,6 +94,8 @@ class EntryChecker {
   private bytes = 0;
   /** Latest type written at each path (later entries replace earlier ones on extraction). */
   private readonly types = new Map<string, string>();
+  /** Size of each file, for the hard links to it (each is read and written as a copy of its own). */
+  private readonly sizes = new Map<string, number>();
   private readonly symlinks: { path: string; via: string[] }[] = [];
 
   constructor(private readonly limits: Limits) {}
@@ -111,12 +113,8 @@ class EntryChecker {
       throw new ArchiveError(`the archive has more than ${this.limits.maxFiles} entries; ${TRIM_HINT}`);
     }
     if (FILE_TYPES.has(entry.type)) {
-      this.bytes += entry.size;
-      if (this.bytes > this.limits.maxBytes) {
-        throw new ArchiveError(
-          `the archive unpacks to more than ${formatBytes(this.limits.maxBytes)}; ${TRIM_HINT}`,
-        );
-      }
+      this.countBytes(entry.size);
+      this.sizes.set(entryPath, entry.size);
     }
     const linkpath = entry.linkpath ?? '';
     if (entry.type === 'SymbolicLink') {
@@ -140,8 +138,23 @@ class EntryChecker {
           `archive entry ${raw} is a hard link to ${linkpath}, which is not a file in the archive`,
         );
       }
+      // Counted at its target's size: the stored source, the upload into the sandbox and every
+      // rebuild handle it as a file of its own (10,000 links to one large file are not free).
+      const size = this.sizes.get(target) ?? 0;
+      this.countBytes(size, true);
+      this.sizes.set(entryPath, size);
     }
     this.types.set(entryPath, entry.type);
+  }
+
+  private countBytes(size: number, link = false): void {
+    this.bytes += size;
+    if (this.bytes > this.limits.maxBytes) {
+      const counted = link ? ', hard links counted as the copies they become' : '';
+      throw new ArchiveError(
+        `the archive unpacks to more than ${formatBytes(this.limits.maxBytes)}${counted}; ${TRIM_HINT}`,
+      );
+    }
   }
 
   /**

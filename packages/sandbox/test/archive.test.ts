@@ -209,6 +209,21 @@ describe('extractTarGz refuses unsafe archives', () => {
       maxBytes: 1024 * 1024,
       maxFiles: 10,
     });
+    // Hard links count at their target's size: each becomes a copy when the source is stored and
+    // uploaded again, so 100 links to one 600-byte file are 60 KB, not 600 bytes.
+    const links = Array.from(
+      { length: 100 },
+      (_, i): Entry => ({ name: `l${i}`, type: '1', linkname: 'big.bin' }),
+    );
+    await expectRefused(
+      tgz([{ name: 'big.bin', data: Buffer.alloc(600) }, ...links]),
+      /^the archive unpacks to more than 1 KB, hard links counted as the copies they become; leave out/,
+      { maxBytes: 1024, maxFiles: 200 },
+    );
+    await extractTarGz(tgz([{ name: 'big.bin', data: Buffer.alloc(600) }, links[0]!]), dest, {
+      maxBytes: 1200,
+    });
+    expect(tree(dest)).toHaveLength(2);
   });
 
   it('uploads that are not gzipped tar archives', async () => {
