@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { projectKeyOfHost } from '@coderunner/api';
 import httpProxy from 'http-proxy';
+import proxyAddr from 'proxy-addr';
 
 const DEPLOYMENT_HOST = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\./i;
 
@@ -30,7 +31,30 @@ export interface AppRoutes {
  * deployment goes to that deployment's app, one naming a project to its current deployment's app
  * (looked up per request, so a redeploy switches at once); Host header and websockets passed through.
  */
-export function createAppProxy(routes: AppRoutes) {
+export interface AppProxyOptions {
+  /** TRUST_PROXY: only from these peers are a request's X-Forwarded-* headers passed on to the app. */
+  trustProxy?: string[];
+}
+
+const FORWARDED = [
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'forwarded',
+];
+
+export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
+  const trusted = proxyAddr.compile(opts.trustProxy ?? []);
+  /**
+   * A client's own X-Forwarded-* headers (say X-Forwarded-Host: bank.example) must not reach the app
+   * as if this server had set them: dropped unless the peer is a trusted proxy; this server then
+   * adds its own (xfwd) after the trusted ones.
+   */
+  const dropUntrustedForwarding = (req: http.IncomingMessage) => {
+    if (trusted(req.socket.remoteAddress ?? '', 0)) return;
+    for (const name of FORWARDED) delete req.headers[name];
+  };
   const resolve = (route: { kind: 'deployment' | 'project'; name: string }) =>
     (route.kind === 'deployment' ? routes.deployment(route.name) : routes.project(route.name)).catch(
       () => null,
@@ -60,6 +84,7 @@ export function createAppProxy(routes: AppRoutes) {
         next();
         return;
       }
+      dropUntrustedForwarding(req);
       void resolve(route).then((target) =>
         target ? proxy.web(req, res, { target }) : notRunning(res, route),
       );
@@ -72,6 +97,7 @@ export function createAppProxy(routes: AppRoutes) {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
         return;
       }
+      dropUntrustedForwarding(req);
       proxy.ws(req, socket, head, { target });
     },
     close: () => proxy.close(),

@@ -60,10 +60,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       deployments: runtime.service,
       system: { isolation: runtime.isolation.mode },
     });
-    const proxy = createAppProxy({
-      deployment: (id) => runtime!.engine.resolveApp(id),
-      project: (key) => runtime!.engine.resolveProject(key),
-    });
+    const proxy = createAppProxy(
+      {
+        deployment: (id) => runtime!.engine.resolveApp(id),
+        project: (key) => runtime!.engine.resolveProject(key),
+      },
+      { trustProxy: config.TRUST_PROXY },
+    );
     const app = createApp({
       deps,
       logger,
