@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { trimLog } from '../src/local/logs';
+import { LogFollower, OutputBudget, trimLog } from '../src/local/logs';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-logs-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -30,5 +30,45 @@ describe('bounded app logs', () => {
     expect(kept.length).toBeLessThanOrEqual(8 * 1024);
     expect(text.slice(trimmed!.keptFrom)).toBe(kept);
     expect(kept.startsWith('.')).toBe(true);
+  });
+
+  it('a follower reads no faster than its budget: the rest is skipped, said, and cut from the file', async () => {
+    const file = path.join(dir, 'flood.log');
+    fs.writeFileSync(file, '');
+    let received = '';
+    const budget = new OutputBudget({ bytesPerSecond: 64 * 1024, burstBytes: 128 * 1024 });
+    const follower = new LogFollower(
+      file,
+      256 * 1024,
+      (text) => {
+        received += text;
+      },
+      budget,
+    );
+    follower.start(60_000); // the cut comes from the skip, not from the timer
+    fs.appendFileSync(file, lines(0, 20_000)); // 2 MB at once: far over what the budget reads
+    await follower.poll();
+    // The burst (cut mid-line), then on a line of its own what was skipped; the file is cut at once.
+    const burst = lines(0, 20_000).slice(0, 128 * 1024);
+    expect(received.slice(0, burst.length + 1)).toBe(`${burst}\n`);
+    expect(received.slice(burst.length + 1)).toMatch(
+      /^\[coderunner: 1\.\d MB of output skipped: the app wrote more than its log is read \(0\.1 MB\/s\)\]\n$/,
+    );
+    expect(fs.statSync(file).size).toBeLessThanOrEqual(256 * 1024);
+    fs.appendFileSync(file, 'after the flood\n');
+    await new Promise((r) => setTimeout(r, 100)); // 6.4 KB of budget back
+    await follower.stop();
+    expect(received.endsWith('after the flood\n')).toBe(true);
+  });
+
+  it('a log nobody follows is cut on every pass, not only the first', async () => {
+    const file = path.join(dir, 'kept.log');
+    fs.writeFileSync(file, lines(0, 1000));
+    const keeper = new LogFollower(file, 16 * 1024);
+    await keeper.poll();
+    expect(fs.statSync(file).size).toBeLessThanOrEqual(16 * 1024);
+    fs.appendFileSync(file, lines(1000, 2000));
+    await keeper.poll();
+    expect(fs.statSync(file).size).toBeLessThanOrEqual(16 * 1024);
   });
 });

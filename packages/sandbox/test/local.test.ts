@@ -231,6 +231,64 @@ describe('local provider: apps', () => {
   });
 });
 
+describe('local provider: output faster than it is read', () => {
+  const rate = { bytesPerSecond: 256 * 1024, burstBytes: 256 * 1024 };
+  const flood = () =>
+    createLocalProvider({
+      rootDir: root.rootDir,
+      logMaxBytes: 256 * 1024,
+      outputRate: rate,
+      killGraceMs: 500,
+    });
+
+  it("an app's flood is read at the output rate: the rest skipped and said, the file bounded, stop prompt", async () => {
+    const sandbox = await flood().create({ metadata: metadata() });
+    created.push(sandbox);
+    let received = 0;
+    let text = '';
+    const began = Date.now();
+    await sandbox.startApp({
+      command: 'exec yes flood',
+      port: 1,
+      onStdout: (chunk) => {
+        received += chunk.length;
+        if (text.length < 4 * 1024 * 1024) text += chunk;
+      },
+    });
+    await new Promise((r) => setTimeout(r, 1_500));
+    const stopping = Date.now();
+    await sandbox.stopApp();
+    const stopMs = Date.now() - stopping;
+    const elapsed = (Date.now() - began) / 1000;
+    // Before: every byte was read (GBs in seconds), a core spent on it, and stopApp read them all.
+    expect(received).toBeLessThanOrEqual(rate.burstBytes + rate.bytesPerSecond * elapsed + 64 * 1024);
+    expect(text).toMatch(
+      /\[coderunner: \d+\.\d MB of output skipped: the app wrote more than its log is read/,
+    );
+    expect(stopMs).toBeLessThan(10_000);
+    const log = path.join(root.rootDir, sandbox.id, 'logs', 'app.stdout.log');
+    expect(fs.statSync(log).size).toBeLessThanOrEqual(256 * 1024 + 1024);
+  });
+
+  it("a command's flood is slowed to the output rate, and all of it is read", async () => {
+    const sandbox = await flood().create({ metadata: metadata() });
+    created.push(sandbox);
+    let received = 0;
+    const began = Date.now();
+    const result = await sandbox.run('yes 0123456789abcde | head -c 1048576', {
+      onStdout: (chunk) => {
+        received += chunk.length;
+      },
+    });
+    expect(result.exitCode).toBe(0);
+    expect(received).toBe(1024 * 1024);
+    // 256 KB at once, then 768 KB at 256 KB/s: 3 s, less what the pipes hold when the command ends
+    // (its last ~128 KB are read without waiting). A lower bound: the budget sets it; unthrottled,
+    // it took 0.1 s.
+    expect(Date.now() - began).toBeGreaterThanOrEqual(2_000);
+  });
+});
+
 describe('local provider: commands', () => {
   it('runs commands in the app folder with a clean environment and returns exit codes and output', async () => {
     const sandbox = await newSandbox({}, { FROM_SANDBOX: 'yes' });

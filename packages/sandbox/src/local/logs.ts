@@ -9,6 +9,61 @@ import { StringDecoder } from 'node:string_decoder';
 export const DEFAULT_LOG_MAX_BYTES = 5 * 1024 * 1024;
 const READ_CHUNK_BYTES = 256 * 1024;
 
+/** How fast a sandbox's output is read and handed on (what this server spends on it). */
+export interface OutputRate {
+  bytesPerSecond: number;
+  /** Read at once after a quiet spell. */
+  burstBytes: number;
+}
+export const DEFAULT_OUTPUT_RATE: OutputRate = { bytesPerSecond: 1024 * 1024, burstBytes: 4 * 1024 * 1024 };
+
+/**
+ * A token bucket over a sandbox's output: an app or command that writes faster than
+ * `bytesPerSecond` (past a burst) is read no faster, so one tenant's `yes` cannot take this
+ * server's CPU, event loop and disk. Commands are slowed down (their pipes are read no faster);
+ * an app's log file, which it writes itself, is read no faster and what it cannot read is skipped.
+ */
+export class OutputBudget {
+  private tokens: number;
+  private last = Date.now();
+
+  constructor(readonly rate: OutputRate = DEFAULT_OUTPUT_RATE) {
+    this.tokens = rate.burstBytes;
+  }
+
+  private refill(): void {
+    const now = Date.now();
+    this.tokens = Math.min(
+      this.rate.burstBytes,
+      this.tokens + ((now - this.last) / 1000) * this.rate.bytesPerSecond,
+    );
+    this.last = now;
+  }
+
+  /** Bytes that may be read now. */
+  available(): number {
+    this.refill();
+    return Math.max(0, Math.floor(this.tokens));
+  }
+
+  take(bytes: number): void {
+    this.refill();
+    this.tokens -= bytes;
+  }
+
+  /** How long until the bucket is out of debt (0: it is not). */
+  waitMs(): number {
+    this.refill();
+    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / this.rate.bytesPerSecond) * 1000);
+  }
+}
+
+/** What a reader of an app's log is told in place of output it skipped. */
+export function skippedNotice(bytes: number, rate: OutputRate): string {
+  const mb = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MB`;
+  return `[coderunner: ${mb(bytes)} of output skipped: the app wrote more than its log is read (${mb(rate.bytesPerSecond)}/s)]\n`;
+}
+
 interface Trimmed {
   /** Offset in the old file where the kept tail began … */
   keptFrom: number;
@@ -110,10 +165,15 @@ export class LogFollower {
    */
   private trimDue = true;
 
+  /** Whether the last text handed on ended a line (a notice then starts on a line of its own). */
+  private atLineStart = true;
+
   constructor(
     private readonly file: string,
     private readonly maxBytes: number,
     private readonly onText?: (text: string) => void,
+    /** Shared by the app's stdout and stderr; without one, everything is read. */
+    private readonly budget?: OutputBudget,
   ) {}
 
   /**
@@ -147,12 +207,17 @@ export class LogFollower {
     clearInterval(this.timer);
     this.watcher?.close();
     this.watcher = undefined;
-    // A pass already under way may have read before the last write: one more pass after it.
+    // A pass already under way may have read before the last write: one more pass after it, which
+    // skips what the budget does not allow (a flooding app's last gigabyte is not read to the end).
     await this.pending;
+    this.final = true;
     await this.poll();
     const rest = this.decoder.end();
     if (rest) this.deliver(rest);
   }
+
+  /** Set by stop(): the last pass reads what the budget allows and skips the rest. */
+  private final = false;
 
   /** A read soon: at once if none runs, else one more right after the running one (which may have read too early). */
   private kick(): void {
@@ -182,22 +247,37 @@ export class LogFollower {
         const { size } = await handle.stat();
         if (size < this.offset) this.offset = 0; // cut by someone else
         if (!this.onText) this.offset = size;
-        const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(0, size - this.offset)));
-        while (this.offset < size) {
+        const end = this.budget ? Math.min(size, this.offset + this.budget.available()) : size;
+        const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(0, end - this.offset)));
+        while (this.offset < end) {
           const { bytesRead } = await handle.read(
             buffer,
             0,
-            Math.min(buffer.length, size - this.offset),
+            Math.min(buffer.length, end - this.offset),
             this.offset,
           );
           if (bytesRead === 0) break;
           this.offset += bytesRead;
+          this.budget?.take(bytesRead);
           this.deliver(this.decoder.write(buffer.subarray(0, bytesRead)));
         }
+        // Behind by more than the log keeps (or stopping): what is left is skipped, the reader told so,
+        // and the file cut at once. Reading it all would let the app decide how much of this
+        // server's time its output takes.
+        const behind = size - this.offset;
+        if (this.budget && behind > 0 && (this.final || behind > this.maxBytes / 2)) {
+          this.offset = size;
+          this.decoder.end();
+          this.deliver(`${this.atLineStart ? '' : '\n'}${skippedNotice(behind, this.budget.rate)}`);
+          this.trimDue = true;
+        }
+        // Far over its cap (written faster than the timer's cuts): cut now, whatever the timer.
+        if (size > 2 * this.maxBytes) this.trimDue = true;
       } finally {
         await handle.close();
       }
-      if (!this.trimDue) return;
+      // Without a reader (a keeper of an app nobody follows) every pass may cut: nothing unread is lost.
+      if (!this.trimDue && this.onText) return;
       this.trimDue = false;
       const trimmed = await trimLog(this.file, this.maxBytes, this.onText ? this.offset : undefined);
       // What was appended after our read sits in the kept tail: continue from the same point in it.
@@ -209,6 +289,7 @@ export class LogFollower {
 
   private deliver(text: string): void {
     if (!text || !this.onText) return;
+    this.atLineStart = text.endsWith('\n');
     try {
       this.onText(text);
     } catch {

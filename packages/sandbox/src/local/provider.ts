@@ -24,7 +24,7 @@ import {
   sandboxPaths,
   writeRecord,
 } from './layout';
-import { DEFAULT_LOG_MAX_BYTES } from './logs';
+import { DEFAULT_LOG_MAX_BYTES, DEFAULT_OUTPUT_RATE, type OutputRate } from './logs';
 import { createNetns, deleteNetns } from './network';
 import { type IsolatedConfig, type LocalConfig, LocalSandbox } from './sandbox';
 import { DEFAULT_UID_CLAIMS_DIR, DEFAULT_UID_RANGE, UidAllocator, type UidRange } from './uids';
@@ -42,6 +42,11 @@ export interface LocalProviderOptions {
   killGraceMs?: number;
   /** Cap of each log file in a sandbox's logs/ folder (default 5 MB). */
   logMaxBytes?: number;
+  /**
+   * How fast a sandbox's output is read (default 1 MB/s after a 4 MB burst): a command writing
+   * faster is slowed down, an app's log past it is skipped (its readers are told how much).
+   */
+  outputRate?: OutputRate;
   /** CODERUNNER_ISOLATION: `auto` (default), `sandbox` (refuse to run without isolation) or `none`. */
   isolation?: IsolationMode;
   /** Uids (and gids) handed to isolated sandboxes, one each (default 3000000-3099999). */
@@ -291,6 +296,7 @@ class LocalSandboxProvider implements LocalProvider {
         isolation,
         killGraceMs: this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
         logMaxBytes: this.options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
+        outputRate: this.options.outputRate ?? DEFAULT_OUTPUT_RATE,
       };
     })();
     // A failed lookup is retried by the next call.

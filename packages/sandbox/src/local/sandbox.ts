@@ -41,7 +41,7 @@ import {
   type SandboxRecord,
   updateRecord,
 } from './layout';
-import { LogFollower, LogWriter } from './logs';
+import { LogFollower, LogWriter, OutputBudget, type OutputRate, trimLog } from './logs';
 import {
   databasePorts,
   deleteNetns,
@@ -92,6 +92,8 @@ export interface LocalConfig {
   isolation: IsolatedConfig | null;
   killGraceMs: number;
   logMaxBytes: number;
+  /** How fast a command's or app's output is read (see OutputBudget). */
+  outputRate: OutputRate;
 }
 
 interface RunningApp {
@@ -305,6 +307,20 @@ export class LocalSandbox implements Sandbox {
     });
     const stdout = new OutputTail();
     const stderr = new OutputTail();
+    // Output past the budget pauses both pipes until it is paid for: the command then blocks on its
+    // writes, so a flooding build runs slower instead of costing this server a core.
+    const budget = new OutputBudget(this.config.outputRate);
+    let paused = false;
+    let exited = false;
+    const streams = [child.stdout, child.stderr];
+    // Once the command has ended, what its pipes still hold (a pipe's buffer each) is read at once.
+    void exit.then(
+      () => {
+        exited = true;
+        for (const s of streams) s?.resume();
+      },
+      () => {},
+    );
     for (const [stream, tail, callback] of [
       [child.stdout, stdout, opts.onStdout],
       [child.stderr, stderr, opts.onStderr],
@@ -313,6 +329,16 @@ export class LocalSandbox implements Sandbox {
         tail.push(chunk);
         log.write(chunk);
         if (callback) safeCall(() => callback(chunk));
+        budget.take(Buffer.byteLength(chunk));
+        const wait = budget.waitMs();
+        if (wait > 0 && !paused && !exited) {
+          paused = true;
+          for (const s of streams) s?.pause();
+          setTimeout(() => {
+            paused = false;
+            if (!exited) for (const s of streams) s?.resume();
+          }, wait).unref();
+        }
       });
     }
     const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
@@ -382,9 +408,10 @@ export class LocalSandbox implements Sandbox {
     if (await this.isAppRunning())
       throw new SandboxError(`sandbox ${this.id} already runs an app; stop it first`);
     const cwd = await this.workDir(opts.cwd);
+    const budget = new OutputBudget(this.config.outputRate);
     const followers = [
-      new LogFollower(this.paths.appStdout, this.config.logMaxBytes, opts.onStdout),
-      new LogFollower(this.paths.appStderr, this.config.logMaxBytes, opts.onStderr),
+      new LogFollower(this.paths.appStdout, this.config.logMaxBytes, opts.onStdout, budget),
+      new LogFollower(this.paths.appStderr, this.config.logMaxBytes, opts.onStderr, budget),
     ];
     const out = await fs.promises.open(this.paths.appStdout, 'a', 0o600);
     const err = await fs.promises.open(this.paths.appStderr, 'a', 0o600);
@@ -506,9 +533,10 @@ export class LocalSandbox implements Sandbox {
     const recorded = readRecord(this.paths.root)?.app;
     if (!recorded || !isRunning(recorded)) return false;
     this.stopKeeper(); // the followers keep the files bounded now
+    const budget = new OutputBudget(this.config.outputRate);
     const followers = [
-      new LogFollower(this.paths.appStdout, this.config.logMaxBytes, opts.onStdout),
-      new LogFollower(this.paths.appStderr, this.config.logMaxBytes, opts.onStderr),
+      new LogFollower(this.paths.appStdout, this.config.logMaxBytes, opts.onStdout, budget),
+      new LogFollower(this.paths.appStderr, this.config.logMaxBytes, opts.onStderr, budget),
     ];
     for (const follower of followers) follower.start(APP_LOG_POLL_MS);
     const adopted: AdoptedApp = {
@@ -567,6 +595,12 @@ export class LocalSandbox implements Sandbox {
     }
     await app?.ended;
     this.stopKeeper();
+    // What the app wrote between the followers' last pass and its end, unread by anyone: cut to the cap.
+    await Promise.all(
+      [this.paths.appStdout, this.paths.appStderr].map((file) =>
+        trimLog(file, this.config.logMaxBytes).catch(() => null),
+      ),
+    );
     updateRecord(this.paths.root, (r) => ({ ...r, app: null }));
     if (this.state.app === app) this.state.app = undefined;
   }
