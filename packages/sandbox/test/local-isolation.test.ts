@@ -439,6 +439,31 @@ console.log(JSON.stringify({
       new RegExp(`disk quota exceeded \\(\\d+ MB used, limit ${TIGHT.diskMb} MB\\): the app was stopped`),
     );
   });
+
+  it('an install or build over its disk cap is stopped too, empty files counted', async () => {
+    // Before, only a running app was checked: a build had its whole timeout to fill the disk.
+    const sandbox = await newSandbox(tight, 'build-disk');
+    const quota = new RegExp(
+      `disk quota exceeded \\(\\d+ MB used, limit ${TIGHT.diskMb} MB\\): the command was stopped`,
+    );
+    const big = await sandbox.run(
+      `dd if=/dev/zero of=big bs=1M count=${TIGHT.diskMb * 2} 2>/dev/null; sleep 30; echo survived`,
+      { timeoutMs: 60_000 },
+    );
+    expect(big.exitCode).not.toBe(0);
+    expect(big.stdout).not.toContain('survived');
+    expect(big.stderr).toMatch(quota);
+    await sandbox.run('rm -f big');
+    // Empty files use no block, but an inode each: 12,000 of them are charged 1 KB each (12 MB).
+    const many = await sandbox.run(
+      'mkdir -p e && cd e && seq 1 12000 | xargs touch && sleep 30; echo survived',
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    expect(many.stdout).not.toContain('survived');
+    expect(many.stderr).toMatch(quota);
+  });
 });
 
 describe('isolation status', () => {
