@@ -80,7 +80,7 @@ const NETWORK_RESTORE_MS = 5_000;
 /** How often an isolated sandbox's folder size is measured against its disk cap. */
 const DISK_CHECK_MS = 5_000;
 /** Install and build write fast: their disk is checked more often. */
-const COMMAND_DISK_CHECK_MS = 1_000;
+const COMMAND_DISK_CHECK_MS = 2_000;
 
 /** Isolation settings (see isolation.ts), null when sandboxes are not isolated. */
 export interface IsolatedConfig {
