@@ -463,6 +463,35 @@ console.log(JSON.stringify({
     );
     expect(many.stdout).not.toContain('survived');
     expect(many.stderr).toMatch(quota);
+    await sandbox.run('rm -rf e');
+    // A file deleted but held open is on the disk all the same.
+    const held = await sandbox.run(
+      `exec 3<>/sandbox/home/big; rm /sandbox/home/big; head -c ${TIGHT.diskMb * 2 * 1024 * 1024} /dev/zero >&3; sleep 30; echo survived`,
+      { timeoutMs: 60_000 },
+    );
+    expect(held.stdout).not.toContain('survived');
+    expect(held.stderr).toMatch(quota);
+  });
+
+  it('an app preallocating blocks in its own log file is over its disk cap, and the blocks are given back', async () => {
+    const sandbox = await newSandbox(tight, 'log-prealloc');
+    let stderr = '';
+    // fallocate(KEEP_SIZE) on its stdout: the log's size stays 0, its blocks do not.
+    const grab = `import ctypes; libc = ctypes.CDLL(None); libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]; print(libc.fallocate(1, 1, 0, ${TIGHT.diskMb * 4} << 20), flush=True)`;
+    const exited = new Promise<unknown>((resolve) => {
+      void sandbox.startApp({
+        command: `python3 -c '${grab}'; exec sleep 1000`,
+        port: 1,
+        onStderr: (text) => {
+          stderr += text;
+        },
+        onExit: resolve,
+      });
+    });
+    await exited;
+    expect(stderr).toMatch(/disk quota exceeded \(\d+ MB used, limit \d+ MB\): the app was stopped/);
+    const log = fs.statSync(path.join(root.rootDir, sandbox.id, 'logs', 'app.stdout.log'));
+    expect(log.blocks * 512).toBeLessThanOrEqual(log.size + 1024 * 1024);
   });
 });
 

@@ -86,13 +86,22 @@ export async function trimLog(file: string, maxBytes: number, unreadFrom?: numbe
   try {
     let { size } = await handle.stat();
     if (size <= maxBytes) return null;
-    const start = size - Math.floor(maxBytes / 2);
+    const half = Math.floor(maxBytes / 2);
+    let start = size - half;
     // The follower has not read up to there yet: cut once it has (never drop unread output, and keep
     // the cut, the moment in which the app's writes may be lost, short).
     if (unreadFrom !== undefined && unreadFrom < start) return null;
     let tail = Buffer.alloc(0);
     // Read up to the end, and again if the app wrote meanwhile, so the window before the cut is short.
     for (let pass = 0; pass < 3; pass++) {
+      if (size - start > maxBytes) {
+        // The app wrote more than the cap meanwhile (a flood): never read all of it. With a follower
+        // this cut would drop what it has not read: leave it to a later pass (or to its skip);
+        // without one, keep the newest half.
+        if (unreadFrom !== undefined) return null;
+        start = size - half;
+        tail = Buffer.alloc(0);
+      }
       const more = Buffer.alloc(size - start - tail.length);
       const { bytesRead } = await handle.read(more, 0, more.length, start + tail.length);
       tail = Buffer.concat([tail, more.subarray(0, bytesRead)]);
@@ -218,6 +227,8 @@ export class LogFollower {
 
   /** Set by stop(): the last pass reads what the budget allows and skips the rest. */
   private final = false;
+  /** Set by a skip: the next cut need not wait for this follower. */
+  private forceCut = false;
 
   /** A read soon: at once if none runs, else one more right after the running one (which may have read too early). */
   private kick(): void {
@@ -270,6 +281,7 @@ export class LogFollower {
           this.decoder.end();
           this.deliver(`${this.atLineStart ? '' : '\n'}${skippedNotice(behind, this.budget.rate)}`);
           this.trimDue = true;
+          this.forceCut = true;
         }
         // Far over its cap (written faster than the timer's cuts): cut now, whatever the timer.
         if (size > 2 * this.maxBytes) this.trimDue = true;
@@ -279,7 +291,10 @@ export class LogFollower {
       // Without a reader (a keeper of an app nobody follows) every pass may cut: nothing unread is lost.
       if (!this.trimDue && this.onText) return;
       this.trimDue = false;
-      const trimmed = await trimLog(this.file, this.maxBytes, this.onText ? this.offset : undefined);
+      // After a skip, the cut is forced: whatever the app wrote since is skipped output too.
+      const force = this.forceCut || !this.onText;
+      this.forceCut = false;
+      const trimmed = await trimLog(this.file, this.maxBytes, force ? undefined : this.offset);
       // What was appended after our read sits in the kept tail: continue from the same point in it.
       if (trimmed) this.offset = trimmed.keptAt + Math.max(0, this.offset - trimmed.keptFrom);
     } catch {

@@ -612,11 +612,7 @@ export class LocalSandbox implements Sandbox {
     await app?.ended;
     this.stopKeeper();
     // What the app wrote between the followers' last pass and its end, unread by anyone: cut to the cap.
-    await Promise.all(
-      [this.paths.appStdout, this.paths.appStderr].map((file) =>
-        trimLog(file, this.config.logMaxBytes).catch(() => null),
-      ),
-    );
+    await this.reclaimAppLogs();
     updateRecord(this.paths.root, (r) => ({ ...r, app: null }));
     if (this.state.app === app) this.state.app = undefined;
   }
@@ -771,10 +767,28 @@ export class LocalSandbox implements Sandbox {
   /** Used at the last disk check (for the message). */
   private diskUsed = 0;
 
-  /** Whether the sandbox's folders use more than its disk cap (blocks, and a minimum per entry). */
+  /**
+   * Whether the sandbox uses more than its disk cap: its folders (blocks, and a minimum per entry),
+   * its logs (an app may preallocate blocks in its own log file without growing it), and files its
+   * processes deleted but still hold open.
+   */
   private async diskOverCap(): Promise<boolean> {
-    this.diskUsed = await folderBytes([this.paths.app, this.paths.home]);
+    const [folders, held] = await Promise.all([
+      folderBytes([this.paths.app, this.paths.home, this.paths.logs]),
+      deletedOpenBytes(this.iso!.cgroup.members()),
+    ]);
+    this.diskUsed = folders + held;
     return this.diskUsed > this.iso!.limits.diskMb * 1024 * 1024;
+  }
+
+  /** After the app ended: its logs cut to the cap, and blocks preallocated past their end given back. */
+  private async reclaimAppLogs(): Promise<void> {
+    await Promise.all(
+      [this.paths.appStdout, this.paths.appStderr].map(async (file) => {
+        await trimLog(file, this.config.logMaxBytes).catch(() => null);
+        await releasePreallocated(file).catch(() => {});
+      }),
+    );
   }
 
   private diskLine(what: string): string {
@@ -822,6 +836,7 @@ export class LocalSandbox implements Sandbox {
           if ((await this.diskOverCap()) && !stopped) {
             await this.appendAppLines([this.diskLine('the app was stopped')]);
             await this.iso!.cgroup.kill('app');
+            await this.reclaimAppLogs();
           }
         }
       })()
@@ -1114,6 +1129,49 @@ async function folderBytes(dirs: string[]): Promise<number> {
   };
   const [bytes, entries] = await Promise.all([total(['-B1']), total(['--inodes'])]);
   return bytes + entries * MIN_ENTRY_BYTES;
+}
+
+/**
+ * Blocks of files that these processes deleted but still hold open (invisible to du, yet on the
+ * disk until closed): read through /proc/<pid>/fd, each file counted once.
+ */
+async function deletedOpenBytes(pids: number[]): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  for (const pid of pids) {
+    const dir = `/proc/${pid}/fd`;
+    const fds = await fs.promises.readdir(dir).catch(() => [] as string[]);
+    for (const fd of fds) {
+      const target = await fs.promises.readlink(path.join(dir, fd)).catch(() => '');
+      if (!target.startsWith('/') || !target.endsWith(' (deleted)')) continue;
+      const stat = await fs.promises.stat(path.join(dir, fd)).catch(() => null);
+      if (!stat?.isFile()) continue;
+      const key = `${stat.dev}:${stat.ino}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      total += stat.blocks * 512;
+    }
+  }
+  return total;
+}
+
+/**
+ * A log file whose blocks go well past its end (the app preallocated them on its own stdout, which
+ * truncation to the same size does not always give back): rewritten, so only its content keeps
+ * space. Only once the app has ended (nothing else writes it).
+ */
+async function releasePreallocated(file: string): Promise<void> {
+  const stat = await fs.promises.stat(file);
+  // (A file still over 64 MB was not cut: left as it is rather than read whole.)
+  if (stat.blocks * 512 <= stat.size + 1024 * 1024 || stat.size > 64 * 1024 * 1024) return;
+  const content = await fs.promises.readFile(file);
+  const handle = await fs.promises.open(file, 'r+');
+  try {
+    await handle.truncate(0);
+    await handle.write(content, 0, content.length, 0);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The shell's convention: 128 + the signal's number for a process ended by a signal. */
