@@ -253,6 +253,8 @@ console.log(JSON.stringify({
     // gate, setpriv): a tenant variable such as LD_PRELOAD in their environment ran the tenant's
     // library as root with every capability, i.e. the whole machine.
     const mark = `tenant-${process.pid}-${Date.now()}`;
+    // The server's own secrets stay out of the root helpers too (pasta handles the tenant's traffic).
+    process.env.SERVER_ONLY_SECRET = mark;
     const tenant = { TENANT_MARK: mark, LD_PRELOAD: '/sandbox/app/evil.so', LD_LIBRARY_PATH: '/sandbox/app' };
     const sandbox = await newSandbox(provider, 'envs', tenant);
     await sandbox.writeFiles([{ path: 'server.js', data: VICTIM_APP }]);
@@ -270,8 +272,11 @@ console.log(JSON.stringify({
     expect(rootStages.length).toBeGreaterThan(0);
     for (const pid of rootStages) {
       const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
-      expect(environ).not.toMatch(/TENANT_MARK|LD_PRELOAD|LD_LIBRARY_PATH/);
+      expect(environ).not.toMatch(/TENANT_MARK|LD_PRELOAD|LD_LIBRARY_PATH|SERVER_ONLY_SECRET/);
     }
+    const pasta = Number(fs.readFileSync(path.join(root.rootDir, sandbox.id, 'pasta.pid'), 'utf8'));
+    expect(fs.readFileSync(`/proc/${pasta}/environ`, 'utf8')).not.toContain(mark);
+    delete process.env.SERVER_ONLY_SECRET;
     // Inside, the tenant's own commands get every variable, whatever its characters.
     const weird = `it's "quoted" $(id) \`id\` \\ $HOME\nsecond line\t; exit 7`;
     const result = await sandbox.run('printenv WEIRD; printenv EMPTY; printenv LD_LIBRARY_PATH', {

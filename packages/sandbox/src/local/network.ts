@@ -27,7 +27,13 @@ import { promisify } from 'node:util';
 import { SandboxError } from '../types';
 import { identify, isRunning, type ProcessIdentity } from './processes';
 
-const run = promisify(execFile);
+const exec = promisify(execFile);
+/**
+ * ip and pasta run as root, pasta for as long as the sandbox (handling its traffic): with a fixed
+ * environment, not the server's (which holds its secrets: DATABASE_URL, the keys).
+ */
+const run = (file: string, args: string[]) =>
+  exec(file, args, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
 
 export interface NetworkTools {
   ip: string;
