@@ -283,8 +283,6 @@ export class LogFollower {
           this.trimDue = true;
           this.forceCut = true;
         }
-        // Far over its cap (written faster than the timer's cuts): cut now, whatever the timer.
-        if (size > 2 * this.maxBytes) this.trimDue = true;
       } finally {
         await handle.close();
       }
