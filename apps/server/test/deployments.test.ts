@@ -253,6 +253,45 @@ sys.stdout.buffer.write(buf.getvalue())`,
     expect(notGzip.message).toMatch(/gzip/);
   });
 
+  it('deleting a project destroys its deployments: the running app, a build under way, sources and logs', async () => {
+    // Before, only the rows went (ON DELETE CASCADE): the app kept serving, the build kept its worker,
+    // the database and files stayed, and none of it counted against the plan any more.
+    const doomed = await client.projects.create.mutate({ name: 'doomed' });
+    const app = await deployFolder(
+      client,
+      doomed.id,
+      appFolder({
+        'coderunner.json': JSON.stringify({ start: 'node server.js' }),
+        'server.js': `require('http').createServer((q, r) => r.end('doomed')).listen(process.env.PORT, '127.0.0.1');`,
+      }),
+    );
+    const running = await waitForStatus(client, app.id, ['RUNNING', 'FAILED']);
+    expect(running.status, await logText(client, app.id)).toBe('RUNNING');
+    expect((await curl(running.publicUrl!)).body).toBe('doomed');
+    const build = await deployFolder(
+      client,
+      doomed.id,
+      appFolder({ 'coderunner.json': JSON.stringify({ install: 'sleep 100', start: 'sleep 100' }) }),
+    );
+    expect((await waitForStatus(client, build.id, ['BUILDING', 'FAILED'])).status).toBe('BUILDING');
+    const provider = server.deps.deployments!.engine.provider;
+    const sandboxes = [
+      ...(await provider.list({ metadata: { deploymentId: app.id } })),
+      ...(await provider.list({ metadata: { deploymentId: build.id } })),
+    ];
+    expect(sandboxes).toHaveLength(2);
+    const before = await client.auth.usage.query();
+
+    await client.projects.delete.mutate({ id: doomed.id });
+    for (const sandbox of sandboxes) expect(processesOfSandbox(sandbox.id), sandbox.id).toEqual([]);
+    expect((await curl(running.publicUrl!)).status).not.toBe(200);
+    for (const id of [app.id, build.id]) {
+      expect(fs.existsSync(path.join(dataDir, 'sources', `${id}.tar.gz`)), id).toBe(false);
+      expect(fs.existsSync(path.join(dataDir, 'logs', id)), id).toBe(false);
+    }
+    expect((await client.auth.usage.query()).used.activeDeployments).toBe(before.used.activeDeployments - 2);
+  });
+
   it('refuses an upload over CODERUNNER_MAX_UPLOAD_MB with PAYLOAD_TOO_LARGE naming the limit', async () => {
     const big = Buffer.alloc(2 * 1024 * 1024, 7);
     const err = await client.deployments.create.mutate(await uploadForm(projectId, big)).catch((e) => e);
@@ -274,5 +313,11 @@ sys.stdout.buffer.write(buf.getvalue())`,
       )
       .catch((e) => e);
     expect(missing.data.code).toBe('NOT_FOUND');
+    // The project is checked before the upload is unpacked (an archive is not unpacked for a caller
+    // who may not deploy there): a broken one to a missing project is NOT_FOUND, not BAD_REQUEST.
+    const unchecked = await client.deployments.create
+      .mutate(await uploadForm(crypto.randomUUID(), Buffer.from('not an archive')))
+      .catch((e) => e);
+    expect(unchecked.data.code).toBe('NOT_FOUND');
   });
 });

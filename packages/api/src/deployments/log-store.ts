@@ -63,6 +63,8 @@ const MAX_LINE_CHARS = 4_000;
 /** A deployment's log is kept in about this many segments: deleting one drops a quarter of it. */
 const SEGMENTS = 4;
 const PAGE_LINES = 1_000;
+/** Removed deployments remembered (ids are never reused; a late line comes within seconds). */
+const REMEMBERED_REMOVALS = 10_000;
 /** Followers a feed hands a batch to before letting other work run. */
 const HAND_OUT_SLICE = 100;
 
@@ -356,6 +358,8 @@ export class LogStore {
   private readonly feeds = new Map<string, Feed>();
   private readonly migrated = new Set<string>();
   private readonly maxBytes: number;
+  /** Deployments whose log was removed (in this process): later lines for them are dropped. */
+  private readonly removed = new Set<string>();
   private readonly segmentBytes: number;
   private readonly tickMs: number;
   private readonly pollMs: number;
@@ -419,6 +423,7 @@ export class LogStore {
 
   /** Append whole lines (text may hold several, separated by newlines). */
   append(deploymentId: string, source: LogSource, stream: LogLine['stream'], text: string): void {
+    if (this.removed.has(deploymentId)) return;
     const lines = text.replace(/\r\n/g, '\n').split('\n');
     if (lines.at(-1) === '') lines.pop();
     if (!lines.length) return;
@@ -722,6 +727,10 @@ export class LogStore {
   }
 
   async remove(deploymentId: string): Promise<void> {
+    // A line written after this (a build or an app ending as it is torn down) must not bring the
+    // folder back: the deployment's log is gone for good.
+    this.removed.add(deploymentId);
+    if (this.removed.size > REMEMBERED_REMOVALS) this.removed.delete(this.removed.values().next().value!);
     const w = this.writes.get(deploymentId);
     this.writes.delete(deploymentId);
     if (w) {

@@ -59,6 +59,13 @@ export class DeploymentService {
   async create(userId: string, form: UploadForm, requestId?: string): Promise<DeploymentRow> {
     const { sequelize } = this.deps;
     const upload = await readUpload(form, this.limits);
+    // Ownership and quota first (checked again below, in the transaction): unpacking an upload costs
+    // this server time and disk, and is not owed to a caller who may not deploy there.
+    await sequelize.transaction(async (transaction) => {
+      if (!(await projects.findOwnedId(sequelize, upload.projectId, userId, transaction)))
+        throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
+      await this.assertQuota(userId, transaction, upload.projectId);
+    });
     const plan = await inspectArchive(upload.archive, this.limits, upload.runtime);
     const row = await sequelize.transaction(async (transaction) => {
       const project = await projects.findOwnedId(sequelize, upload.projectId, userId, transaction);
@@ -174,6 +181,26 @@ export class DeploymentService {
   /** Any → DESTROYED (idempotent). */
   async destroy(row: DeploymentRow): Promise<void> {
     if (row.status !== 'DESTROYED') await this.engine.destroyDeployment(row);
+  }
+
+  /**
+   * Deletes the user's project after destroying each of its deployments (apps and builds stopped,
+   * databases dropped, sources and logs removed): the rows alone would cascade away and leave all of
+   * that running, uncounted by the quota. The project's row is locked while it is checked that none
+   * is left, so a deployment created meanwhile waits for it, then finds the project gone. False: no
+   * such project.
+   */
+  async deleteProject(userId: string, projectId: string): Promise<boolean> {
+    const { sequelize } = this.deps;
+    for (;;) {
+      for (const row of await deployments.liveOfProject(sequelize, projectId)) await this.destroy(row);
+      const outcome = await sequelize.transaction(async (transaction) => {
+        if (!(await projects.lockOwned(sequelize, projectId, userId, transaction))) return 'gone';
+        if ((await deployments.liveOfProject(sequelize, projectId, transaction)).length) return 'again';
+        return (await projects.destroyOwned(userId, projectId, transaction)) ? 'deleted' : 'gone';
+      });
+      if (outcome !== 'again') return outcome === 'deleted';
+    }
   }
 
   /** Serialises the user's quota-checked writes, then counts the deployments holding a sandbox. */

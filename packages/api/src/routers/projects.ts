@@ -123,7 +123,10 @@ export const projectsRouter = router({
     ),
 
   delete: ownedProjectProcedure.mutation(async ({ ctx }): Promise<{ id: string; deleted: true }> => {
-    const removed = await projects.destroyOwned(ctx.user.id, ctx.project.id);
+    const service = ctx.deps.deployments;
+    const removed = service
+      ? await service.deleteProject(ctx.user.id, ctx.project.id)
+      : await projects.destroyOwned(ctx.user.id, ctx.project.id); // an API without deployments (tests)
     if (!removed) throw projectNotFound();
     // Its environment variables go with it (best effort: a file left behind is sealed and unused).
     try {

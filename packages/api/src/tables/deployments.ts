@@ -376,6 +376,18 @@ export async function stuck(sequelize: Sequelize, secs: number): Promise<Deploym
   );
 }
 
+/** The project's deployments that are not DESTROYED (what deleting the project must tear down). */
+export async function liveOfProject(
+  sequelize: Sequelize,
+  projectId: string,
+  transaction?: Transaction,
+): Promise<DeploymentRow[]> {
+  return sequelize.query<DeploymentRow>(
+    `SELECT ${ROW_COLUMNS} FROM deployments WHERE project_id = :projectId AND status <> 'DESTROYED'`,
+    { type: QueryTypes.SELECT, replacements: { projectId }, transaction },
+  );
+}
+
 /** Every RUNNING deployment. */
 export async function running(sequelize: Sequelize): Promise<DeploymentRow[]> {
   return sequelize.query<DeploymentRow>(`SELECT ${ROW_COLUMNS} FROM deployments WHERE status = 'RUNNING'`, {

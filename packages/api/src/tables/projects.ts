@@ -144,8 +144,8 @@ export async function update(
 }
 
 /** Deletes the user's project `id` (its deployments cascade); the number of rows deleted. */
-export function destroyOwned(userId: string, id: string): Promise<number> {
-  return Project.destroy({ where: { id, userId } });
+export function destroyOwned(userId: string, id: string, transaction?: Transaction): Promise<number> {
+  return Project.destroy({ where: { id, userId }, transaction });
 }
 
 /**
