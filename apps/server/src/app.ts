@@ -181,6 +181,10 @@ export function createApp(opts: AppOptions): express.Express {
     if (req.method === 'GET' && req.path === '/deployments.logs')
       return logFollowHandler(req, res, () => jsonHandler(req, res, next));
     if (req.path !== '/deployments.create' || req.method !== 'POST') return jsonHandler(req, res, next);
+    // Only a multipart upload gets the upload's limit: anything else is held to the JSON limit (and
+    // then told to send form data), not parsed up to 50 MB first.
+    if (!/^multipart\/form-data\b/i.test(req.headers['content-type'] ?? ''))
+      return jsonHandler(req, res, next);
     const declared = req.headers['content-length'];
     // A body of undeclared length (chunked) would be read up to the limit before it could be refused:
     // every upload must say its size (fetch, browsers and the CLI do for FormData).

@@ -138,6 +138,18 @@ describe('the wire format (what curl sees)', () => {
       body: JSON.stringify({ json: { email: 'a@b.co', password: 'x'.repeat(100 * 1024) } }),
     });
     expect(big.status).toBe(413);
+    // The upload route's larger limit is for multipart uploads only: JSON there is held to the JSON
+    // limit (a signed-in caller's was parsed up to 50 MB before being told to send form data).
+    const { token } = await createClient({ url: trpc() }).auth.register.mutate({
+      email: 'json-upload@example.com',
+      password: PASSWORD,
+    });
+    const bigJson = await fetch(`${trpc()}/deployments.create`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ json: { source: 'x'.repeat(100 * 1024) } }),
+    });
+    expect(bigJson.status).toBe(413);
   });
 });
 

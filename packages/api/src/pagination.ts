@@ -19,6 +19,8 @@ export const cursorSchema = z
         createdAt &&
         id &&
         /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(createdAt) &&
+        // A real instant PostgreSQL takes (9999-99-99 or year 0 would fail the query: a 500).
+        validInstant(createdAt) &&
         z.uuid().safeParse(id).success
       ) {
         return { createdAt, id };
@@ -29,6 +31,16 @@ export const cursorSchema = z
     ctx.addIssue({ code: 'custom', message: 'is not a cursor returned by this list' });
     return z.NEVER;
   });
+
+function validInstant(text: string): boolean {
+  const ms = Date.parse(text);
+  // Date.parse rolls 2024-02-30 over to March: the text must name the day it parses to.
+  return (
+    Number.isFinite(ms) &&
+    ms >= Date.UTC(1970, 0, 1) &&
+    new Date(ms).toISOString().slice(0, 19) === text.slice(0, 19)
+  );
+}
 
 export const encodeCursor = (c: Cursor) => Buffer.from(`${c.createdAt}|${c.id}`).toString('base64url');
 

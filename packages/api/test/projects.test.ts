@@ -143,6 +143,15 @@ describe('projects', () => {
   it('refuses forged cursors and out-of-range limits', async () => {
     const { as } = await api.register();
     expect(await codeOf(as.projects.list({ cursor: 'garbage' }))).toBe('BAD_REQUEST');
+    // Well-formed but no real instant: refused at the edge, not a 500 from PostgreSQL.
+    const id = '00000000-0000-4000-8000-000000000000';
+    for (const ts of ['9999-99-99T99:99:99Z', '0000-01-01T00:00:00Z', '2024-02-30T00:00:00Z']) {
+      const cursor = Buffer.from(`${ts}|${id}`).toString('base64url');
+      expect(await codeOf(as.projects.list({ cursor })), ts).toBe('BAD_REQUEST');
+      expect(await codeOf(as.deployments.list({ cursor })), ts).toBe('BAD_REQUEST');
+    }
+    const fine = Buffer.from(`2024-02-29T12:00:00.123456Z|${id}`).toString('base64url');
+    expect((await as.projects.list({ cursor: fine })).items).toEqual([]);
     expect(await codeOf(as.projects.list({ limit: 0 }))).toBe('BAD_REQUEST');
     expect(await codeOf(as.projects.list({ limit: 101 }))).toBe('BAD_REQUEST');
   });
