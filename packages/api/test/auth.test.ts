@@ -233,7 +233,7 @@ describe('rate limits', () => {
       rateLimits: { windowMs: 60_000, authPerIp: 1000, failuresPerEmail: 3 },
     });
     try {
-      const { email } = await limited.register();
+      const { email, as } = await limited.register();
       for (let i = 0; i < 3; i++) {
         expect(await codeOf(limited.caller().auth.login({ email, password: 'wrong password' }))).toBe(
           'UNAUTHORIZED',
@@ -245,6 +245,24 @@ describe('rate limits', () => {
         .catch((e) => e);
       expect(err.code).toBe('TOO_MANY_REQUESTS');
       expect(err.message).toMatch(/too many failed attempts for this email; try again in \d+ s/);
+      // The owner, signed in, can still change the password: that has a budget of its own (anyone can
+      // spend an email's with failed logins); wrong current passwords spend it.
+      await expect(
+        as.auth.changePassword({ currentPassword: PASSWORD, newPassword: 'a brand new password' }),
+      ).resolves.toBeTruthy();
+      const fresh = await limited.register();
+      for (let i = 0; i < 3; i++) {
+        expect(
+          await codeOf(
+            fresh.as.auth.changePassword({ currentPassword: 'wrong password', newPassword: 'x'.repeat(12) }),
+          ),
+        ).toBe('UNAUTHORIZED');
+      }
+      expect(
+        await codeOf(
+          fresh.as.auth.changePassword({ currentPassword: PASSWORD, newPassword: 'x'.repeat(12) }),
+        ),
+      ).toBe('TOO_MANY_REQUESTS');
       // Other accounts are unaffected.
       const other = await limited.register();
       await expect(

@@ -64,8 +64,12 @@ const failureKey = (address: string) => `auth:email:${address}`;
  * succeeds. Counting first keeps concurrent attempts (a batch of 50 logins) from all passing the
  * check before any failure is recorded.
  */
-async function withFailureBudget<T>(ctx: Context, address: string, attempt: () => Promise<T>): Promise<T> {
-  const key = failureKey(address);
+async function withFailureBudget<T>(
+  ctx: Context,
+  address: string,
+  attempt: () => Promise<T>,
+  key = failureKey(address),
+): Promise<T> {
   const hit = await ctx.deps.rateLimitStore.hit(key, ctx.deps.rateLimits.windowMs);
   if (hit.count > ctx.deps.rateLimits.failuresPerEmail) {
     await ctx.deps.rateLimitStore.undo(key); // a refused call is not an attempt
@@ -145,11 +149,18 @@ export const authRouter = router({
   changePassword: protectedProcedure
     .input(z.strictObject({ currentPassword: anyPassword, newPassword }))
     .mutation(async ({ ctx, input }) => {
-      await withFailureBudget(ctx, ctx.user.email, async () => {
-        if (!(await ctx.deps.passwords.verify(ctx.user.passwordHash, input.currentPassword))) {
-          throw new TRPCError({ code: 'UNAUTHORIZED', message: 'current password is wrong' });
-        }
-      });
+      // A budget of the session's user, not the email's: anyone can spend an email's budget with
+      // failed logins, and that must not stop the owner, signed in, from changing the password.
+      await withFailureBudget(
+        ctx,
+        ctx.user.email,
+        async () => {
+          if (!(await ctx.deps.passwords.verify(ctx.user.passwordHash, input.currentPassword))) {
+            throw new TRPCError({ code: 'UNAUTHORIZED', message: 'current password is wrong' });
+          }
+        },
+        `auth:user:${ctx.user.id}`,
+      );
       const passwordHash = await ctx.deps.passwords.hash(input.newPassword);
       // Conditional on the hash we verified against: two concurrent changes cannot both win.
       const updated = await users.replacePasswordHash(ctx.user.id, ctx.user.passwordHash, passwordHash);
