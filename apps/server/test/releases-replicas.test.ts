@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
+import { createLocalProvider } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployFolder, getViaProxy, logText, versionedApp, waitForStatus } from './fixtures/deploy-helpers';
 import { type ServerProcess, startServerProcess } from './load/fixtures/server-process';
@@ -24,6 +25,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of servers) await s.stop(5_000);
+  // Apps outlive their servers by design: the ones this test left are killed here.
+  const sandboxes = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
+  for (const s of await sandboxes.list().catch(() => [])) await sandboxes.kill(s.id).catch(() => false);
   await db.close();
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
