@@ -61,23 +61,13 @@ export class DeploymentService {
     const upload = await readUpload(form, this.limits);
     // Ownership and quota first (checked again below, in the transaction): unpacking an upload costs
     // this server time and disk, and is not owed to a caller who may not deploy there.
-    await sequelize.transaction(async (transaction) => {
-      if (!(await projects.findOwnedId(sequelize, upload.projectId, userId, transaction)))
-        throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
-      await this.assertQuota(userId, transaction, upload.projectId);
-    });
+    await sequelize.transaction((transaction) => this.assertMayDeploy(userId, upload.projectId, transaction));
     const plan = await inspectArchive(upload.archive, this.limits, upload.runtime);
     const row = await sequelize.transaction(async (transaction) => {
-      const project = await projects.findOwnedId(sequelize, upload.projectId, userId, transaction);
-      if (!project) throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
+      const projectId = await this.assertMayDeploy(userId, upload.projectId, transaction);
       // The project's variables as they are now, with this deploy's overrides: the deployment keeps them.
-      const envSnapshot = this.projectEnv.snapshot(project.id, upload.env);
-      await this.assertQuota(userId, transaction, project.id);
-      const created = await insertPending(
-        sequelize,
-        { projectId: project.id, runtimeType: plan.runtime },
-        transaction,
-      );
+      const envSnapshot = this.projectEnv.snapshot(projectId, upload.env);
+      const created = await insertPending(sequelize, { projectId, runtimeType: plan.runtime }, transaction);
       this.storeSource(
         created.id,
         upload.archive,
@@ -201,6 +191,18 @@ export class DeploymentService {
       });
       if (outcome !== 'again') return outcome === 'deleted';
     }
+  }
+
+  /** The user's project `projectId` (NOT_FOUND otherwise), with room in the user's quota. */
+  private async assertMayDeploy(
+    userId: string,
+    projectId: string,
+    transaction: Transaction,
+  ): Promise<string> {
+    const project = await projects.findOwnedId(this.deps.sequelize, projectId, userId, transaction);
+    if (!project) throw new TRPCError({ code: 'NOT_FOUND', message: 'project not found' });
+    await this.assertQuota(userId, transaction, project.id);
+    return project.id;
   }
 
   /** Serialises the user's quota-checked writes, then counts the deployments holding a sandbox. */
