@@ -17,9 +17,10 @@ export {
 } from '../tables/deployments';
 
 /**
- * Allowed transitions (../shared/docs/DESIGN.md). `start` re-queues a STOPPED deployment as PENDING
- * so that whichever worker is free rebuilds it from its stored source; the reconciler also sends a
- * deployment back to PENDING when its worker died or its local app vanished with a host reboot.
+ * Allowed transitions: the deployment lifecycle, whole (this table is its one statement). `start`
+ * re-queues a STOPPED deployment as PENDING so that whichever worker is free rebuilds it from its
+ * stored source; the reconciler also sends a deployment back to PENDING when its worker died or its
+ * local app vanished with a host reboot.
  */
 export const TRANSITIONS: Record<DeploymentStatus, readonly DeploymentStatus[]> = {
   PENDING: ['PROVISIONING', 'FAILED', 'DESTROYED'],

@@ -1,7 +1,7 @@
 import type { MigrationFn } from '../migrator';
 
 /*
- * Schema v1.0 (shared/seed/coderunner-db-schema-v1.0.md), statement for statement. The schema
+ * Schema v1.0 (docs/coderunner-db-schema-v1.0.md, the seed's text unchanged), statement for statement. The schema
  * conformance test compares the catalog this produces with the seed's DDL applied verbatim.
  */
 export const up: MigrationFn = async ({ context: sql }) => {
