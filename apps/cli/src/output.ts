@@ -1,3 +1,5 @@
+import { stripVTControlCharacters } from 'node:util';
+
 /**
  * Everything the CLI prints goes through here. stdout carries the result only (one JSON document with
  * --json, else text for people); messages about what is happening go to stderr. Colours only on a
@@ -35,6 +37,25 @@ export function printable(text: string): string {
   });
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching escape sequences is the point
+const SGR = /\u001b\[[0-9;:]*m/g;
+
+/**
+ * An app's or a build's output line: its colours (SGR escapes, `ESC[32m`) kept when `colour` is set
+ * (a terminal, NO_COLOR unset) and reset at the line's end so they never bleed into the next line;
+ * removed otherwise, so a pipe or a file gets clean text rather than `\x1b[32m`. Every other escape
+ * sequence (cursor moves, erase-line from progress bars) is removed, and any control character left
+ * is made visible, as in `printable`.
+ */
+export function logText(text: string, colour: boolean): string {
+  const clean = (part: string) => printable(stripVTControlCharacters(part));
+  if (!colour) return clean(text);
+  const codes = text.match(SGR) ?? [];
+  if (codes.length === 0) return clean(text);
+  const parts = text.split(SGR).map(clean);
+  return `${parts.map((part, i) => (i === 0 ? part : (codes[i - 1] ?? '') + part)).join('')}\u001b[0m`;
+}
+
 /** One line for a table cell: newlines and tabs become spaces, long text is cut with an ellipsis. */
 export function cell(text: string, max = Number.POSITIVE_INFINITY): string {
   const flat = printable(text.replace(/[\r\n\t]+/g, ' '));
@@ -66,6 +87,11 @@ export class Output {
   /** stderr itself, for progress drawn in place (a status line) when it is a terminal. */
   get stderr(): Streams['stderr'] {
     return this.streams.stderr;
+  }
+
+  /** Whether colours may be used on stdout (`false`) or stderr (`true`). */
+  colourOn(forStderr: boolean): boolean {
+    return forStderr ? this.errColour : this.colour;
   }
 
   /** Whether colours may be used on stderr. */

@@ -3,7 +3,7 @@
  * spent), plain lines when stderr is a file or a pipe, nothing at all when quiet (--json). Log lines
  * are printed above the status line, which is redrawn under them.
  */
-import { type Output, printable } from './output';
+import { logText, type Output } from './output';
 import type { LogLine } from './views';
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -82,7 +82,8 @@ export function logTime(time: Date): string {
 
 /**
  * A log line for people: `[time ]source  text`, the source dimmed and stderr output in red where
- * colours are allowed; terminal control characters in the text are made visible.
+ * colours are allowed; the line's own colours pass through only where colours are allowed (see
+ * logText), other escape sequences are removed and control characters made visible.
  */
 export function formatLogLine(
   line: LogLine,
@@ -91,7 +92,9 @@ export function formatLogLine(
 ): string {
   const source = out.style(line.source.padEnd(6), 'dim', opts.forStderr);
   const text =
-    line.stream === 'stderr' ? out.style(printable(line.text), 'red', opts.forStderr) : printable(line.text);
+    line.stream === 'stderr'
+      ? out.style(logText(line.text, out.colourOn(opts.forStderr)), 'red', opts.forStderr)
+      : logText(line.text, out.colourOn(opts.forStderr));
   const time = opts.time ? `${out.style(logTime(line.time), 'dim', opts.forStderr)} ` : '';
   return `${time}${source} ${text}`;
 }

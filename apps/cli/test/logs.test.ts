@@ -148,4 +148,29 @@ describe('logs', () => {
     expect(await pty.exit).toBe(0);
     expect(pty.output).not.toContain('error');
   });
+
+  it("an app's colours reach a terminal and never a pipe; other escape sequences reach neither", async () => {
+    const esc = '\u001b';
+    append(`${esc}[32mgreen${esc}[39m ${esc}[2Kcleared ${esc}[1;31mbold red${esc}[0m`);
+    const piped = await cli(['logs', id, '--tail', '1']);
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stdout).toMatch(/ app {4}green cleared bold red\n$/);
+    expect(piped.stdout).not.toContain(esc);
+    expect(piped.stdout).not.toContain('\\x1b');
+
+    const pty = runInPty(['logs', id, '--tail', '1'], { configDir, apiUrl: server.url });
+    expect(await pty.exit).toBe(0);
+    // The app's own codes pass, reset at the line's end; the erase-line code does not.
+    expect(pty.output).toContain(`${esc}[32mgreen${esc}[39m cleared ${esc}[1;31mbold red${esc}[0m${esc}[0m`);
+    expect(pty.output).not.toContain(`${esc}[2K`);
+
+    const noColour = runInPty(['logs', id, '--tail', '1'], {
+      configDir,
+      apiUrl: server.url,
+      env: { NO_COLOR: '1' },
+    });
+    expect(await noColour.exit).toBe(0);
+    expect(noColour.output).toContain('green cleared bold red');
+    expect(noColour.output).not.toContain(`${esc}[32m`);
+  });
 });

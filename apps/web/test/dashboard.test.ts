@@ -150,7 +150,8 @@ describe('the dashboard, as a person uses it', () => {
       'package.json': JSON.stringify({ name: 'hello', private: true, scripts: { start: 'node server.js' } }),
       'server.js': [
         "const fs = require('fs');",
-        "console.log('hello app listening');",
+        // Coloured, as many frameworks print: the log view renders the colour, not the escape.
+        "console.log('\\x1b[32mhello app listening\\x1b[39m');",
         'require("http").createServer((req, res) => res.end(',
         "  req.url === '/files'",
         "    ? ['server.js', '.gitignore', 'secret.txt', 'notes.md', 'build', 'node_modules/left-pad', '.git']",
@@ -187,10 +188,12 @@ describe('the dashboard, as a person uses it', () => {
     expect(await appPage.textContent('body')).toBe('server.js,.gitignore');
     await appPage.close();
 
-    await page
-      .getByRole('log', { name: 'Log lines' })
-      .getByText('hello app listening')
-      .waitFor({ timeout: 30_000 });
+    const logLines = page.getByRole('log', { name: 'Log lines' });
+    await logLines.getByText('hello app listening').waitFor({ timeout: 30_000 });
+    const coloured = logLines.locator('span.ansi', { hasText: 'hello app listening' });
+    expect(await coloured.evaluate((el) => getComputedStyle(el).color)).toBe('rgb(0, 187, 0)');
+    const shown = (await logLines.textContent()) ?? '';
+    expect(shown.includes('\u001b') || shown.includes('[32m')).toBe(false);
     await shot(page, 'logs');
 
     await page.getByRole('button', { name: 'Stop' }).click();

@@ -3,6 +3,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import { useEffect, useRef, useState } from 'react';
 import { useTRPC } from '../api';
+import { AnsiText } from '../ansi';
 import { type LogLine, logLinesOf } from '../logs';
 import { ReleaseActions } from '../releases';
 import {
@@ -238,7 +239,9 @@ function Logs({ id }: { id: string }) {
           ? 'No log lines yet.'
           : lines.map((l) => (
               <span key={l.id} className={`line ${l.stream}`}>
-                {`${l.time.toLocaleTimeString()} [${l.source}] ${l.text}\n`}
+                {`${l.time.toLocaleTimeString()} [${l.source}] `}
+                <AnsiText text={l.text} />
+                {'\n'}
               </span>
             ))}
       </div>
