@@ -12,7 +12,7 @@
  */
 import type { CodeRunnerClient } from '@coderunner/api/client';
 import { CliError, ExitCode, trpcCode } from './errors';
-import type { Deployment, LogBatch, LogLine } from './views';
+import type { Deployment, LogBatch, LogEnd, LogLine } from './views';
 
 interface Callbacks<T> {
   onStarted: () => void;
@@ -157,6 +157,8 @@ export interface LogStreamOptions {
   /** The server could not send `count` lines before the next one (too old to keep, or we read too slowly). */
   onMissed?: (count: number) => void;
   onConnection?: (state: 'lost' | 'back') => void;
+  /** A follow's end: the deployment will write no more (the stream then completes). */
+  onEnd?: (end: LogEnd) => void;
   apiUrl: string;
   retryMs?: number;
 }
@@ -164,8 +166,9 @@ export interface LogStreamOptions {
 /**
  * A deployment's log lines, each once and in order: the history (the last `tail` lines with it),
  * then with `follow` the new ones until the signal aborts. The server sends them in batches (one
- * event per batch, its id the batch's last line id); they are handed on line by line. Resolves with
- * the last line id seen.
+ * event per batch, its id the batch's last line id); they are handed on line by line. A follow
+ * resolves when the signal aborts or when the server ends it (the deployment writes no more:
+ * `onEnd` says why). Resolves with the last line id seen.
  */
 export async function streamLogs(client: CodeRunnerClient, opts: LogStreamOptions): Promise<number | null> {
   let last = opts.afterId ?? null;
@@ -190,13 +193,14 @@ export async function streamLogs(client: CodeRunnerClient, opts: LogStreamOption
       onConnection: opts.onConnection,
       eventId: (event) => event.id,
       onData: (event) => {
-        const { lines, missed } = event.data;
+        const { lines, missed, end } = event.data;
         if (missed) opts.onMissed?.(missed);
         for (const line of lines) {
           if (last !== null && line.id <= last) continue; // already printed (a replay after a reconnect)
           last = line.id;
           opts.onLine(line);
         }
+        if (end) opts.onEnd?.(end);
       },
     },
   );

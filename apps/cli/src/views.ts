@@ -57,11 +57,17 @@ export interface LogLine {
 }
 /**
  * What deployments.logs yields (a tracked event's data, the event id being the last line's id):
- * consecutive lines, and how many lines before them the server could not send.
+ * consecutive lines, and how many lines before them the server could not send; a follow's last
+ * event says why it ends (the deployment stopped, failed, was destroyed, or was replaced).
  */
 export interface LogBatch {
   lines: LogLine[];
   missed?: number | undefined;
+  end?: LogEnd | undefined;
+}
+export interface LogEnd {
+  status: 'STOPPED' | 'FAILED' | 'DESTROYED';
+  replacedBy?: string | undefined;
 }
 
 export interface DeploymentJson {

@@ -28,7 +28,8 @@ const cli = (args: string[], extra: Partial<CliOptions> = {}) =>
 const append = (text: string) => server.server.deps.deployments!.logs.append(id, 'app', 'stdout', text);
 
 beforeAll(async () => {
-  server = await startDeployServer();
+  // A replaced deployment stops 1 s after its successor runs (the last test).
+  server = await startDeployServer({ CODERUNNER_REDEPLOY_DRAIN_S: '1' });
   configDir = freshConfigDir();
   await registerTeamAccount(server, configDir);
   expect((await cli(['projects', 'create', 'logs'])).code).toBe(0);
@@ -173,4 +174,39 @@ describe('logs', () => {
     expect(noColour.output).toContain('green cleared bold red');
     expect(noColour.output).not.toContain(`${esc}[32m`);
   });
+
+  // Last: it replaces the deployment the tests above follow.
+  it('--follow ends when its deployment is replaced; --project --follow moves on to the new release', async () => {
+    const opts = { configDir, apiUrl: server.url };
+    const single = startCli(['logs', id, '--follow'], opts);
+    const project = startCli(['logs', '--project', 'logs', '--follow', '--tail', '1'], opts);
+    await project.waitFor(({ stderr }) => stderr.includes(`following deployment ${id.slice(0, 8)}`));
+    await single.waitFor(({ stdout }) => stdout.includes('running at'));
+    const v2app = appFolder({
+      'coderunner.json': JSON.stringify({ start: 'node app.js' }),
+      'app.js': `console.log('v2 started');
+require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT, '127.0.0.1');`,
+    });
+    const r = await cli(['deploy', v2app, '--project', 'logs', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const v2 = r.json().deployment.id as string;
+
+    const ended = await single.result; // by itself, once the old one has drained and stopped
+    expect(ended.code, ended.stderr).toBe(0);
+    expect(ended.stderr).toContain(
+      `deployment ${id.slice(0, 8)} was replaced by ${v2.slice(0, 8)} and stopped: its log ends here`,
+    );
+    await project.waitFor(
+      ({ stdout, stderr }) =>
+        stderr.includes(`following deployment ${v2.slice(0, 8)}`) && stdout.includes('v2 started'),
+      60_000,
+    );
+    expect(project.stderr).toContain(`deployment ${id.slice(0, 8)} was replaced by ${v2.slice(0, 8)}`);
+    project.child.kill('SIGINT');
+    expect((await project.result).code).toBe(0);
+
+    const bad = await cli(['logs', id, '--project', 'logs']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('name a deployment, or a project with --project (not both)');
+  }, 120_000);
 });

@@ -14,3 +14,24 @@ export function logLinesOf(event: LogEvent) {
 }
 
 export type LogLine = ReturnType<typeof logLinesOf>[number];
+
+/** Why a follow ended (the deployment stopped, failed, was destroyed or replaced), on its last event. */
+export function logEndOf(event: LogEvent) {
+  return event.data.end;
+}
+
+export type LogEnd = NonNullable<ReturnType<typeof logEndOf>>;
+
+/** The sentence the log view shows when its follow has ended. */
+export function logEndText(end: LogEnd): string {
+  switch (end.status) {
+    case 'STOPPED':
+      return end.replacedBy
+        ? 'A newer deployment replaced this one and it stopped: its log ends here.'
+        : 'The deployment stopped: its log ends here.';
+    case 'FAILED':
+      return 'The deployment failed: its log ends here.';
+    default:
+      return 'The deployment was destroyed: its log ends here.';
+  }
+}

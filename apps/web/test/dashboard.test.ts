@@ -199,6 +199,8 @@ describe('the dashboard, as a person uses it', () => {
     await page.getByRole('button', { name: 'Stop' }).click();
     await page.getByRole('button', { name: 'Stop the app' }).click();
     await page.locator('.facts .status', { hasText: 'STOPPED' }).waitFor({ timeout: 60_000 });
+    // The log view no longer claims to follow a deployment that writes no more.
+    await page.getByText('The deployment stopped: its log ends here.').waitFor({ timeout: 30_000 });
     await shot(page, 'stopped');
 
     await page.getByRole('button', { name: 'Destroy' }).click();

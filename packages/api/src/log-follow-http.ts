@@ -16,7 +16,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import superjson from 'superjson';
 import type { Context } from './context';
-import type { LogBatch } from './deployments/log-store';
+import type { LogBatch, LogEnd } from './deployments/log-store';
+import { unsentLines, watchFollowEnd } from './follow-end';
 import { createLogsAccessCaller, logsInput } from './routers/deployments';
 import { serializeOutput } from './trpc';
 
@@ -38,21 +39,25 @@ interface Frame {
   chunk: Buffer;
 }
 
+const CRLF = Buffer.from('\r\n');
+
 /** The frame of each batch handed to several followers, built once. */
 const frames = new WeakMap<LogBatch, Frame>();
-function frame(batch: LogBatch): Frame {
+function frame(batch: LogBatch, id = batch.lines.at(-1)!.id): Frame {
   let out = frames.get(batch);
   if (!out) {
     // As sseStreamProducer frames a tracked event; the id is a number, never a newline.
     const data = JSON.stringify(serializeOutput(batch));
-    const event = Buffer.from(`data: ${data}\nid: ${batch.lines.at(-1)!.id}\n\n\n`);
-    const chunk = Buffer.concat([Buffer.from(`${event.length.toString(16)}\r\n`), event, CRLF]);
-    out = { event, chunk };
+    out = framed(Buffer.from(`data: ${data}\nid: ${id}\n\n\n`));
     frames.set(batch, out);
   }
   return out;
 }
-const CRLF = Buffer.from('\r\n');
+function framed(event: Buffer): Frame {
+  return { event, chunk: Buffer.concat([Buffer.from(`${event.length.toString(16)}\r\n`), event, CRLF]) };
+}
+/** What sseStreamProducer sends when the procedure's generator returns: the client completes. */
+const RETURN = framed(Buffer.from('event: return\ndata: \n\n\n'));
 
 /** The input tRPC would hand the procedure (a GET's `input`, with Last-Event-ID merged in as tRPC does), or null. */
 function parseInput(req: IncomingMessage, url: URL): unknown {
@@ -129,15 +134,34 @@ function stream(
   // ever written on it after these chunks.
   const raw = socket !== null && (res as { chunkedEncoding?: boolean }).chunkedEncoding === true;
   const target: NodeJS.EventEmitter = raw ? socket : res;
-  const send = raw
-    ? (batch: LogBatch) => socket.write(frame(batch).chunk)
-    : (batch: LogBatch) => res.write(frame(batch).event);
-  const after = input.lastEventId ? Number(input.lastEventId) : null;
+  const write = raw ? (f: Frame) => socket.write(f.chunk) : (f: Frame) => res.write(f.event);
+  let last = input.lastEventId ? Number(input.lastEventId) : null;
+  const send = (batch: LogBatch) => {
+    last = batch.lines.at(-1)!.id;
+    return write(frame(batch));
+  };
   // A backed-up connection: the store holds its batches (bounded) until 'drain'.
-  const subscription = logs.subscribe(deploymentId, after, { send }, { tail: input.tail });
+  const subscription = logs.subscribe(deploymentId, last, { send }, { tail: input.tail });
   const onDrain = () => subscription.resume();
   target.on('drain', onDrain);
+  // The deployment writes no more: what it wrote last, then why the follow ends, then tRPC's return.
+  const end = async (why: LogEnd) => {
+    subscription.close();
+    target.off('drain', onDrain);
+    for (const page of await unsentLines(logs, deploymentId, last, input.tail)) {
+      if (res.destroyed) return;
+      send(page);
+    }
+    if (res.destroyed) return;
+    write(frame({ lines: [], end: why }, last ?? 0));
+    write(RETURN);
+    res.end();
+  };
+  const stopWatching = watchFollowEnd(ctx, deploymentId, (why) => {
+    end(why).catch(() => res.destroy());
+  });
   res.once('close', () => {
+    stopWatching();
     target.off('drain', onDrain);
     subscription.close();
   });

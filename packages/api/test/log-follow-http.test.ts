@@ -309,4 +309,67 @@ describeDb('deployments.logs follow: the lean path', () => {
     expect(consistent(got)).toBe(true);
     slow.req.destroy();
   }, 120_000);
+
+  it('ends every follower (lean, tRPC, typed client) once the deployment stops, is replaced or destroyed: the last lines, then why', async () => {
+    /** Follows `id` on both servers raw and through the typed client, until each stream ends. */
+    const followToEnd = async (id: string) => {
+      const input = { id, follow: true };
+      const raw = await Promise.all([rawGet(trpcUrl, input), rawGet(leanUrl, input)]);
+      const rawEnded = raw.map(({ res }) => new Promise<void>((resolve) => res.on('end', () => resolve())));
+      const client = createClient({ url: leanUrl, token });
+      const typed: LogBatch[] = [];
+      const typedEnded = new Promise<void>((resolve, reject) => {
+        client.deployments.logs.subscribe(input, {
+          onData: (event) => typed.push(event.data),
+          onComplete: resolve,
+          onError: reject,
+        });
+      });
+      await waitFor(() => raw.every((r) => r.text().includes('id: ')) && typed.length > 0, 'the history');
+      return {
+        ended: Promise.all([...rawEnded, typedEnded]),
+        batches: () => [...raw.map((r) => events(r.text()).map((e) => e.data)), typed],
+        texts: () => raw.map((r) => r.text()),
+      };
+    };
+    const check = (batches: LogBatch[][], lastText: string, end: LogBatch['end']) => {
+      for (const stream of batches) {
+        expect(stream.flatMap((b) => b.lines.map((l) => l.text)).at(-1)).toBe(lastText);
+        expect(stream.at(-1)).toEqual({ lines: [], end });
+        expect(stream.filter((b) => b.end)).toHaveLength(1);
+      }
+    };
+
+    // Stopped: the line written after the status changed (as a stop's or failure's own line is) still arrives.
+    const stopped = await newDeployment();
+    logs.append(stopped, 'app', 'stdout', 'first');
+    const a = await followToEnd(stopped);
+    await Deployment.update({ status: 'STOPPED' }, { where: { id: stopped } });
+    logs.append(stopped, 'system', 'info', 'stopped (written after the status)');
+    await a.ended;
+    check(a.batches(), 'stopped (written after the status)', { status: 'STOPPED' });
+    for (const text of a.texts()) expect(text.slice(-60)).toMatch(/event: return\ndata: \n\n+$/);
+
+    // Replaced: a newer deployment of the project runs, this one stops.
+    const old = await newDeployment();
+    logs.append(old, 'app', 'stdout', 'v1');
+    const b = await followToEnd(old);
+    const { projectId } = (await Deployment.findByPk(old))!;
+    const newer = await Deployment.create({ projectId, status: 'RUNNING' });
+    await Deployment.update({ status: 'STOPPED' }, { where: { id: old } });
+    await b.ended;
+    check(b.batches(), 'v1', { status: 'STOPPED', replacedBy: newer.id });
+
+    // Failed, and destroyed (also a follow opened on a deployment that has already ended).
+    const failed = await newDeployment();
+    logs.append(failed, 'system', 'info', 'FAILED: it crashed');
+    const c = await followToEnd(failed);
+    await Deployment.update({ status: 'FAILED' }, { where: { id: failed } });
+    await c.ended;
+    check(c.batches(), 'FAILED: it crashed', { status: 'FAILED' });
+    await Deployment.update({ status: 'DESTROYED' }, { where: { id: failed } });
+    const d = await followToEnd(failed);
+    await d.ended;
+    check(d.batches(), 'FAILED: it crashed', { status: 'DESTROYED' });
+  }, 60_000);
 });

@@ -2,9 +2,9 @@ import { isCodeRunnerError } from '@coderunner/api/client';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import { useEffect, useRef, useState } from 'react';
-import { useTRPC } from '../api';
 import { AnsiText } from '../ansi';
-import { type LogLine, logLinesOf } from '../logs';
+import { useTRPC } from '../api';
+import { type LogEnd, type LogLine, logEndOf, logEndText, logLinesOf } from '../logs';
 import { ReleaseActions } from '../releases';
 import {
   ConfirmButton,
@@ -194,6 +194,7 @@ function DatabaseCredentials({ id }: { id: string }) {
 function Logs({ id }: { id: string }) {
   const trpc = useTRPC();
   const [lines, setLines] = useState<LogLine[]>([]);
+  const [end, setEnd] = useState<LogEnd | null>(null);
   const lastId = useRef(-1);
   const box = useRef<HTMLDivElement>(null);
   const sub = useSubscription(
@@ -201,6 +202,8 @@ function Logs({ id }: { id: string }) {
       { id, follow: true, tail: 1000 },
       {
         onData: (event) => {
+          const ended = logEndOf(event);
+          if (ended) setEnd(ended);
           const fresh = logLinesOf(event).filter((l) => l.id > lastId.current);
           if (!fresh.length) return;
           lastId.current = fresh[fresh.length - 1]!.id;
@@ -219,13 +222,25 @@ function Logs({ id }: { id: string }) {
     <div className="logs">
       <h2>Logs</h2>
       <p className="muted small" aria-live="polite">
-        {sub.status === 'pending'
-          ? 'Following live.'
-          : sub.status === 'connecting'
-            ? 'Connecting…'
-            : sub.status === 'error'
-              ? 'The log stream stopped.'
-              : 'Not following.'}
+        {end ? (
+          <>
+            {logEndText(end)}
+            {end.replacedBy && (
+              <>
+                {' '}
+                <Link href={`/deployments/${end.replacedBy}`}>Open the newer deployment</Link>
+              </>
+            )}
+          </>
+        ) : sub.status === 'pending' ? (
+          'Following live.'
+        ) : sub.status === 'connecting' ? (
+          'Connecting…'
+        ) : sub.status === 'error' ? (
+          'The log stream stopped.'
+        ) : (
+          'Not following.'
+        )}
       </p>
       <ErrorMessage error={sub.error} />
       {sub.status === 'error' && (

@@ -38,6 +38,17 @@ export interface LogLine {
 export interface LogBatch {
   lines: LogLine[];
   missed?: number;
+  /** Set on a follow's last event: the deployment will write no more (see log-end.ts). */
+  end?: LogEnd;
+}
+
+/**
+ * Why a follow ended: the deployment stopped, failed or was destroyed (`status`), and when it
+ * stopped because a newer deployment of its project took over, which one (`replacedBy`).
+ */
+export interface LogEnd {
+  status: 'STOPPED' | 'FAILED' | 'DESTROYED';
+  replacedBy?: string;
 }
 
 export interface LogStoreOptions {

@@ -3,17 +3,14 @@ import { tracked } from '@trpc/server';
 import { z } from 'zod';
 import type { Context } from '../context';
 import { openConnectionInfo } from '../deployments/database-hooks';
-import type { LogBatch } from '../deployments/log-store';
+import type { LogBatch, LogEnd } from '../deployments/log-store';
 import type { DeploymentRow } from '../deployments/row';
-import { StatusWatch } from '../deployments/status-watch';
 import type { UploadForm } from '../deployments/upload';
 import { type DeploymentDto, toDeploymentDto } from '../dto';
+import { LOG_PAGE_LINES, statusWatch, unsentLines, watchFollowEnd } from '../follow-end';
 import { pageInput, toPage } from '../pagination';
 import * as deployments from '../tables/deployments';
 import { createCallerFactory, protectedProcedure, router, serializedOnce, TRPCError } from '../trpc';
-
-/** Lines per history event of deployments.logs. */
-const LOG_PAGE_LINES = 1000;
 
 const deploymentNotFound = () => new TRPCError({ code: 'NOT_FOUND', message: 'deployment not found' });
 
@@ -29,20 +26,6 @@ async function loadOwned(ctx: Context & { user: { id: string } }, id: string): P
   const row = await deployments.findOwned(ctx.deps.sequelize, id, ctx.user.id);
   if (!row) throw deploymentNotFound();
   return row;
-}
-
-/** One status feed per deployment for all its watchers in this process (see StatusWatch). */
-const statusWatches = new WeakMap<object, StatusWatch<DeploymentRow>>();
-function statusWatch(ctx: Context): StatusWatch<DeploymentRow> {
-  const d = services(ctx);
-  let watch = statusWatches.get(d);
-  if (!watch) {
-    const { sequelize } = ctx.deps;
-    // The watcher's ownership was checked when it subscribed; the deployment's project keeps its owner.
-    watch = new StatusWatch<DeploymentRow>((id) => deployments.findWithCurrent(sequelize, id), d.events);
-    statusWatches.set(d, watch);
-  }
-  return watch;
 }
 
 export const ownedDeploymentProcedure = protectedProcedure
@@ -232,9 +215,27 @@ export const deploymentsRouter = router({
     }
     const controller = new AbortController();
     signal?.addEventListener('abort', () => controller.abort(), { once: true });
-    for await (const batch of logs.follow(deployment.id, after, controller.signal, { tail: input.tail })) {
-      // The same batch object goes to every follower of this deployment: serialized once.
-      yield tracked(String(batch.lines.at(-1)!.id), serializedOnce(batch));
+    let end: LogEnd | undefined;
+    const stopWatching = watchFollowEnd(ctx, deployment.id, (e) => {
+      end = e;
+      controller.abort();
+    });
+    let last = after;
+    try {
+      for await (const batch of logs.follow(deployment.id, after, controller.signal, { tail: input.tail })) {
+        last = batch.lines.at(-1)!.id;
+        // The same batch object goes to every follower of this deployment: serialized once.
+        yield tracked(String(last), serializedOnce(batch));
+      }
+    } finally {
+      stopWatching();
     }
+    if (!end || signal?.aborted) return;
+    // The deployment writes no more: what it wrote last, then why the follow ends.
+    for (const page of await unsentLines(logs, deployment.id, last, input.tail)) {
+      last = page.lines.at(-1)!.id;
+      yield tracked(String(last), page);
+    }
+    yield tracked(String(last ?? 0), { lines: [], end } as LogBatch);
   }),
 });
