@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { UNISOLATED_OPEN_SIGNUP_ACCEPTANCE } from '@coderunner/api';
 import { User } from '@coderunner/db';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
 import { createLogger, loadConfig, type RunningServer, startServer } from '@coderunner/server';
@@ -41,6 +42,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
         CODERUNNER_RATE_LIMIT_AUTH_PER_IP: '100000',
         CODERUNNER_RATE_LIMIT_LOGIN_FAILURES: '1000',
         WORKER_ENABLED: 'false',
+        // Tests register many users; on a machine that cannot isolate apps, sign-up would close after one.
+        CODERUNNER_UNISOLATED_OPEN_SIGNUP: UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
         ...env,
       }),
       createLogger('silent'),
@@ -400,6 +403,8 @@ export async function startDeployServer(env: Record<string, string> = {}): Promi
     WORKER_CONCURRENCY: '4',
     // Open streams (log follows) are cut at once on close, as a crash would.
     SHUTDOWN_TIMEOUT_MS: '100',
+    // Tests register many users; on a machine that cannot isolate apps, sign-up would close after one.
+    CODERUNNER_UNISOLATED_OPEN_SIGNUP: UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
     ...env,
   };
   const start = (port: number) =>

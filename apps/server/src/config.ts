@@ -5,6 +5,8 @@ import {
   DEFAULT_MAX_FILES,
   DEFAULT_MAX_UPLOAD_MB,
   type RuntimeConfig,
+  UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
+  UNISOLATED_OPEN_SIGNUP_VARIABLE,
 } from '@coderunner/api';
 import { defaultDataDir } from '@coderunner/db';
 import { parseUidRange } from '@coderunner/sandbox';
@@ -85,6 +87,15 @@ const schema = z.object({
   CODERUNNER_ISOLATION: z
     .enum(['auto', 'sandbox', 'none'], { error: 'CODERUNNER_ISOLATION must be auto, sandbox or none' })
     .default('auto'),
+  /**
+   * Without isolation sign-up closes after the first account (each account could read the others');
+   * only this exact value, which says the risk, keeps it open.
+   */
+  [UNISOLATED_OPEN_SIGNUP_VARIABLE]: z
+    .literal(UNISOLATED_OPEN_SIGNUP_ACCEPTANCE, {
+      error: `${UNISOLATED_OPEN_SIGNUP_VARIABLE} takes only the value ${UNISOLATED_OPEN_SIGNUP_ACCEPTANCE} (it lets anyone sign up while deployed apps can read each other); unset it to keep sign-up closed after the first account`,
+    })
+    .optional(),
   /** Uids (and gids) handed to isolated sandboxes, one each: FIRST-LAST. */
   CODERUNNER_SANDBOX_UIDS: z
     .string()

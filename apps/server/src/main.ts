@@ -1,9 +1,13 @@
 /** `pnpm start`: configuration from the environment, then serve until SIGTERM/SIGINT. */
 import { loadConfigOrExit } from './config';
+import { isolationNotice } from './isolation-notice';
 import { createLogger, exitOnCrash, flushLogger } from './logger';
 import { startServer } from './server';
 
 const config = loadConfigOrExit();
+// Before anything else: how to get isolation is the first thing a fresh machine's operator reads.
+const notice = isolationNotice(config);
+if (notice) process.stderr.write(`${notice.join('\n')}\n`);
 
 const logger = createLogger(config.LOG_LEVEL);
 exitOnCrash(logger, 'CodeRunner');

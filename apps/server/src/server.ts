@@ -6,6 +6,8 @@ import {
   createApiDeps,
   createDeploymentRuntime,
   type DeploymentRuntime,
+  signupPolicy,
+  UNISOLATED_OPEN_SIGNUP_VARIABLE,
 } from '@coderunner/api';
 import { connect, type DatabaseTarget, migrateUp, resolveDatabase } from '@coderunner/db';
 import { createApp } from './app';
@@ -58,7 +60,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
       logError,
       deployments: runtime.service,
-      system: { isolation: runtime.isolation.mode },
+      system: {
+        isolation: runtime.isolation.mode,
+        signup: signupPolicy(runtime.isolation.mode, config[UNISOLATED_OPEN_SIGNUP_VARIABLE] !== undefined),
+      },
     });
     const proxy = createAppProxy(
       {

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { SESSION_COOKIE } from '@coderunner/api';
+import { SESSION_COOKIE, UNISOLATED_OPEN_SIGNUP_ACCEPTANCE } from '@coderunner/api';
 import { createClient, isCodeRunnerError, SESSION_HEADER } from '@coderunner/api/client';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
 import { TRPCClientError } from '@trpc/client';
@@ -34,6 +34,8 @@ beforeAll(async () => {
       CODERUNNER_RATE_LIMIT_AUTH_PER_IP: '1000',
       CORS_ORIGINS: 'https://app.example.com',
       CODERUNNER_MAX_JSON_KB: '64',
+      // Tests register many users; on a machine that cannot isolate apps, sign-up would close after one.
+      CODERUNNER_UNISOLATED_OPEN_SIGNUP: UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
     }),
     createLogger('info', capture),
   );

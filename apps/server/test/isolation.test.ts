@@ -72,8 +72,10 @@ describe('isolation reported', () => {
     const expected = isolated ? 'sandbox' : 'none';
     const ready = await fetch(`${ctx.server.url}/readyz`);
     expect(await ready.json()).toMatchObject({ status: 'ready', isolation: expected });
+    // Open either way: the test fixture opts in (isolated, sign-up is open regardless).
     expect(await createClient({ url: `${ctx.server.url}/trpc` }).system.info.query()).toEqual({
       isolation: expected,
+      signup: 'open',
     });
   });
 });

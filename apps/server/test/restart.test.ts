@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UNISOLATED_OPEN_SIGNUP_ACCEPTANCE } from '@coderunner/api';
 import { createClient } from '@coderunner/api/client';
 import { QueryTypes } from '@coderunner/db';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
@@ -33,6 +34,8 @@ function startServerProcess(): Promise<ChildProcess> {
       CODERUNNER_STUCK_AFTER_S: '2',
       CODERUNNER_RECONCILE_INTERVAL_S: '1',
       LOG_LEVEL: 'info',
+      // Two tests register on this database; unisolated, sign-up would close after the first account.
+      CODERUNNER_UNISOLATED_OPEN_SIGNUP: UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

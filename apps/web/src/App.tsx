@@ -1,6 +1,7 @@
 import { isCodeRunnerError } from '@coderunner/api/client';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useTRPC } from './api';
+import { IsolationBanner } from './IsolationBanner';
 import { AccountPage } from './pages/AccountPage';
 import { AuthPage } from './pages/AuthPage';
 import { DeploymentPage } from './pages/DeploymentPage';
@@ -40,6 +41,7 @@ export function App() {
           </nav>
         )}
       </header>
+      <IsolationBanner />
       <main>
         <ErrorMessage error={logout.error} />
         {me.isPending ? (

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UNISOLATED_OPEN_SIGNUP_ACCEPTANCE } from '@coderunner/api';
 import { startEmbeddedPostgres } from '@coderunner/db';
 import pg from 'pg';
 import { type Scope, sleep } from './scope';
@@ -201,6 +202,8 @@ export function startCodeRunner(
       DATABASE_URL: opts.databaseUrl,
       CODERUNNER_DATA_DIR: opts.dataDir,
       CODERUNNER_AUTH_SECRET: opts.authSecret,
+      // Benches register many users; on a machine that cannot isolate apps, sign-up would close after one.
+      CODERUNNER_UNISOLATED_OPEN_SIGNUP: UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
       ...opts.env,
     },
   });

@@ -5,6 +5,7 @@ import type { ApiConfig } from './config';
 import type { DeploymentService } from './deployments/service';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
 import { SESSION_COOKIE, SESSION_HEADER } from './session';
+import type { SignupPolicy } from './signup';
 import type { AuthedUser } from './trpc';
 
 /** What every procedure may use; built once by the server (or a test), shared by all requests. */
@@ -25,6 +26,8 @@ export interface ApiDeps {
 export interface SystemInfo {
   /** Tenant isolation of deployed apps: `sandbox` (each in its own sandbox) or `none`. */
   isolation: 'sandbox' | 'none';
+  /** Who may sign up (see signup.ts); absent: open. */
+  signup?: SignupPolicy;
 }
 
 export function createApiDeps(opts: {

@@ -57,6 +57,13 @@ export { createMemoryRateLimitStore, RateLimitedError, type RateLimitStore } fro
 export { type AppRouter, appRouter } from './root';
 export * from './secrets';
 export { SESSION_COOKIE, SESSION_HEADER } from './session';
+export {
+  SIGNUP_CLOSED_MESSAGE,
+  type SignupPolicy,
+  signupPolicy,
+  UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
+  UNISOLATED_OPEN_SIGNUP_VARIABLE,
+} from './signup';
 export { createCallerFactory } from './trpc';
 
 export type RouterInputs = inferRouterInputs<AppRouter>;

@@ -6,6 +6,7 @@ import { countActiveDeployments } from '../deployments/lifecycle';
 import { toUserDto } from '../dto';
 import { quotaFor } from '../quotas';
 import { RateLimitedError } from '../rate-limit';
+import { signupClosed } from '../signup';
 import * as projects from '../tables/projects';
 import * as users from '../tables/users';
 import { protectedProcedure, publicProcedure, router, TRPCError } from '../trpc';
@@ -103,10 +104,15 @@ async function startSession(ctx: Context, user: { id: string; passwordHash: stri
 export const authRouter = router({
   register: publicProcedure.input(credentials).mutation(async ({ ctx, input }) => {
     await limitByIp(ctx);
+    // Refused before any email lookup: a closed sign-up says nothing about which emails exist.
+    const firstOnly = ctx.deps.system?.signup === 'first-account-only';
+    if (firstOnly && (await users.anyExists())) signupClosed();
     // Probing for registered emails counts against the email like failed logins do.
     const user = await withFailureBudget(ctx, input.email, async () => {
       const passwordHash = await ctx.deps.passwords.hash(input.password);
-      return withDomainErrors(users.create({ email: input.email, passwordHash }));
+      const values = { email: input.email, passwordHash };
+      if (!firstOnly) return withDomainErrors(users.create(values));
+      return (await withDomainErrors(users.createIfNone(values))) ?? signupClosed();
     });
     return { user: toUserDto(user), token: await startSession(ctx, user) };
   }),

@@ -38,6 +38,24 @@ export function create(values: { email: string; passwordHash: string }): Promise
   return User.create(values);
 }
 
+/** True when at least one account exists. */
+export async function anyExists(): Promise<boolean> {
+  return (await User.findOne({ attributes: ['id'] })) !== null;
+}
+
+/**
+ * Inserts a user only while there is none (null when one exists). Concurrent calls serialise on an
+ * advisory lock: two first sign-ups at once cannot both see an empty table.
+ */
+export function createIfNone(values: { email: string; passwordHash: string }): Promise<User | null> {
+  const sequelize = User.sequelize!;
+  return sequelize.transaction(async (transaction) => {
+    await sequelize.query("SELECT pg_advisory_xact_lock(hashtext('users:first-account'))", { transaction });
+    if (await User.findOne({ attributes: ['id'], transaction })) return null;
+    return User.create(values, { transaction });
+  });
+}
+
 export function findByEmail(email: string): Promise<User | null> {
   return User.findOne({ where: { email } });
 }
