@@ -9,7 +9,15 @@ import {
   UNISOLATED_OPEN_SIGNUP_VARIABLE,
 } from '@coderunner/api';
 import { defaultDataDir } from '@coderunner/db';
-import { parseUidRange } from '@coderunner/sandbox';
+import {
+  DEFAULT_LIMITS,
+  defaultCpuReserve,
+  hostCpus,
+  MIN_TENANT_CPUS,
+  parseUidRange,
+  type ResourceLimits,
+  tenantCpuBudget,
+} from '@coderunner/sandbox';
 import { z } from 'zod';
 
 const port = (name: string) =>
@@ -32,6 +40,23 @@ export function parseLimits(text: string) {
   const [memoryMb, pids, cpus, diskMb] = text.split('/').map(Number) as [number, number, number, number?];
   return { memoryMb, pids, cpus, diskMb: diskMb ?? 1024, tmpMb: Math.min(256, Math.max(16, memoryMb / 4)) };
 }
+
+/** Resource limits → `MEMORY_MB/PROCESSES/CPUS/DISK_MB`, as the CODERUNNER_LIMITS_* variables take them. */
+export function formatLimits(limits: ResourceLimits): string {
+  return `${limits.memoryMb}/${limits.pids}/${limits.cpus}/${limits.diskMb}`;
+}
+
+export const PLANS = ['free', 'personal', 'team'] as const;
+export type Plan = (typeof PLANS)[number];
+
+/** Each plan's limits unless configured; the free plan's are the sandbox's own defaults. */
+export const DEFAULT_PLAN_LIMITS: Record<Plan, string> = {
+  free: formatLimits(DEFAULT_LIMITS),
+  personal: '512/256/1/2048',
+  team: '1024/512/2/4096',
+};
+
+const planVariable = (plan: Plan) => `CODERUNNER_LIMITS_${plan.toUpperCase() as Uppercase<Plan>}` as const;
 
 /** A comma-separated list (entries trimmed, empty ones dropped); unset is the empty list. */
 const commaList = z
@@ -102,9 +127,17 @@ const schema = z.object({
     .regex(/^\d+-\d+$/, 'CODERUNNER_SANDBOX_UIDS must be FIRST-LAST, e.g. 3000000-3099999')
     .default('3000000-3099999'),
   /** Limits of a sandbox by its owner's plan: MEMORY_MB/PROCESSES/CPUS[/DISK_MB]. */
-  CODERUNNER_LIMITS_FREE: limits('CODERUNNER_LIMITS_FREE').default('256/128/0.5/1024'),
-  CODERUNNER_LIMITS_PERSONAL: limits('CODERUNNER_LIMITS_PERSONAL').default('512/256/1/2048'),
-  CODERUNNER_LIMITS_TEAM: limits('CODERUNNER_LIMITS_TEAM').default('1024/512/2/4096'),
+  CODERUNNER_LIMITS_FREE: limits('CODERUNNER_LIMITS_FREE').default(DEFAULT_PLAN_LIMITS.free),
+  CODERUNNER_LIMITS_PERSONAL: limits('CODERUNNER_LIMITS_PERSONAL').default(DEFAULT_PLAN_LIMITS.personal),
+  CODERUNNER_LIMITS_TEAM: limits('CODERUNNER_LIMITS_TEAM').default(DEFAULT_PLAN_LIMITS.team),
+  /**
+   * CPUs kept for the control plane (server, databases): sandboxes together get the host's CPUs
+   * less this, and no plan more. Default: a quarter of the host's CPUs, at least 0.5.
+   */
+  CODERUNNER_CPU_RESERVE: z.coerce
+    .number({ error: 'CODERUNNER_CPU_RESERVE must be a number of CPUs, e.g. 0.5' })
+    .min(0, 'CODERUNNER_CPU_RESERVE must be 0 or more')
+    .optional(),
   /**
    * Proxies whose X-Forwarded-For is believed (Express "trust proxy": addresses, CIDRs, or
    * loopback/linklocal/uniquelocal), comma-separated. Default none: the client is the TCP peer.
@@ -131,6 +164,12 @@ export const CONFIG_VARIABLES = [
 export type Config = z.infer<typeof schema> & {
   dataDir: string;
   api: ApiConfig;
+  /** The host's CPUs, the reserve kept for the control plane, and what sandboxes may use together. */
+  cpu: { host: number; reserve: number; tenants: number };
+  /** Each plan's sandbox limits, CPUs clamped to `cpu.tenants`. */
+  planLimits: Record<Plan, ResourceLimits>;
+  /** What to say at start-up: each plan configured above what sandboxes may use here. */
+  planWarnings: string[];
   /** The environment as given (the sandbox and key settings read their own variables from it). */
   env: NodeJS.ProcessEnv;
 };
@@ -139,8 +178,33 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Validate the environment; throws ConfigError listing every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/** Each plan's limits with no more CPUs than `cpu.tenants`, and a sentence for each plan clamped. */
+export function clampPlanLimits(
+  configured: Record<Plan, ResourceLimits>,
+  cpu: Config['cpu'],
+): { planLimits: Record<Plan, ResourceLimits>; planWarnings: string[] } {
+  const planLimits = { ...configured };
+  const planWarnings: string[] = [];
+  for (const plan of PLANS) {
+    const limits = configured[plan];
+    if (limits.cpus <= cpu.tenants) continue;
+    planLimits[plan] = { ...limits, cpus: cpu.tenants };
+    planWarnings.push(
+      `${planVariable(plan)} gives a sandbox ${limits.cpus} CPUs, more than sandboxes may use on this machine: ` +
+        `${plan} sandboxes get ${cpu.tenants} (its ${cpu.host} CPUs less ${cpu.reserve} kept for the control plane, CODERUNNER_CPU_RESERVE)`,
+    );
+  }
+  return { planLimits, planWarnings };
+}
+
+/**
+ * Validate the environment; throws ConfigError listing every bad variable. `host.cpus`: the
+ * machine's CPUs (default: those this process may run on).
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  host: { cpus: number } = { cpus: hostCpus() },
+): Config {
   // Empty strings mean "unset", as in most .env tooling.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
   const parsed = schema.safeParse(present);
@@ -155,7 +219,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  return { ...parsed.data, dataDir, api, env: present };
+  const reserve = parsed.data.CODERUNNER_CPU_RESERVE ?? defaultCpuReserve(host.cpus);
+  if (host.cpus - reserve < MIN_TENANT_CPUS) {
+    throw new ConfigError(
+      `invalid configuration:\n  CODERUNNER_CPU_RESERVE: ${reserve} leaves sandboxes less than ${MIN_TENANT_CPUS} of this machine's ${host.cpus} CPUs`,
+    );
+  }
+  const cpu = { host: host.cpus, reserve, tenants: tenantCpuBudget(host.cpus, reserve) };
+  const configured = Object.fromEntries(
+    PLANS.map((plan) => [plan, parseLimits(parsed.data[planVariable(plan)])]),
+  ) as Record<Plan, ResourceLimits>;
+  return { ...parsed.data, dataDir, api, env: present, cpu, ...clampPlanLimits(configured, cpu) };
 }
 
 /** For entry points: the configuration, or the list of bad variables on stderr and exit code 2. */
@@ -180,11 +254,8 @@ export function runtimeConfig(config: Config): RuntimeConfig {
     maxFiles: config.CODERUNNER_MAX_FILES,
     isolation: config.CODERUNNER_ISOLATION,
     sandboxUids: parseUidRange(config.CODERUNNER_SANDBOX_UIDS),
-    planLimits: {
-      free: parseLimits(config.CODERUNNER_LIMITS_FREE),
-      personal: parseLimits(config.CODERUNNER_LIMITS_PERSONAL),
-      team: parseLimits(config.CODERUNNER_LIMITS_TEAM),
-    },
+    planLimits: config.planLimits,
+    tenantCpus: config.cpu.tenants,
     engine: {
       concurrency: config.WORKER_CONCURRENCY,
       installTimeoutMs: config.CODERUNNER_INSTALL_TIMEOUT_S * 1000,

@@ -28,6 +28,7 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  if (config.SANDBOX_PROVIDER === 'local') for (const warning of config.planWarnings) logger.warn(warning);
   const target: DatabaseTarget = await resolveDatabase({
     databaseUrl: config.DATABASE_URL,
     dataDir: config.dataDir,

@@ -11,6 +11,7 @@ import { superviseEmbedded } from './supervise';
 const config = loadConfigOrExit();
 const logger = createLogger(config.LOG_LEVEL);
 exitOnCrash(logger, 'the CodeRunner worker');
+if (config.SANDBOX_PROVIDER === 'local') for (const warning of config.planWarnings) logger.warn(warning);
 try {
   const target = await resolveDatabase({
     databaseUrl: config.DATABASE_URL,

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { BENCH_DIR } from './services';
 
-export const MEASURES = ['overhead', 'argon2', 'growth', 'deploy', 'logs'] as const;
+export const MEASURES = ['overhead', 'argon2', 'growth', 'deploy', 'logs', 'tenant-cpu'] as const;
 export type MeasureName = (typeof MEASURES)[number];
 
 export interface MeasureResult {

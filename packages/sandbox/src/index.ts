@@ -11,8 +11,10 @@ export {
   DEFAULT_LIMITS,
   DEFAULT_SANDBOX_USER,
   DEFAULT_UID_RANGE,
+  defaultCpuReserve,
   detectIsolation,
   findFreePort,
+  hostCpus,
   INSTALL_HINT,
   ISOLATION_MODES,
   type IsolationMode,
@@ -20,8 +22,10 @@ export {
   isolationWarning,
   type LocalProvider,
   type LocalProviderOptions,
+  MIN_TENANT_CPUS,
   parseUidRange,
   type ResourceLimits,
+  tenantCpuBudget,
   type UidRange,
 } from './local';
 export { AppNotReadyError, type WaitForAppOptions, waitForApp } from './readiness';

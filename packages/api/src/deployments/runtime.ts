@@ -54,6 +54,8 @@ export interface RuntimeConfig {
   sandboxUids?: UidRange;
   /** Local provider: a sandbox's limits by its owner's plan (CODERUNNER_LIMITS_*); unknown plans get the free plan's. */
   planLimits?: Partial<Record<string, ResourceLimits>>;
+  /** Local provider: CPUs all sandboxes may use together (default: the host's less a reserve for the control plane). */
+  tenantCpus?: number;
   /** Engine settings; defaults as in the README's configuration table. */
   engine?: Partial<
     Pick<
@@ -132,6 +134,7 @@ function localSandboxes(
     rootDir: path.join(dataDir, 'sandboxes'),
     isolation: config.isolation,
     uidRange: config.sandboxUids,
+    tenantCpus: config.tenantCpus,
     // A deployment given a database reaches the apps' cluster (its own database there), and nothing
     // else on this machine; one without (whatever DATABASE_URL its owner set) reaches no port at all.
     databasePorts: async (metadata) => {

@@ -3,12 +3,16 @@
  * (`coderunner/<sandbox id>`) holds the limits; every process the sandbox runs (an app, a command)
  * lives in a leaf group of its own below it, so that stopping the app kills exactly the app and
  * everything it started (setsid, double forks and `env -i` included: nothing leaves a cgroup).
+ * The tenants' group (`coderunner`) caps all sandboxes together below the host's CPUs, leaving a
+ * reserve to the control plane, and weighs them below it: the server and the databases it starts
+ * stay outside, in the server's own group, with the default weight.
  *
  * cgroup v2 (one hierarchy, `cgroup.kill`) where the host has it with the memory, pids and cpu
  * controllers; else cgroup v1 (`/sys/fs/cgroup/{memory,pids,cpu}` and, when mounted, `freezer`, which
  * stops a fork bomb in its tracks while it is killed).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 export interface ResourceLimits {
@@ -32,6 +36,32 @@ export const DEFAULT_LIMITS: ResourceLimits = {
   tmpMb: 64,
 };
 
+/**
+ * The tenants' group's weight against the control plane's default (v1 cpu.shares 1024, v2
+ * cpu.weight 100): when the CPU is contended, all sandboxes together get about 1/9 of what the
+ * server (or one of its database's processes) gets; when it is not, they use what their quotas allow.
+ */
+export const TENANTS_CPU_SHARES = 128;
+export const TENANTS_CPU_WEIGHT = 12;
+
+/** The host's CPUs (those this process may run on). */
+export function hostCpus(): number {
+  return os.availableParallelism();
+}
+
+/** CPUs kept for the control plane (server, databases) by default: a quarter of the host's, at least half a CPU. */
+export function defaultCpuReserve(cpus: number): number {
+  return Math.max(0.5, cpus / 4);
+}
+
+/** The fewest CPUs the sandboxes may be left together. */
+export const MIN_TENANT_CPUS = 0.1;
+
+/** What all sandboxes together may use: the host's CPUs less the reserve. */
+export function tenantCpuBudget(cpus = hostCpus(), reserve = defaultCpuReserve(cpus)): number {
+  return Math.max(MIN_TENANT_CPUS, Math.round((cpus - reserve) * 1000) / 1000);
+}
+
 const ROOT = '/sys/fs/cgroup';
 const GROUP_PREFIX = 'coderunner';
 const CPU_PERIOD_US = 100_000;
@@ -44,17 +74,20 @@ export type CgroupLayout =
   | { version: 2; base: string }
   | { version: 1; memory: string; pids: string; cpu: string; freezer: string | null };
 
-/** The cgroup hierarchy this host offers for sandboxes, or a sentence saying what is missing. */
-export function detectCgroups(): CgroupLayout | string {
+/**
+ * The cgroup hierarchy this host offers for sandboxes, or a sentence saying what is missing.
+ * `prefix` names the tenants' group (tests use one of their own).
+ */
+export function detectCgroups(prefix = GROUP_PREFIX): CgroupLayout | string {
   const controllers = readText(path.join(ROOT, 'cgroup.controllers'));
   if (controllers !== null) {
     const have = new Set(controllers.trim().split(/\s+/));
     const missing = ['memory', 'pids', 'cpu'].filter((c) => !have.has(c));
     if (missing.length > 0) return `cgroup v2 without the ${missing.join(', ')} controller(s)`;
-    return { version: 2, base: path.join(ROOT, GROUP_PREFIX) };
+    return { version: 2, base: path.join(ROOT, prefix) };
   }
   const v1 = (name: string, probe: string) =>
-    fs.existsSync(path.join(ROOT, name, probe)) ? path.join(ROOT, name, GROUP_PREFIX) : null;
+    fs.existsSync(path.join(ROOT, name, probe)) ? path.join(ROOT, name, prefix) : null;
   const memory = v1('memory', 'memory.limit_in_bytes');
   const pids = v1('pids', 'cgroup.procs');
   const cpu = v1('cpu', 'cpu.cfs_quota_us');
@@ -91,6 +124,53 @@ function groupDirs(layout: CgroupLayout, name: string): string[] {
   );
 }
 
+const cpuQuota = (cpus: number) => Math.max(1_000, Math.round(cpus * CPU_PERIOD_US));
+const clamp = (n: number, min: number, max: number) => Math.min(max, Math.max(min, n));
+/** A sandbox's weight among the others: in proportion to its plan's CPUs (1 CPU = the default weight). */
+export const sandboxCpuShares = (cpus: number) => clamp(Math.round(1024 * cpus), 2, 262_144);
+export const sandboxCpuWeight = (cpus: number) => clamp(Math.round(100 * cpus), 1, 10_000);
+
+/** The tenants' group's CPU quota in µs per period, or null when it has none. */
+function tenantsQuota(layout: CgroupLayout): number | null {
+  if (layout.version === 2) {
+    const max = (readText(path.join(layout.base, 'cpu.max')) ?? 'max').trim().split(/\s+/)[0];
+    return max === undefined || max === 'max' ? null : Number(max);
+  }
+  const quota = Number((readText(path.join(layout.cpu, 'cpu.cfs_quota_us')) ?? '-1').trim());
+  return quota > 0 ? quota : null;
+}
+
+/**
+ * Cap all sandboxes together at `cpus` and weigh them below the control plane (idempotent; every
+ * server on the host writes the same). cgroup v1 refuses a parent's quota below a child's, so
+ * sandboxes made under a larger cap are lowered to it first.
+ */
+export function configureTenants(layout: CgroupLayout, cpus: number): void {
+  const quota = cpuQuota(cpus);
+  if (layout.version === 2) {
+    enableControllers(path.dirname(layout.base), layout.base);
+    fs.writeFileSync(path.join(layout.base, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
+    fs.writeFileSync(path.join(layout.base, 'cpu.weight'), String(TENANTS_CPU_WEIGHT));
+    return;
+  }
+  const dir = layout.cpu;
+  fs.writeFileSync(path.join(dir, 'cpu.shares'), String(TENANTS_CPU_SHARES));
+  for (let attempt = 1; ; attempt++) {
+    for (const child of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (!child.isDirectory()) continue;
+      const file = path.join(dir, child.name, 'cpu.cfs_quota_us');
+      if (Number(readText(file)) > quota) tryWrite(file, String(quota));
+    }
+    try {
+      fs.writeFileSync(path.join(dir, 'cpu.cfs_quota_us'), String(quota));
+      return;
+    } catch (err) {
+      // EINVAL: a sandbox made meanwhile with a larger quota; lower it and try again.
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL' || attempt >= 3) throw err;
+    }
+  }
+}
+
 function readText(file: string): string | null {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -119,7 +199,9 @@ export class SandboxCgroup {
     const dirs = groupDirs(this.layout, this.sandboxId);
     for (const dir of dirs) fs.mkdirSync(dir, { recursive: true });
     const bytes = String(limits.memoryMb * 1024 * 1024);
-    const quota = String(Math.max(1_000, Math.round(limits.cpus * CPU_PERIOD_US)));
+    // No sandbox above all sandboxes' cap (v1 refuses it; v2 would apply the cap anyway).
+    const cap = tenantsQuota(this.layout);
+    const quota = String(cap === null ? cpuQuota(limits.cpus) : Math.min(cap, cpuQuota(limits.cpus)));
     if (this.layout.version === 2) {
       const dir = dirs[0]!;
       enableControllers(path.dirname(this.layout.base), this.layout.base);
@@ -127,6 +209,7 @@ export class SandboxCgroup {
       tryWrite(path.join(dir, 'memory.swap.max'), '0');
       fs.writeFileSync(path.join(dir, 'pids.max'), String(limits.pids));
       fs.writeFileSync(path.join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
+      fs.writeFileSync(path.join(dir, 'cpu.weight'), String(sandboxCpuWeight(limits.cpus)));
       tryWrite(path.join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
     } else {
       const memory = path.join(this.layout.memory, this.sandboxId);
@@ -136,6 +219,7 @@ export class SandboxCgroup {
       const cpu = path.join(this.layout.cpu, this.sandboxId);
       fs.writeFileSync(path.join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
       fs.writeFileSync(path.join(cpu, 'cpu.cfs_quota_us'), quota);
+      fs.writeFileSync(path.join(cpu, 'cpu.shares'), String(sandboxCpuShares(limits.cpus)));
     }
   }
 

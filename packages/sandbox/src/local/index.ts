@@ -1,4 +1,11 @@
-export { DEFAULT_LIMITS, type ResourceLimits } from './cgroups';
+export {
+  DEFAULT_LIMITS,
+  defaultCpuReserve,
+  hostCpus,
+  MIN_TENANT_CPUS,
+  type ResourceLimits,
+  tenantCpuBudget,
+} from './cgroups';
 export {
   detectIsolation,
   INSTALL_HINT,

@@ -14,7 +14,13 @@ import {
   SandboxNotFoundError,
   type SandboxProvider,
 } from '../types';
-import { DEFAULT_LIMITS, type ResourceLimits, SandboxCgroup } from './cgroups';
+import {
+  configureTenants,
+  DEFAULT_LIMITS,
+  type ResourceLimits,
+  SandboxCgroup,
+  tenantCpuBudget,
+} from './cgroups';
 import { detectIsolation, type IsolationMode, type IsolationStatus } from './isolation';
 import {
   ID_PATTERN,
@@ -53,6 +59,11 @@ export interface LocalProviderOptions {
   uidRange?: UidRange;
   /** Where uid claims are kept, shared by every server on this machine (default /var/lib/coderunner/uids). */
   uidClaimsDir?: string;
+  /**
+   * CPUs all isolated sandboxes may use together (the tenants' cgroup's quota); default the host's
+   * CPUs less a reserve for the control plane (tenantCpuBudget). No sandbox gets more than this.
+   */
+  tenantCpus?: number;
   /** Limits of a new sandbox (by its owner's plan); default DEFAULT_LIMITS (the free plan's). */
   limits?: (metadata: SandboxMetadata) => ResourceLimits | Promise<ResourceLimits>;
   /**
@@ -281,6 +292,16 @@ class LocalSandboxProvider implements LocalProvider {
   private getConfig(): Promise<LocalConfig> {
     this.config ??= (async (): Promise<LocalConfig> => {
       const status = this.isolation();
+      if (status.tools) {
+        const cpus = this.options.tenantCpus ?? tenantCpuBudget();
+        try {
+          configureTenants(status.tools.cgroups, cpus);
+        } catch (err) {
+          throw new SandboxError(
+            `cannot cap the sandboxes' CPU at ${cpus} CPUs in the cgroup hierarchy: ${(err as Error).message}`,
+          );
+        }
+      }
       const isolation: IsolatedConfig | null = status.tools
         ? {
             tools: status.tools,
