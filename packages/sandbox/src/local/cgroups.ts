@@ -38,11 +38,13 @@ export const DEFAULT_LIMITS: ResourceLimits = {
 
 /**
  * The tenants' group's weight against the control plane's default (v1 cpu.shares 1024, v2
- * cpu.weight 100): when the CPU is contended, all sandboxes together get about 1/9 of what the
- * server (or one of its database's processes) gets; when it is not, they use what their quotas allow.
+ * cpu.weight 100): when the CPU is contended, all sandboxes together get half of what the server
+ * (or one of its database's processes) gets; when it is not, they use what their quotas allow. Half,
+ * not less: with an eighth, builds and app starts missed their start timeouts while a test suite (or
+ * any busy neighbour) ran, and the reserve left by the quota already keeps the API answering.
  */
-export const TENANTS_CPU_SHARES = 128;
-export const TENANTS_CPU_WEIGHT = 12;
+export const TENANTS_CPU_SHARES = 512;
+export const TENANTS_CPU_WEIGHT = 50;
 
 /** The host's CPUs (those this process may run on). */
 export function hostCpus(): number {
