@@ -15,7 +15,7 @@ import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
 import { createLocalProvider } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployFolder, logText, versionedApp, waitForStatus } from './fixtures/deploy-helpers';
+import { appFolder, deployFolder, logText, waitForStatus } from './fixtures/deploy-helpers';
 import { type ServerProcess, startServerProcess } from './load/fixtures/server-process';
 
 const run = promisify(execFile);
@@ -48,6 +48,13 @@ const kidsInFile = () =>
     .split('\n')
     .filter((l) => l.trim() && !l.startsWith('#'))
     .map((l) => l.slice(0, l.indexOf(':')));
+/** An app started with node itself (no npm: lighter on a busy machine), answering `version`. */
+const app = (version: string) =>
+  appFolder({
+    'coderunner.json': JSON.stringify({ start: 'node server.js' }),
+    'server.js': `require('http').createServer((req, res) => res.end(${JSON.stringify(version)}))
+  .listen(process.env.PORT, '127.0.0.1');`,
+  });
 const kidOfJson = (file: string, inner?: 'env') => {
   const json = JSON.parse(fs.readFileSync(file, 'utf8'));
   return (inner ? json[inner] : json).kid as string;
@@ -86,7 +93,7 @@ beforeAll(async () => {
     CODERUNNER_ENCRYPTION_KEYS: '',
     CODERUNNER_AUTH_SECRET: 'keys-rotation-test-secret-keys-rotation',
     CODERUNNER_APPS_EMBEDDED_PG_PORT: String(await freePort()),
-    CODERUNNER_START_TIMEOUT_S: '60', // a busy machine
+    CODERUNNER_START_TIMEOUT_S: '90', // a busy machine
   };
   a = await startServerProcess({ port: await freePort(), env });
   servers.push(a);
@@ -100,7 +107,7 @@ beforeAll(async () => {
   viaB = createClient({ url: b.trpc, token });
   projectId = (await viaA.projects.create.mutate({ name: 'rotated' })).id;
   await viaA.env.set.mutate({ projectId, vars: { SECRET_ONE: 'value-one' } });
-  withDb = (await deployFolder(viaA, projectId, versionedApp('v1'), { database: 'postgres' })).id;
+  withDb = (await deployFolder(viaA, projectId, app('v1'), { database: 'postgres' })).id;
   expect((await settled(viaA, withDb)).status, await logText(viaA, withDb)).toBe('RUNNING');
   credentials = await viaA.deployments.databaseCredentials.query({ id: withDb });
 }, 240_000);
@@ -109,6 +116,15 @@ const rotateKeys = (...args: string[]) =>
   run(process.execPath, ['--import', 'tsx', path.join(here, '../src/cli/rotate-keys.ts'), ...args], {
     env: { ...process.env, ...env },
   });
+
+/** rotate-keys with `extra` in its environment, expected to fail: its exit code and output. */
+const rotateKeysWith = (extra: Record<string, string>, ...args: string[]) =>
+  run(process.execPath, ['--import', 'tsx', path.join(here, '../src/cli/rotate-keys.ts'), ...args], {
+    env: { ...process.env, ...env, ...extra },
+  }).then(
+    (r) => ({ code: 0, ...r }),
+    (err: { code: number; stdout: string; stderr: string }) => err,
+  );
 
 /** Both replicas reveal the variables and give the credentials; a write through B is sealed with `kid` and read by A. */
 async function bothServe(kid: string, name: string) {
@@ -151,6 +167,25 @@ describe('keys rotated beside two running replicas', () => {
     for (const s of [a, b]) expect(s.errorLines()).toEqual([]);
   });
 
+  it('rotate-keys --new-key refuses keys from CODERUNNER_ENCRYPTION_KEYS, and explains its usage', async () => {
+    const before = fs.readFileSync(keyFile(), 'utf8');
+    const fromEnv = await rotateKeysWith(
+      { CODERUNNER_ENCRYPTION_KEYS: `e1:${randomBytes(32).toString('base64')}` },
+      '--new-key',
+    );
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr).toContain(
+      'the keys come from CODERUNNER_ENCRYPTION_KEYS, which running servers read only at start',
+    );
+    const unknown = await rotateKeysWith({}, '--new-kye');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('usage: rotate-keys [--new-key [--settle <seconds>]]');
+    const settle = await rotateKeysWith({}, '--new-key', '--settle', 'soon');
+    expect(settle.code).toBe(2);
+    expect(settle.stderr).toContain('--settle takes a number of seconds from 0 to 3600');
+    expect(fs.readFileSync(keyFile(), 'utf8')).toBe(before);
+  }, 120_000); // three commands started with tsx: slow on a busy machine
+
   it('rotate-keys --new-key adds a key, makes it first and re-encrypts: both serve, deploy and write with it', async () => {
     const [oldKid] = kidsInFile();
     const rotate = await rotateKeys('--new-key', '--settle', '1');
@@ -165,7 +200,7 @@ describe('keys rotated beside two running replicas', () => {
 
     await bothServe(newKid!, 'AFTER_NEW_KEY');
     // A deploy through B (no workers) is snapshotted there and built by A.
-    const next = await deployFolder(viaB, projectId, versionedApp('v2'));
+    const next = await deployFolder(viaB, projectId, app('v2'));
     expect((await settled(viaB, next.id)).status, await logText(viaB, next.id)).toBe('RUNNING');
     expect(kidOfJson(path.join(dataDir, 'sources', `${next.id}.json`), 'env')).toBe(newKid);
 
