@@ -8,8 +8,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createKeyring,
+  generateKey,
   isSealedBox,
   type Keyring,
+  type KeyringChange,
   loadKeyring,
   needsRotation,
   open,
@@ -19,6 +21,7 @@ import {
   SecretBoxError,
   seal,
   sqlSealedColumn,
+  writeKeys,
 } from '../src/secrets';
 
 const KEY1 = randomBytes(32).toString('base64');
@@ -233,6 +236,105 @@ describe('loadKeyring', () => {
     expect(() => createKeyring([{ kid: 'short', key: randomBytes(31) }])).toThrow(
       'key "short" is not 32 bytes',
     );
+  });
+});
+
+describe('a keyring read from the key file follows the file', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coderunner-keyfile-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A data folder whose key file holds `k1`, and a keyring loaded from it that records its changes. */
+  function setUp() {
+    const dataDir = path.join(dir, randomBytes(4).toString('hex'));
+    const k1 = { kid: 'k1', key: Buffer.from(KEY1, 'base64') };
+    writeKeys(dataDir, [k1]);
+    const changes: KeyringChange[] = [];
+    const ring = loadKeyring({ env: {}, dataDir, onChange: (c) => changes.push(c) });
+    return { dataDir, k1, ring, changes, file: path.join(dataDir, 'encryption-keys') };
+  }
+
+  it('opens what another process sealed with a key added since, and seals with a new first key at once', () => {
+    const { dataDir, k1, ring, changes, file } = setUp();
+    expect(ring.activeKid).toBe('k1');
+    const k2 = generateKey();
+    // Another process (rotate-keys) adds k2 beside k1, then makes it first and seals with it.
+    writeKeys(dataDir, [k1, k2]);
+    const other = createKeyring([k2]);
+    expect(open(ring, seal(other, secret, 'row'), 'row')).toEqual(secret);
+    expect(seal(ring, secret).kid).toBe('k1'); // still the first
+    writeKeys(dataDir, [k2, k1]);
+    expect(seal(ring, secret).kid).toBe(k2.kid);
+    expect(ring.activeKid).toBe(k2.kid);
+    expect(needsRotation(ring, seal(createKeyring([k1]), secret))).toBe(true);
+    // Retiring k1 after the re-encryption is taken too.
+    writeKeys(dataDir, [k2]);
+    expect(ring.kids).toEqual([k2.kid]);
+    expect(changes).toEqual([
+      { kind: 'reloaded', source: file, activeKid: 'k1', kids: ['k1', k2.kid] },
+      { kind: 'reloaded', source: file, activeKid: k2.kid, kids: [k2.kid, 'k1'] },
+      { kind: 'reloaded', source: file, activeKid: k2.kid, kids: [k2.kid] },
+    ]);
+    // Key material stays out of what could be logged.
+    expect(JSON.stringify({ ring, changes })).not.toContain(KEY1);
+    expect(JSON.stringify({ ring, changes })).not.toContain(k2.key.toString('base64'));
+  });
+
+  it('keeps the keys it has, and says why, when the file is malformed, loose or drops the active key', () => {
+    const { ring, changes, file } = setUp();
+    const sealedWithK1 = seal(ring, secret);
+    const reasons = () => changes.map((c) => (c.kind === 'refused' ? c.reason : `reloaded ${c.activeKid}`));
+
+    // Cut in the middle of a line (a copy or an editor caught mid-write).
+    fs.writeFileSync(file, `k2:${KEY2}\nk1:${KEY1.slice(0, 20)}`);
+    expect(seal(ring, secret).kid).toBe('k1');
+    expect(open(ring, sealedWithK1)).toEqual(secret);
+    expect(reasons()).toEqual([
+      `${file}: key "k1" is not 32 bytes of base64 (make one with: openssl rand -base64 32)`,
+    ]);
+
+    // Cut after a line: well-formed, but the key in use is gone.
+    fs.writeFileSync(file, `k2:${KEY2}\n`);
+    expect(seal(ring, secret).kid).toBe('k1');
+    expect(open(ring, sealedWithK1)).toEqual(secret);
+    expect(reasons()[1]).toMatch(/no longer holds the active key "k1": kept the keys read before/);
+
+    fs.writeFileSync(file, `k2:${KEY2}\nk1:${KEY1}\n`);
+    fs.chmodSync(file, 0o644);
+    expect(ring.activeKid).toBe('k1');
+    expect(reasons()[2]).toMatch(/can be read by other users \(mode 644\)/);
+
+    // Once the file is right, it is taken.
+    fs.chmodSync(file, 0o600);
+    expect(ring.activeKid).toBe('k2');
+    expect(reasons()).toHaveLength(4);
+    expect(reasons()[3]).toBe('reloaded k2');
+    // Each version of the file is told once, however often the keys are used.
+    for (let i = 0; i < 5; i++) seal(ring, secret);
+    expect(changes).toHaveLength(4);
+    for (const text of reasons())
+      for (const key of [KEY1, KEY2, KEY1.slice(0, 20)]) expect(text).not.toContain(key);
+  });
+
+  it('writeKeys replaces the file atomically, mode 0600, leaving no temp file', () => {
+    const { dataDir, k1 } = setUp();
+    const k2 = generateKey();
+    writeKeys(dataDir, [k2, k1]);
+    expect(fs.statSync(path.join(dataDir, 'encryption-keys')).mode & 0o777).toBe(0o600);
+    expect(fs.readdirSync(dataDir)).toEqual(['encryption-keys']);
+    expect(loadKeyring({ env: {}, dataDir }).kids).toEqual([k2.kid, 'k1']);
+    expect(() => writeKeys(dataDir, [k2, k2])).toThrow(`key id "${k2.kid}" appears twice`);
+    expect(loadKeyring({ env: {}, dataDir }).kids).toEqual([k2.kid, 'k1']);
+  });
+
+  it('keys from CODERUNNER_ENCRYPTION_KEYS are fixed: the file beside them is not read', () => {
+    const { dataDir } = setUp();
+    const ring = loadKeyring({ env: { CODERUNNER_ENCRYPTION_KEYS: `k9:${KEY2}` }, dataDir });
+    writeKeys(dataDir, [generateKey()]);
+    expect(ring.kids).toEqual(['k9']);
+    expect(ring.source).toBe('CODERUNNER_ENCRYPTION_KEYS');
   });
 });
 

@@ -216,7 +216,18 @@ export function createDeploymentRuntime(opts: {
       ? agentSphereSandboxes(config)
       : localSandboxes(config, sequelize, logger, baseUrl);
   const { provider, databases } = sandboxes;
-  const keyring: Keyring = loadKeyring({ env: config.env, dataDir });
+  // Key ids only: a change of the key file is worth a line, and a refused one an error.
+  const keyring: Keyring = loadKeyring({
+    env: config.env,
+    dataDir,
+    onChange: (change) =>
+      change.kind === 'reloaded'
+        ? logger.info(
+            { activeKid: change.activeKid, kids: change.kids },
+            `encryption keys reloaded from ${change.source}: "${change.activeKid}" encrypts`,
+          )
+        : logger.error({}, `encryption keys: ${change.reason}`),
+  });
   const logs = new LogStore(path.join(dataDir, 'logs'));
   const sources = new SourceStore(path.join(dataDir, 'sources'), keyring);
   const projectEnv = new ProjectEnvStore(path.join(dataDir, 'env'), keyring);

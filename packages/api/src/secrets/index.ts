@@ -3,10 +3,15 @@ export {
   createKeyring,
   ENCRYPTION_KEYS_ENV,
   ENCRYPTION_KEYS_FILE,
+  generateKey,
   type Keyring,
+  type KeyringChange,
+  keyFilePath,
   type LoadKeyringOptions,
   loadKeyring,
   parseKeyList,
+  readKeys,
+  writeKeys,
 } from './keyring';
 export {
   type RotateSealedColumnOptions,

@@ -6,7 +6,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { SecretBoxError } from './errors';
-import { type Keyring, KID_PATTERN, keyMaterial } from './keyring';
+import { activeKey, type Keyring, KID_PATTERN, keyFor } from './keyring';
 
 export interface SealedBox {
   v: 1;
@@ -43,8 +43,7 @@ export function isSealedBox(value: unknown): value is SealedBox {
 
 /** Encrypts `plaintext` (written as JSON) with the keyring's active key. */
 export function seal(keyring: Keyring, plaintext: object, aad?: string): SealedBox {
-  const kid = keyring.activeKid;
-  const key = keyMaterial(keyring, kid);
+  const { kid, key } = activeKey(keyring);
   if (!key) throw new SecretBoxError('config', `${keyring.source}: the active key "${kid}" is missing`);
   let json: string | undefined;
   try {
@@ -85,7 +84,7 @@ export function open<T = Record<string, unknown>>(keyring: Keyring, box: unknown
   if (!isSealedBox(box)) {
     throw new SecretBoxError('malformed', 'not an encrypted value (expected {v, kid, iv, tag, ct})');
   }
-  const key = keyMaterial(keyring, box.kid);
+  const key = keyFor(keyring, box.kid);
   if (!key) {
     throw new SecretBoxError(
       'unknown-key',
