@@ -7,7 +7,7 @@ import {
   type RuntimeConfig,
 } from '@coderunner/api';
 import { defaultDataDir } from '@coderunner/db';
-import { parseUidRange } from '@coderunner/sandbox';
+import { APPS_ADDRESS, isAppsAddress, parseUidRange } from '@coderunner/sandbox';
 import { z } from 'zod';
 
 const port = (name: string) =>
@@ -45,7 +45,13 @@ const commaList = z
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port('PORT').default(8080),
-  HOST: z.string().min(1).default('127.0.0.1'),
+  HOST: z
+    .string()
+    .min(1)
+    .refine((host) => !isAppsAddress(host), {
+      error: `HOST must not be ${APPS_ADDRESS}: that address is reserved for apps (they would share the dashboard's cookies)`,
+    })
+    .default('127.0.0.1'),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'DATABASE_URL must start with postgres:// or postgresql://')
