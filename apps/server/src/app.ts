@@ -14,6 +14,7 @@ import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
+import { refuseAppsAddress } from './apps-address';
 import { serveDashboard } from './dashboard';
 import type { Logger } from './logger';
 import { type IdentifiedRequest, requestLog } from './request-log';
@@ -112,6 +113,8 @@ export function createApp(opts: AppOptions): express.Express {
   app.set('trust proxy', opts.trustProxy?.length ? opts.trustProxy : false);
 
   app.use(requestLog(opts.logger, { skip: (path) => path === '/healthz' }));
+  // Neither dashboard, API nor app proxy on the apps' own address (apps-address.ts).
+  app.use(refuseAppsAddress);
 
   if (opts.appProxy) app.use(opts.appProxy);
   app.use(helmet());

@@ -10,9 +10,11 @@ import {
 } from '@coderunner/api';
 import { defaultDataDir } from '@coderunner/db';
 import {
+  APPS_ADDRESS,
   DEFAULT_LIMITS,
   defaultCpuReserve,
   hostCpus,
+  isAppsAddress,
   MIN_TENANT_CPUS,
   parseUidRange,
   type ResourceLimits,
@@ -72,7 +74,13 @@ const commaList = z
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port('PORT').default(8080),
-  HOST: z.string().min(1).default('127.0.0.1'),
+  HOST: z
+    .string()
+    .min(1)
+    .refine((host) => !isAppsAddress(host), {
+      error: `HOST must not be ${APPS_ADDRESS}: that address is reserved for apps (they would share the dashboard's cookies)`,
+    })
+    .default('127.0.0.1'),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'DATABASE_URL must start with postgres:// or postgresql://')

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { projectKeyOfHost } from '@coderunner/api';
 import httpProxy from 'http-proxy';
 import proxyAddr from 'proxy-addr';
+import { dropSessionSetCookie, stripSessionCookie } from './proxy-cookies';
 
 const DEPLOYMENT_HOST = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\./i;
 
@@ -60,6 +61,14 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       () => null,
     );
   const proxy = httpProxy.createProxyServer({ xfwd: true, ws: true, proxyTimeout: 60_000 });
+  // The dashboard's session cookie never reaches an app, nor is set by one (proxy-cookies.ts).
+  proxy.on('proxyRes', (proxyRes) => dropSessionSetCookie(proxyRes.headers));
+  proxy.on('proxyReqWs', (proxyReq) => {
+    for (const event of ['upgrade', 'response'] as const)
+      proxyReq.prependListener(event, (proxyRes: http.IncomingMessage) =>
+        dropSessionSetCookie(proxyRes.headers),
+      );
+  });
   proxy.on('error', (_err, _req, res) => {
     if ('writeHead' in res && !res.headersSent) {
       res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' });
@@ -85,6 +94,7 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
         return;
       }
       dropUntrustedForwarding(req);
+      stripSessionCookie(req);
       void resolve(route).then((target) =>
         target ? proxy.web(req, res, { target }) : notRunning(res, route),
       );
@@ -98,6 +108,7 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
         return;
       }
       dropUntrustedForwarding(req);
+      stripSessionCookie(req);
       proxy.ws(req, socket, head, { target });
     },
     close: () => proxy.close(),

@@ -157,6 +157,14 @@ describe('configuration', () => {
     );
   });
 
+  it("refuses HOST on the apps' own address (apps there would share the dashboard's cookies)", () => {
+    for (const HOST of ['127.77.0.1', '::ffff:127.77.0.1'])
+      expect(() => loadConfig({ HOST })).toThrow(
+        /HOST: HOST must not be 127\.77\.0\.1: that address is reserved for apps/,
+      );
+    expect(loadConfig({ HOST: '0.0.0.0' }).HOST).toBe('0.0.0.0');
+  });
+
   it('refuses to start on a busy port with a clear message', async () => {
     const db = await createTestDatabase();
     const blocker = net.createServer().listen(0, '127.0.0.1');

@@ -7,6 +7,7 @@ export {
 } from './archive';
 export * from './database';
 export {
+  APPS_ADDRESS,
   createLocalProvider,
   DEFAULT_LIMITS,
   DEFAULT_SANDBOX_USER,
@@ -19,6 +20,7 @@ export {
   ISOLATION_MODES,
   type IsolationMode,
   type IsolationStatus,
+  isAppsAddress,
   isolationWarning,
   type LocalProvider,
   type LocalProviderOptions,

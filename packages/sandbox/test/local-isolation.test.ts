@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createLocalProvider, findFreePort, type LocalProvider } from '../src/local';
+import { APPS_ADDRESS, createLocalProvider, findFreePort, type LocalProvider } from '../src/local';
 import type { Sandbox, SandboxMetadata } from '../src/types';
 import { eventually, markedProcesses, processes, sandboxProcesses, tempRoot } from './fixtures/local/helpers';
 
@@ -56,7 +56,7 @@ const VICTIM_APP = `require('http').createServer((q, r) => r.end('victim')).list
 
 /** Start an app and wait until the host reaches it. */
 async function startApp(sandbox: Sandbox, command: string) {
-  const port = await findFreePort();
+  const port = await findFreePort(APPS_ADDRESS);
   const app = await sandbox.startApp({ command, port });
   await sandbox.waitUntilReady(app, { timeoutMs: 20_000 });
   return app;
@@ -161,7 +161,7 @@ console.log(JSON.stringify({
   });
 
   it('reaches the internet and its own database port, and no other port of this machine', async () => {
-    const victimPort = await findFreePort();
+    const victimPort = await findFreePort(APPS_ADDRESS);
     const victim = await newSandbox(provider, 'victim');
     await victim.writeFiles([{ path: 'server.js', data: VICTIM_APP }]);
     const dbEnv = { DATABASE_URL: `postgres://v:${VICTIM_SECRET}@127.0.0.1:${databasePort}/v` };
@@ -182,6 +182,7 @@ console.log(JSON.stringify({
 (async () => {
   const out = {};
   for (const [name, port] of Object.entries(${JSON.stringify(ports)})) out[name] = await tryConnect('127.0.0.1', port);
+  out.victimOnAppsAddress = await tryConnect(${JSON.stringify(APPS_ADDRESS)}, ${victimPort});
   ${external ? `out.controlPlaneOnHostAddress = await tryConnect(${JSON.stringify(external)}, ${controlPort});` : ''}
   console.log(JSON.stringify(out));
 })();`;
@@ -192,6 +193,7 @@ console.log(JSON.stringify({
       victim: false,
       database: false,
       otherDatabase: false,
+      victimOnAppsAddress: false,
       ...(external ? { controlPlaneOnHostAddress: false } : {}),
     });
     // The victim's database URL opens its port (only), at the address the URL names.
@@ -259,7 +261,7 @@ console.log(JSON.stringify({
     const sandbox = await newSandbox(provider, 'envs', tenant);
     await sandbox.writeFiles([{ path: 'server.js', data: VICTIM_APP }]);
     const app = await startApp(sandbox, 'node server.js');
-    expect(await body(`http://127.0.0.1:${app.port}/`)).toBe('victim');
+    expect(await body(`http://${APPS_ADDRESS}:${app.port}/`)).toBe('victim');
     const uidOf = (pid: number) =>
       Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
     const sandboxUid = fs.statSync(path.join(root.rootDir, sandbox.id, 'app')).uid;

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createLocalProvider, findFreePort } from '../src/local';
+import { APPS_ADDRESS, createLocalProvider, findFreePort } from '../src/local';
+import { identify } from '../src/local/processes';
 import { detectRuntime } from '../src/runtime';
 import {
   CommandTimeoutError,
@@ -34,6 +35,8 @@ const root = tempRoot('coderunner-local-');
 let provider: SandboxProvider;
 /** As root with bubblewrap and pasta (CI), every sandbox here is isolated (CODERUNNER_ISOLATION=auto). */
 const isolated = createLocalProvider({ rootDir: '/nonexistent' }).isolation().mode === 'sandbox';
+/** Where this machine reaches an app: isolated, the apps' own address (never the dashboard's). */
+const APP_HOST = isolated ? APPS_ADDRESS : '127.0.0.1';
 const created: Sandbox[] = [];
 
 const metadata = (extra: Partial<SandboxMetadata> = {}): SandboxMetadata => ({
@@ -58,9 +61,10 @@ async function startAndWait(
   command: string,
   extra: Partial<Parameters<Sandbox['startApp']>[0]> = {},
 ) {
-  const port = await findFreePort();
+  const port = await findFreePort(APP_HOST);
   const app = await sandbox.startApp({ command, port, ...extra });
-  await sandbox.waitUntilReady(app, { timeoutMs: 15_000 });
+  // Generous: Node's start in a sandbox took 8-15 s here with the machine's load at 25-30.
+  await sandbox.waitUntilReady(app, { timeoutMs: 60_000 });
   return app;
 }
 
@@ -102,8 +106,8 @@ describe('local provider: apps', () => {
       envs: { APP_LEVEL: 'from-start' },
       onStdout: (text) => lines.push(text),
     });
-    expect(app.internalUrl).toBe(`http://127.0.0.1:${app.port}`);
-    expect(sandbox.getHost(app.port)).toBe(`127.0.0.1:${app.port}`);
+    expect(app.internalUrl).toBe(`http://${APP_HOST}:${app.port}`);
+    expect(sandbox.getHost(app.port)).toBe(`${APP_HOST}:${app.port}`);
 
     const body = await getJson(app.internalUrl);
     const env = body.env as Record<string, string>;
@@ -373,7 +377,7 @@ describe('local provider: commands', () => {
  * through a fresh provider, as a restarted server sees it.
  */
 async function appOfAnEarlierServer() {
-  const port = await findFreePort();
+  const port = await findFreePort(APP_HOST);
   const started = await promisify(execFile)(
     process.execPath,
     ['--import', 'tsx', path.join(fixtureDir('.'), 'start-app.ts'), root.rootDir, String(port)],
@@ -404,11 +408,11 @@ describe('local provider: lifecycle', () => {
   it('an app outlives the server process that started it; a restarted server finds it and stops it', async () => {
     const { id, pid, port, sandbox } = await appOfAnEarlierServer();
     expect(await sandbox.isAppRunning()).toBe(true);
-    expect(await sandbox.getApp()).toEqual({ port, internalUrl: `http://127.0.0.1:${port}`, pid });
-    await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });
+    expect(await sandbox.getApp()).toEqual({ port, internalUrl: `http://${APP_HOST}:${port}`, pid });
+    await sandbox.waitUntilReady({ port, internalUrl: `http://${APP_HOST}:${port}` }, { timeoutMs: 60_000 });
     // It logs on every request into a file nobody follows, and keeps running.
     for (let i = 0; i < 3; i++)
-      expect(await (await fetch(`http://127.0.0.1:${port}/r${i}`)).text()).toBe('still here');
+      expect(await (await fetch(`http://${APP_HOST}:${port}/r${i}`)).text()).toBe('still here');
     await eventually(() =>
       expect(fs.readFileSync(path.join(root.rootDir, id, 'logs', 'app.stdout.log'), 'utf8')).toContain(
         'request /r2',
@@ -423,13 +427,16 @@ describe('local provider: lifecycle', () => {
     'a restarted server brings back the network helper of an app it finds without one',
     async () => {
       const { id, port, sandbox } = await appOfAnEarlierServer();
-      await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });
+      await sandbox.waitUntilReady(
+        { port, internalUrl: `http://${APP_HOST}:${port}` },
+        { timeoutMs: 60_000 },
+      );
       const record = () =>
         JSON.parse(fs.readFileSync(path.join(root.rootDir, id, 'sandbox.json'), 'utf8')) as {
           isolation: { outbound: { pid: number; spec: string } | null };
         };
       const helper = record().isolation.outbound!;
-      expect(helper.spec).toBe(`out: in:${port}`);
+      expect(helper.spec).toBe(`out: in:${APPS_ADDRESS}/${port}`);
       // Ended for good (not merely unreadable while it exits): as the provider itself tells.
       const ended = (pid: number) => {
         try {
@@ -440,27 +447,66 @@ describe('local provider: lifecycle', () => {
       };
       process.kill(helper.pid, 'SIGKILL');
       await eventually(() => expect(ended(helper.pid)).toBe(true));
-      await expect(fetch(`http://127.0.0.1:${port}/gone`)).rejects.toThrow();
+      await expect(fetch(`http://${APP_HOST}:${port}/gone`)).rejects.toThrow();
       // The next look at the app (e.g. the proxy resolving its URL) starts it again.
       expect(await sandbox.getApp()).toMatchObject({ port });
       const again = record().isolation.outbound!;
       expect(again.pid).not.toBe(helper.pid);
-      expect(again.spec).toBe(`out: in:${port}`);
-      expect(await (await fetch(`http://127.0.0.1:${port}/back`)).text()).toBe('still here');
+      expect(again.spec).toBe(`out: in:${APPS_ADDRESS}/${port}`);
+      expect(await (await fetch(`http://${APP_HOST}:${port}/back`)).text()).toBe('still here');
       // Gone again at once: brought back again (only a failed attempt holds the next one off).
       process.kill(again.pid, 'SIGKILL');
       await eventually(() => expect(ended(again.pid)).toBe(true));
       expect(await sandbox.getApp()).toMatchObject({ port });
       const third = record().isolation.outbound!;
       expect(third.pid).not.toBe(again.pid);
-      expect(await (await fetch(`http://127.0.0.1:${port}/third`)).text()).toBe('still here');
+      expect(await (await fetch(`http://${APP_HOST}:${port}/third`)).text()).toBe('still here');
+    },
+  );
+
+  it.skipIf(!isolated)(
+    "an app published by an earlier version on 127.0.0.1 (the dashboard's address) is moved to the apps' address",
+    async () => {
+      const { id, port, sandbox } = await appOfAnEarlierServer();
+      await sandbox.waitUntilReady(
+        { port, internalUrl: `http://${APP_HOST}:${port}` },
+        { timeoutMs: 60_000 },
+      );
+      const file = path.join(root.rootDir, id, 'sandbox.json');
+      const record = () => JSON.parse(fs.readFileSync(file, 'utf8'));
+      // What an earlier version left: its helper publishing the app on 127.0.0.1, recorded as "in:<port>".
+      const current = record().isolation.outbound;
+      process.kill(current.pid, 'SIGKILL');
+      await eventually(() => expect(identify(current.pid)).toBeNull());
+      const pidFile = path.join(root.rootDir, id, 'old-pasta.pid');
+      await promisify(execFile)('pasta', [
+        ...['--quiet', '--config-net', '--no-map-gw', '-4', '--no-icmp', '-t', `127.0.0.1/${port}:${port}`],
+        ...['-T', 'none', '-u', 'none', '-U', 'none', '--runas', '0', '--pid', pidFile],
+        ...['--netns', `/run/netns/${record().isolation.netns}`],
+      ]);
+      const old = identify(Number(fs.readFileSync(pidFile, 'utf8').trim()))!;
+      const before = record();
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          ...before,
+          isolation: { ...before.isolation, outbound: { ...old, spec: `out: in:${port}` } },
+        }),
+      );
+      expect(await (await fetch(`http://127.0.0.1:${port}/old`)).text()).toBe('still here');
+      // The next look at the app (the proxy resolving its URL) replaces that helper.
+      expect(await sandbox.getApp()).toMatchObject({ port, internalUrl: `http://${APPS_ADDRESS}:${port}` });
+      expect(record().isolation.outbound.spec).toBe(`out: in:${APPS_ADDRESS}/${port}`);
+      await eventually(() => expect(identify(old.pid)).toBeNull());
+      await expect(fetch(`http://127.0.0.1:${port}/gone`)).rejects.toThrow();
+      expect(await (await fetch(`http://${APPS_ADDRESS}:${port}/moved`)).text()).toBe('still here');
     },
   );
 
   it('followApp: a restarted server follows the output and the exit of an app it did not start', async () => {
     const { pid, port, sandbox } = await appOfAnEarlierServer();
-    await sandbox.waitUntilReady({ port, internalUrl: `http://127.0.0.1:${port}` }, { timeoutMs: 10_000 });
-    await fetch(`http://127.0.0.1:${port}/earlier`);
+    await sandbox.waitUntilReady({ port, internalUrl: `http://${APP_HOST}:${port}` }, { timeoutMs: 60_000 });
+    await fetch(`http://${APP_HOST}:${port}/earlier`);
 
     let stdout = '';
     const exits: unknown[] = [];
@@ -472,7 +518,7 @@ describe('local provider: lifecycle', () => {
     };
     expect(await sandbox.followApp(follow)).toBe(true);
     expect(await sandbox.followApp(follow), 'already followed').toBe(false);
-    await fetch(`http://127.0.0.1:${port}/later`);
+    await fetch(`http://${APP_HOST}:${port}/later`);
     await eventually(() => expect(stdout).toContain('request /later'));
     expect(stdout, 'output from before following is not replayed').not.toContain('/earlier');
 

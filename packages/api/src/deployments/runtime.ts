@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createListener, type Sequelize } from '@coderunner/db';
 import {
+  APPS_ADDRESS,
   agentSphereConfigFromEnv,
   createAgentSphereProvider,
   createLocalDatabaseProvisioner,
@@ -166,7 +167,8 @@ function localSandboxes(
     provider,
     databases,
     isolation: { mode: status.mode, missing: status.missing },
-    appPort: () => findFreePort(),
+    // Isolated apps are published on APPS_ADDRESS (not the dashboard's): a port free there.
+    appPort: () => findFreePort(status.mode === 'sandbox' ? APPS_ADDRESS : '127.0.0.1'),
     publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
   };
 }

@@ -14,6 +14,7 @@ export {
   type IsolationStatus,
   isolationWarning,
 } from './isolation';
+export { APPS_ADDRESS, isAppsAddress } from './network';
 export { findFreePort } from './ports';
 export { createLocalProvider, type LocalProvider, type LocalProviderOptions } from './provider';
 export { DEFAULT_UID_RANGE, parseUidRange, type UidRange } from './uids';

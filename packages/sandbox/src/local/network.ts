@@ -6,8 +6,10 @@
  *    of reach, and `-T <port>` forwards the namespace's 127.0.0.1:<port> to the host's, for the app's
  *    own database port only (nothing else on the host's loopback: not the control plane, not 5432,
  *    not other apps);
- *  - inbound, while an app runs: `-t` forwards the host's 127.0.0.1:<port> to the app's port inside
- *    (spliced loopback to loopback, so an app listening on 127.0.0.1 works). The host port is bound
+ *  - inbound, while an app runs: `-t` forwards the host's APPS_ADDRESS:<port> (127.77.0.1, not
+ *    127.0.0.1) to the app's port inside (spliced loopback to loopback, so an app listening on
+ *    127.0.0.1 works). Never on the dashboard's address: browsers do not separate cookies by port,
+ *    so an app at localhost:<port> would get the dashboard's session cookie. The host port is bound
  *    from the app's start, before the app listens: readiness is read from the namespace's own socket
  *    table (listensInside), not from a connection to the host port.
  * IPv4 only (`-4`) and no ICMP: pasta's buffers are allocated and written at start, per protocol
@@ -35,6 +37,19 @@ const exec = promisify(execFile);
 const run = (file: string, args: string[]) =>
   exec(file, args, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
 
+/**
+ * The host address isolated apps are published on: a loopback address of its own (Linux routes all
+ * of 127.0.0.0/8 to `lo`, no setup needed), never the dashboard's host name or address, so that no
+ * cookie of the dashboard's site (`localhost`, 127.0.0.1) is ever shared with an app's page. The
+ * server refuses to serve the dashboard and API on it (a server bound to 0.0.0.0 is reachable there).
+ */
+export const APPS_ADDRESS = '127.77.0.1';
+
+/** Is `address` (a socket's local address, maybe IPv4-mapped) the apps' address? */
+export function isAppsAddress(address: string | undefined): boolean {
+  return address === APPS_ADDRESS || address === `::ffff:${APPS_ADDRESS}`;
+}
+
 export interface NetworkTools {
   ip: string;
   pasta: string;
@@ -58,14 +73,29 @@ export async function deleteNetns(tools: NetworkTools, name: string): Promise<vo
   await run(tools.ip, ['netns', 'delete', name]).catch(() => {});
 }
 
-/** What a sandbox's pasta forwards, e.g. "out:54330 in:41234" (`in` only while an app runs). */
+/** The inbound part of a helper's spec: the host address and port it publishes, e.g. "in:127.77.0.1/41234". */
+export function inboundSpec(port: number): string {
+  return `in:${APPS_ADDRESS}/${port}`;
+}
+
+/**
+ * What a sandbox's pasta forwards, e.g. "out:54330 in:127.77.0.1/41234" (`in` only while an app
+ * runs). A helper recorded by an earlier version says "in:41234" (published on 127.0.0.1): its spec
+ * differs, so it is replaced.
+ */
 export function networkSpec(outbound: number[], inbound: number | undefined): string {
-  return `out:${outbound.join(',')}${inbound === undefined ? '' : ` in:${inbound}`}`;
+  return `out:${outbound.join(',')}${inbound === undefined ? '' : ` ${inboundSpec(inbound)}`}`;
+}
+
+/** The app port a helper's spec forwards (either format), or undefined. */
+export function inboundPortOf(spec: string): number | undefined {
+  const port = /\bin:(?:[\d.]+\/)?(\d+)$/.exec(spec)?.[1];
+  return port === undefined ? undefined : Number(port);
 }
 
 /**
  * Start pasta on the namespace: `outbound` ports of the host's loopback reachable from inside (at the
- * same address), and `inbound` forwarding host 127.0.0.1:<port> to the same port inside.
+ * same address), and `inbound` forwarding host APPS_ADDRESS:<port> to the same port inside.
  */
 export async function startPasta(
   tools: NetworkTools,
@@ -85,7 +115,7 @@ export async function startPasta(
       // Sandboxes cannot send ICMP anyway (no raw sockets, ping_group_range closed): 2 MB less.
       '--no-icmp',
       '-t',
-      opts.inbound === undefined ? 'none' : `127.0.0.1/${opts.inbound}:${opts.inbound}`,
+      opts.inbound === undefined ? 'none' : `${APPS_ADDRESS}/${opts.inbound}:${opts.inbound}`,
       '-T',
       opts.outbound.length > 0 ? opts.outbound.join(',') : 'none',
       '-u',

@@ -44,8 +44,11 @@ import {
 } from './layout';
 import { LogFollower, LogWriter, OutputBudget, type OutputRate, trimLog } from './logs';
 import {
+  APPS_ADDRESS,
   databasePorts,
   deleteNetns,
+  inboundPortOf,
+  inboundSpec,
   listenWatch,
   netnsPath,
   networkSpec,
@@ -195,8 +198,12 @@ export class LocalSandbox implements Sandbox {
     }
   }
 
+  /**
+   * Where this server reaches the app's port: isolated, APPS_ADDRESS (where pasta publishes it, never
+   * the dashboard's address); unisolated, 127.0.0.1 (the app binds where it likes).
+   */
   getHost(port: number): string {
-    return `127.0.0.1:${port}`;
+    return `${this.iso ? APPS_ADDRESS : '127.0.0.1'}:${port}`;
   }
 
   /**
@@ -466,7 +473,7 @@ export class LocalSandbox implements Sandbox {
     }
 
     const app: RunningApp = {
-      handle: { port: opts.port, internalUrl: `http://127.0.0.1:${opts.port}`, pid },
+      handle: { port: opts.port, internalUrl: `http://${this.getHost(opts.port)}`, pid },
       exited: false,
       stopping: false,
       ended: Promise.resolve(),
@@ -533,7 +540,7 @@ export class LocalSandbox implements Sandbox {
     const helper = record.isolation?.outbound;
     if (
       this.iso &&
-      !(helper && isRunning(helper) && helper.spec.endsWith(` in:${recorded.port}`)) &&
+      !(helper && isRunning(helper) && helper.spec.endsWith(` ${inboundSpec(recorded.port)}`)) &&
       Date.now() - this.state.networkRestoredAt > NETWORK_RESTORE_MS
     ) {
       const ports = (/^out:([\d,]*)/.exec(helper?.spec ?? '')?.[1] ?? '').split(',').filter(Boolean);
@@ -541,7 +548,7 @@ export class LocalSandbox implements Sandbox {
         this.state.networkRestoredAt = Date.now(); // failed: not again for a while
       });
     }
-    return { port: recorded.port, internalUrl: `http://127.0.0.1:${recorded.port}`, pid: recorded.pid };
+    return { port: recorded.port, internalUrl: `http://${this.getHost(recorded.port)}`, pid: recorded.pid };
   }
 
   async followApp(opts: Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>): Promise<boolean> {
@@ -870,8 +877,7 @@ export class LocalSandbox implements Sandbox {
       const record = readRecord(this.paths.root)?.isolation;
       const current = record?.outbound;
       const running = current && isRunning(current) ? current : null;
-      const kept = running ? /\bin:(\d+)$/.exec(running.spec)?.[1] : undefined;
-      const port = inbound ?? (kept !== undefined ? Number(kept) : undefined);
+      const port = inbound ?? (running ? inboundPortOf(running.spec) : undefined);
       if (running && running.spec === networkSpec(ports, port)) return;
       await stopPasta(current);
       // An inbound helper recorded by an earlier version would hold the port.
@@ -896,7 +902,7 @@ export class LocalSandbox implements Sandbox {
       const record = readRecord(this.paths.root)?.isolation;
       await stopPasta(record?.inbound);
       const current = record?.outbound;
-      const forwards = current ? /\bin:\d+$/.test(current.spec) : false;
+      const forwards = current ? inboundPortOf(current.spec) !== undefined : false;
       if (forwards && this.state.commands.size === 0) {
         await stopPasta(current);
         this.updateIsolation({ outbound: null, inbound: null });
