@@ -90,15 +90,21 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       );
     },
     /** For the HTTP server's 'upgrade' event (websockets). */
-    async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer) {
+    upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+      // Node takes its own error listener off a socket it hands to 'upgrade': without this one, a
+      // client that resets the connection mid-handshake is an uncaught exception, the end of the process.
+      socket.on('error', () => socket.destroy());
       const route = routeOf(req.headers.host);
-      const target = route ? await resolve(route) : null;
-      if (!target) {
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-        return;
-      }
-      dropUntrustedForwarding(req);
-      proxy.ws(req, socket, head, { target });
+      void (async () => {
+        const target = route ? await resolve(route) : null;
+        if (socket.destroyed) return; // the client left during the lookup
+        if (!target) {
+          socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+          return;
+        }
+        dropUntrustedForwarding(req);
+        proxy.ws(req, socket, head, { target });
+      })().catch(() => socket.destroy());
     },
     close: () => proxy.close(),
   };

@@ -80,7 +80,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;
-    server.on('upgrade', (req, socket, head) => void proxy.upgrade(req, socket, head));
+    server.on('upgrade', proxy.upgrade);
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', (err: NodeJS.ErrnoException) =>
