@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { projectKeyOfHost } from '@coderunner/api';
-import httpProxy from 'http-proxy';
+import { createProxyServer } from 'http-proxy-3';
 import proxyAddr from 'proxy-addr';
 
 const DEPLOYMENT_HOST = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\./i;
@@ -59,7 +59,8 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
     (route.kind === 'deployment' ? routes.deployment(route.name) : routes.project(route.name)).catch(
       () => null,
     );
-  const proxy = httpProxy.createProxyServer({ xfwd: true, ws: true, proxyTimeout: 60_000 });
+  // http-proxy-3: the maintained rewrite of http-proxy (no release since 2020), same API; its 2.x needs Node 22.
+  const proxy = createProxyServer({ xfwd: true, ws: true, proxyTimeout: 60_000 });
   proxy.on('error', (_err, _req, res) => {
     if ('writeHead' in res && !res.headersSent) {
       res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' });
