@@ -69,6 +69,11 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       res.destroy();
     }
   });
+  // A client that leaves before the app has accepted its upgrade: abort the request to the app, or the
+  // app's side of the websocket would be connected to a closed socket and stay open.
+  proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
+    socket.once('close', () => proxyReq.destroy());
+  });
   const notRunning = (res: http.ServerResponse, route: { kind: string; name: string }) => {
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '5' });
     res.end(

@@ -166,3 +166,59 @@ describe('websockets through the app proxy', () => {
     expect(received).toContain('"upgrade":"websocket"'); // the app's body: the headers it saw
   });
 });
+
+describe('a websocket client that leaves while the app is accepting it', () => {
+  it('leaves no connection to the app open', async () => {
+    // The app takes its time to accept; each client leaves (RST or FIN) as soon as the app has its request.
+    const leaveNow: (() => void)[] = [];
+    const open = new Set<net.Socket>();
+    const slowApp = http.createServer();
+    slowApp.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
+      socket.on('error', () => socket.destroy());
+      leaveNow.shift()?.();
+      const accept = crypto
+        .createHash('sha1')
+        .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      setTimeout(() => {
+        socket.write(
+          'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+            `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+        );
+        socket.pipe(socket);
+      }, 100);
+    });
+    const slowTarget = `http://127.0.0.1:${await listen(slowApp)}`;
+    const proxy = createAppProxy({ deployment: async () => slowTarget, project: async () => null });
+    const front = http.createServer();
+    front.on('upgrade', proxy.upgrade);
+    const port = await listen(front);
+    try {
+      for (let i = 0; i < 10; i++) {
+        await new Promise<void>((resolve) => {
+          const socket = net.connect(port, '127.0.0.1', () =>
+            socket.write(
+              `GET / HTTP/1.1\r\nHost: ${ID}.localhost:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+            ),
+          );
+          leaveNow.push(() => (i % 2 ? socket.resetAndDestroy() : socket.destroy()));
+          socket.on('error', () => {});
+          socket.on('close', () => resolve());
+        });
+      }
+      for (const deadline = Date.now() + 10_000; open.size > 0 && Date.now() < deadline; )
+        await new Promise((r) => setTimeout(r, 100));
+      expect(open.size, 'connections still open between the proxy and the app').toBe(0);
+    } finally {
+      for (const socket of open) socket.destroy();
+      proxy.close();
+      for (const server of [front, slowApp]) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    }
+  });
+});
