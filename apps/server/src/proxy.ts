@@ -74,6 +74,8 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
   proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
     socket.once('close', () => proxyReq.destroy());
   });
+  // Upgraded sockets are no longer the HTTP server's connections: closeAllConnections() leaves them be.
+  const upgraded = new Set<Duplex>();
   const notRunning = (res: http.ServerResponse, route: { kind: string; name: string }) => {
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '5' });
     res.end(
@@ -100,6 +102,8 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       // Node takes its own error listener off a socket it hands to 'upgrade': without this one, a
       // client that resets the connection mid-handshake is an uncaught exception, the end of the process.
       socket.on('error', () => socket.destroy());
+      upgraded.add(socket);
+      socket.once('close', () => upgraded.delete(socket));
       const route = routeOf(req.headers.host);
       void (async () => {
         const target = route ? await resolve(route) : null;
@@ -112,6 +116,10 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
         proxy.ws(req, socket, head, { target });
       })().catch(() => socket.destroy());
     },
-    close: () => proxy.close(),
+    /** Ends the websockets it passes (which never end by themselves, and would hold a server's close). */
+    close(): void {
+      for (const socket of upgraded) socket.destroy();
+      proxy.close();
+    },
   };
 }

@@ -101,7 +101,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       closing ??= (async () => {
         const drained = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        const force = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
+        const force = setTimeout(() => {
+          server.closeAllConnections();
+          proxy.close(); // websockets, which closeAllConnections leaves open
+        }, config.SHUTDOWN_TIMEOUT_MS);
         await drained;
         clearTimeout(force);
         proxy.close();

@@ -1,9 +1,10 @@
 /**
- * Websocket upgrades whose clients vanish mid-handshake, against the server as a child process (the
- * way `pnpm start` runs it): a reset (RST) or a close (FIN) at every stage of the handshake, for every
- * kind of host the server answers upgrades on (its own, a deployment's URL, a project's URL), in
- * front of an app that speaks websockets and one that does not. Afterwards the process is still
- * serving, logged no crash and no error, and no connection to the app outlived its client.
+ * Websocket upgrades against the server as a child process (the way `pnpm start` runs it), in front
+ * of an app that speaks websockets and one that does not. Clients that vanish mid-handshake: a reset
+ * (RST) or a close (FIN) at every stage of the handshake, for every kind of host the server answers
+ * upgrades on (its own, a deployment's URL, a project's URL); afterwards the process is still
+ * serving, logged no crash and no error, and no connection to the app outlived its client. Then a
+ * shutdown with a websocket open.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -81,6 +82,9 @@ beforeAll(async () => {
       DATABASE_URL: db.url,
       CODERUNNER_DATA_DIR: dataDir,
       CODERUNNER_AUTH_SECRET: 'vanishing-test-secret-vanishing-test-secret',
+      SHUTDOWN_TIMEOUT_MS: '2000',
+      // A busy machine starts apps slowly.
+      CODERUNNER_START_TIMEOUT_S: '120',
     },
   });
   const anon = createClient({ url: server.trpc });
@@ -89,7 +93,7 @@ beforeAll(async () => {
     password: 'vanishing password',
   });
   // Two apps running at once: more than the free plan's one.
-  await User.update({ planType: 'team' }, { where: { id: user.id } });
+  await User.update({ planType: 'personal' }, { where: { id: user.id } });
   client = createClient({ url: server.trpc, token });
   const plain = await deployProject('plain', versionedApp('plain'));
   const sockets = await deployProject('sockets', websocketApp());
@@ -149,8 +153,14 @@ function vanish(
   });
 }
 
-/** A whole websocket handshake and one echoed message through the proxy: the status line and the echo. */
-function handshake(port: number, host: string): Promise<{ status: string; echo: string }> {
+/**
+ * A whole websocket handshake and one echoed message through the proxy: the status line, the echo,
+ * and the socket, left open.
+ */
+function handshake(
+  port: number,
+  host: string,
+): Promise<{ status: string; echo: string; socket: net.Socket }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let received = '';
@@ -170,8 +180,8 @@ function handshake(port: number, host: string): Promise<{ status: string; echo: 
       const echo = received.slice(end + 4);
       if (echo.length >= 4) {
         clearTimeout(timer);
-        socket.destroy();
-        resolve({ status: received.slice(0, received.indexOf('\r\n')), echo });
+        socket.removeAllListeners('data');
+        resolve({ status: received.slice(0, received.indexOf('\r\n')), echo, socket });
       }
     });
   });
@@ -199,10 +209,9 @@ describe('websocket upgrades whose clients vanish mid-handshake', () => {
     expect(server.exited(), `the server died:\n${server.output().slice(-3000)}`).toBe(false);
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     expect(await getViaProxy(`http://${hosts.plainProject}/`)).toEqual({ status: 200, body: 'plain' });
-    expect(await handshake(server.port, hosts.socketsProject)).toEqual({
-      status: 'HTTP/1.1 101 Switching Protocols',
-      echo: 'ping',
-    });
+    const live = await handshake(server.port, hosts.socketsProject);
+    live.socket.destroy();
+    expect(live).toMatchObject({ status: 'HTTP/1.1 101 Switching Protocols', echo: 'ping' });
     // Each connection the proxy opened to the app ends with its client.
     let open = '';
     for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
@@ -214,4 +223,21 @@ describe('websocket upgrades whose clients vanish mid-handshake', () => {
     expect(server.output()).not.toMatch(/crashed/);
     expect(server.errorLines()).toEqual([]);
   }, 180_000);
+});
+
+describe('a shutdown with a websocket open through the proxy', () => {
+  it('ends the websocket after SHUTDOWN_TIMEOUT_MS and exits cleanly', async () => {
+    const live = await handshake(server.port, hosts.socketsDeployment);
+    expect(live.status).toBe('HTTP/1.1 101 Switching Protocols');
+    const closed = new Promise<void>((resolve) => live.socket.once('close', () => resolve()));
+    live.socket.on('error', () => {});
+    server.child.kill('SIGTERM');
+    // SHUTDOWN_TIMEOUT_MS is 2 s here; much longer means it waits for the websocket to end by itself.
+    const exit = await Promise.race([
+      server.waitExit(),
+      new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000)),
+    ]);
+    expect(exit, server.output().slice(-2000)).toEqual({ code: 0, signal: null });
+    await closed;
+  }, 60_000);
 });
