@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { projectKeyOfHost } from '@coderunner/api';
-import httpProxy from 'http-proxy';
+import { createProxyServer } from 'http-proxy-3';
 import proxyAddr from 'proxy-addr';
 import { dropSessionSetCookie, stripSessionCookie } from './proxy-cookies';
 
@@ -60,7 +60,8 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
     (route.kind === 'deployment' ? routes.deployment(route.name) : routes.project(route.name)).catch(
       () => null,
     );
-  const proxy = httpProxy.createProxyServer({ xfwd: true, ws: true, proxyTimeout: 60_000 });
+  // http-proxy-3: the maintained rewrite of http-proxy (no release since 2020), same API; its 2.x needs Node 22.
+  const proxy = createProxyServer({ xfwd: true, ws: true, proxyTimeout: 60_000 });
   // The dashboard's session cookie never reaches an app, nor is set by one (proxy-cookies.ts).
   proxy.on('proxyRes', (proxyRes) => dropSessionSetCookie(proxyRes.headers));
   proxy.on('proxyReqWs', (proxyReq) => {
@@ -77,6 +78,13 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       res.destroy();
     }
   });
+  // A client that leaves before the app has accepted its upgrade: abort the request to the app, or the
+  // app's side of the websocket would be connected to a closed socket and stay open.
+  proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
+    socket.once('close', () => proxyReq.destroy());
+  });
+  // Upgraded sockets are no longer the HTTP server's connections: closeAllConnections() leaves them be.
+  const upgraded = new Set<Duplex>();
   const notRunning = (res: http.ServerResponse, route: { kind: string; name: string }) => {
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '5' });
     res.end(
@@ -95,22 +103,35 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       }
       dropUntrustedForwarding(req);
       stripSessionCookie(req);
-      void resolve(route).then((target) =>
-        target ? proxy.web(req, res, { target }) : notRunning(res, route),
-      );
+      resolve(route)
+        .then((target) => (target ? proxy.web(req, res, { target }) : notRunning(res, route)))
+        // Never an unhandled rejection (the end of the process): whatever failed, this request ends.
+        .catch(() => res.destroy());
     },
     /** For the HTTP server's 'upgrade' event (websockets). */
-    async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer) {
+    upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+      // Node takes its own error listener off a socket it hands to 'upgrade': without this one, a
+      // client that resets the connection mid-handshake is an uncaught exception, the end of the process.
+      socket.on('error', () => socket.destroy());
+      upgraded.add(socket);
+      socket.once('close', () => upgraded.delete(socket));
       const route = routeOf(req.headers.host);
-      const target = route ? await resolve(route) : null;
-      if (!target) {
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-        return;
-      }
-      dropUntrustedForwarding(req);
-      stripSessionCookie(req);
-      proxy.ws(req, socket, head, { target });
+      void (async () => {
+        const target = route ? await resolve(route) : null;
+        if (socket.destroyed) return; // the client left during the lookup
+        if (!target) {
+          socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+          return;
+        }
+        dropUntrustedForwarding(req);
+        stripSessionCookie(req);
+        proxy.ws(req, socket, head, { target });
+      })().catch(() => socket.destroy());
     },
-    close: () => proxy.close(),
+    /** Ends the websockets it passes (which never end by themselves, and would hold a server's close). */
+    close(): void {
+      for (const socket of upgraded) socket.destroy();
+      proxy.close();
+    },
   };
 }

@@ -86,7 +86,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     });
     const server = app.listen(config.PORT, config.HOST);
     httpServer = server;
-    server.on('upgrade', (req, socket, head) => void proxy.upgrade(req, socket, head));
+    server.on('upgrade', proxy.upgrade);
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', (err: NodeJS.ErrnoException) =>
@@ -107,7 +107,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       closing ??= (async () => {
         const drained = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        const force = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
+        const force = setTimeout(() => {
+          server.closeAllConnections();
+          proxy.close(); // websockets, which closeAllConnections leaves open
+        }, config.SHUTDOWN_TIMEOUT_MS);
         await drained;
         clearTimeout(force);
         proxy.close();
