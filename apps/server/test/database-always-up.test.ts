@@ -10,15 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@coderunner/api/client';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
+import { createLocalProvider } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  appFolder,
-  curl,
-  deployFolder,
-  logText,
-  processesOfSandbox,
-  waitForStatus,
-} from './fixtures/deploy-helpers';
+import { appFolder, curl, deployFolder, logText, waitForStatus } from './fixtures/deploy-helpers';
 import { NOTES_APP } from './fixtures/notes-app';
 
 const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.ts');
@@ -33,7 +27,6 @@ let dataDir: string;
 let port: number;
 let appsPort: number;
 const children: { child: ChildProcess; output: () => string }[] = [];
-const appSandboxes: string[] = [];
 
 function startServerProcess(): Promise<{ child: ChildProcess; output: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', main], {
@@ -120,16 +113,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const { child } of children) await stop(child, 'SIGKILL');
-  // Apps outlive their server by design, and so does an orphaned cluster: end what this test left.
-  for (const sandbox of appSandboxes) {
-    for (const pid of processesOfSandbox(sandbox)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  }
+  // Apps outlive their server by design, and so does an orphaned cluster: end what this test left
+  // (every sandbox in the data folder, with its network helper, even when the test failed early).
+  const provider = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
+  for (const s of await provider.list().catch(() => [])) await provider.kill(s.id).catch(() => false);
   try {
     process.kill(postmasterPid(), 'SIGINT');
   } catch {
@@ -173,10 +160,6 @@ async function alwaysUp(): Promise<void> {
     const d = await deployFolder(client, project.id, appFolder(NOTES_APP), { database: 'postgres' });
     const running = await waitForStatus(client, d.id, ['RUNNING', 'FAILED'], 300_000);
     expect(running.status, await logText(client, d.id)).toBe('RUNNING');
-    const [[row]] = (await db.sequelize.query('SELECT app_sandbox_id AS s FROM deployments WHERE id = :id', {
-      replacements: { id: d.id },
-    })) as [{ s: string }[], unknown];
-    appSandboxes.push(row!.s);
     const app = running.publicUrl!;
     const five = 'notes=5 a,b,c,d,e';
     expect((await curl(`${app}seed`, 60)).body).toBe('seeded 5'); // once: a retry would add five more
