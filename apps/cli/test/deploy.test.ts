@@ -461,6 +461,37 @@ describe('db credentials', () => {
   });
 });
 
+describe("the project's database", () => {
+  it('a rollback says the data stays; db reset asks first (exit 2 without a terminal), then empties it with --yes', async () => {
+    expect((await cli(['projects', 'create', 'data'])).code).toBe(0);
+    const r = await cli([
+      'deploy',
+      appFolder(MANIFEST_APP),
+      '--project',
+      'data',
+      '--database',
+      'postgres',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const { deployment } = r.json();
+
+    const back = await cli(['rollback', deployment.id.slice(0, 8), '--detach']);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stderr).toContain("the project's database keeps today's data (it is not rolled back)");
+
+    const refused = await cli(['db', 'reset', 'data']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(
+      /^error: not resetting the database of project "data" without confirmation: .*--yes\n$/,
+    );
+
+    const reset = await cli(['db', 'reset', 'data', '--yes', '--json']);
+    expect(reset.code, reset.stderr).toBe(0);
+    expect(reset.json()).toMatchObject({ reset: true });
+  });
+});
+
 describe('open --browser on a terminal', () => {
   it('runs xdg-open with the URL; a missing xdg-open is only a warning', async () => {
     const r = await cli(['deploy', appFolder(MANIFEST_APP), '--project', 'other', '--json']);

@@ -150,7 +150,8 @@ describe('a deployment with its own database', () => {
     expect(stale.data.code).toBe('PRECONDITION_FAILED');
     expect(stale.message).toMatch(/k2/);
 
-    // Destroy drops the role and the database (checked in the apps cluster's catalog).
+    // Destroying the project's only deployment keeps its database for the next one; deleting the
+    // project drops the role and the database (checked in the apps cluster's catalog).
     await client.deployments.destroy.mutate({ id: d.id });
     const superPw = fs.readFileSync(path.join(dataDir, 'apps-pg', 'pg-superuser-password'), 'utf8').trim();
     const admin = new pg.Client({
@@ -162,10 +163,14 @@ describe('a deployment with its own database', () => {
     });
     admin.on('error', () => {});
     await admin.connect();
+    const left = async () => [
+      (await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [creds.user])).rowCount,
+      (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [creds.database])).rowCount,
+    ];
     try {
-      const roles = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [creds.user]);
-      const dbs = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [creds.database]);
-      expect([roles.rowCount, dbs.rowCount]).toEqual([0, 0]);
+      expect(await left()).toEqual([1, 1]);
+      await client.projects.delete.mutate({ id: projectId });
+      expect(await left()).toEqual([0, 0]);
     } finally {
       await admin.end();
     }

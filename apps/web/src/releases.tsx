@@ -1,19 +1,20 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useTRPC } from './api';
 import { navigate } from './router';
-import { ErrorMessage } from './ui';
+import { ConfirmButton, ErrorMessage } from './ui';
 
 /**
  * "Roll back to this" (a new deployment of this one's stored source and the environment it ran
  * with; offered unless the project URL serves it already) and "Redeploy" (its source, the project's
- * variables now). Both need the stored source, which destroying a deployment removes. On success the
+ * variables now). Both need the stored source, which destroying a deployment removes. A rollback asks
+ * first, and says that the project's database keeps today's data. On success the
  * new deployment's page opens (its live status and logs); a refusal shows the server's message.
  */
 export function ReleaseActions({
   deployment,
   redeployLabel = 'Redeploy',
 }: {
-  deployment: { id: string; status: string; current: boolean };
+  deployment: { id: string; status: string; current: boolean; hasDatabase?: boolean };
   redeployLabel?: string;
 }) {
   const trpc = useTRPC();
@@ -33,9 +34,17 @@ export function ReleaseActions({
   return (
     <>
       {!deployment.current && (
-        <button type="button" disabled={busy} onClick={() => rollback.mutate({ id })}>
-          {rollback.isPending ? 'Rolling back…' : 'Roll back to this'}
-        </button>
+        <ConfirmButton
+          label="Roll back to this"
+          confirmLabel="Roll back"
+          question={
+            deployment.hasDatabase
+              ? "Roll back to this deployment's code? The project's database is not rolled back: it keeps today's data."
+              : "Roll back to this deployment's code and the variables it ran with?"
+          }
+          pending={busy}
+          onConfirm={() => rollback.mutate({ id })}
+        />
       )}
       <button type="button" disabled={busy} onClick={() => redeploy.mutate({ id })}>
         {redeploy.isPending ? 'Redeploying…' : redeployLabel}

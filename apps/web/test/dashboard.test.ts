@@ -427,6 +427,11 @@ describe('releases and environment variables, from the project page', () => {
 
     await backToProject();
     await row(ids.v1).getByRole('button', { name: 'Roll back to this' }).click();
+    // Asked first; this app has no database, so nothing is said about one.
+    await row(ids.v1)
+      .getByText("Roll back to this deployment's code and the variables it ran with?")
+      .waitFor();
+    await row(ids.v1).getByRole('button', { name: 'Roll back', exact: true }).click();
     await page.waitForURL(
       (u) => /\/deployments\/[0-9a-f-]{36}$/.test(u.pathname) && !u.pathname.endsWith(ids.v1),
     );

@@ -65,7 +65,7 @@ export interface DeploymentDto {
   runtimeType: string | null;
   /** The app's public URL; set when it first ran, never changed or reused afterwards. */
   publicUrl: string | null;
-  /** Whether the deployment has its own database (credentials only via deployments.databaseCredentials). */
+  /** Whether the deployment uses the project's database (credentials only via deployments.databaseCredentials). */
   hasDatabase: boolean;
   /** Whether the project URL serves this deployment now (its project's newest RUNNING one). */
   current: boolean;
@@ -80,6 +80,7 @@ export function toDeploymentDto(d: {
   runtimeType: string | null;
   publicUrl: string | null;
   dbSandboxId: string | null;
+  dbConnectionInfo: Record<string, unknown> | null;
   current?: boolean;
   createdAt: Date;
   updatedAt: Date;
@@ -90,7 +91,8 @@ export function toDeploymentDto(d: {
     status: d.status,
     runtimeType: d.runtimeType,
     publicUrl: d.publicUrl,
-    hasDatabase: d.dbSandboxId !== null,
+    // The project's database's holder, or a deployment that was handed it on and keeps its credentials.
+    hasDatabase: d.dbConnectionInfo !== null,
     current: d.current === true,
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,

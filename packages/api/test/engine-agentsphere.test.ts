@@ -145,4 +145,16 @@ describe('the engine on AgentSphere (fake)', () => {
     await engine.reconcile();
     expect(fake.callsTo('DELETE', new RegExp(`/sandboxes/${orphan.id}`)).length).toBeGreaterThan(0);
   });
+
+  it("destroying the deployment that created the project's database leaves its database sandbox running", async () => {
+    const id = await queue();
+    const d = await settle(id);
+    // A database sandbox carries the id of the deployment that created it, but is the project's.
+    const database = await provider.create({ metadata: { deploymentId: id, projectId, role: 'db' } });
+    await engine.destroyDeployment(d.get({ plain: true }) as never);
+    expect(fake.callsTo('DELETE', new RegExp(`/sandboxes/${d.appSandboxId}`)).length).toBeGreaterThan(0);
+    expect(fake.callsTo('DELETE', new RegExp(`/sandboxes/${database.id}`))).toHaveLength(0);
+    expect((await provider.list({ metadata: { deploymentId: id } })).map((s) => s.id)).toContain(database.id);
+    await provider.kill(database.id);
+  });
 });

@@ -2,13 +2,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+/**
+ * Whether `pid` runs. A zombie does not: a postmaster killed after its starter died is reparented to
+ * whatever reaps orphans here, and until that reaps it, signal 0 still reaches it.
+ */
 export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+  return statFields(pid)?.[0] !== 'Z';
 }
 
 /** Fields of `/proc/<pid>/stat` after the command name (field 3 is index 0). */

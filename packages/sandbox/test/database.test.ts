@@ -234,6 +234,31 @@ describe(`local app databases (${embedded ? 'embedded PostgreSQL, scram' : 'DATA
     await provisioner.destroy(randomUUID()); // never provisioned
   });
 
+  it('reset empties the database and keeps its credentials; destroyDatabase drops it by its sandbox id', async () => {
+    const info = await provision();
+    const { url, database } = info.connectionInfo;
+    await withClient({ connectionString: url }, async (c) => {
+      await c.query('CREATE TABLE notes (text text)');
+      await c.query("INSERT INTO notes VALUES ('a'), ('b')");
+    });
+    await provisioner.reset(info.sandboxId);
+    const tables = await withClient({ connectionString: url }, (c) =>
+      c.query("SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'notes'"),
+    );
+    expect(tables.rows[0].n).toBe(0);
+    // Still closed to other roles.
+    const other = await provision();
+    const err = await connectError({
+      connectionString: other.connectionInfo.url.replace(/\/[^/]+$/, `/${database}`),
+    });
+    expect(err?.code).toBe('42501');
+
+    await provisioner.destroyDatabase(info.sandboxId);
+    expect(await roleAndDatabase(database)).toEqual({ roles: 0, databases: 0 });
+    await expect(provisioner.reset(info.sandboxId)).rejects.toThrow(/no longer exists/);
+    await expect(provisioner.reset('localdb-../x')).rejects.toThrow(/not the id of a database/);
+  });
+
   it.each<ProvisionStep>(['role-created', 'database-created', 'privileges-set', 'verified'])(
     'a failure after %s leaves neither role nor database behind',
     async (step) => {

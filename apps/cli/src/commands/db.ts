@@ -1,7 +1,13 @@
-/** `coderunner db credentials <deployment>`: the connection details of a deployment's own database. */
+/**
+ * `coderunner db credentials <deployment>`: the connection details of the project's database a
+ * deployment uses; `coderunner db reset <project>`: a new, empty database for the project.
+ */
 import type { Command } from 'commander';
 import { handler } from '../context';
-import { resolveDeployment } from '../resolve';
+import { CliError, UsageError } from '../errors';
+import { printable } from '../output';
+import { isInteractive, withPrompter } from '../prompt';
+import { resolveDeployment, resolveProject } from '../resolve';
 import { databaseCredentialsJson } from '../views';
 import { examples } from './help';
 
@@ -14,8 +20,10 @@ export function shellWord(value: string): string {
 export function registerDbCommands(program: Command): void {
   const db = program
     .command('db')
-    .description("a deployment's own database (deployed with --database postgres)");
-  examples(db, ['coderunner db credentials 3f0c2a1b']);
+    .description(
+      "a project's database (deployed with --database postgres): every release of the project uses the same one",
+    );
+  examples(db, ['coderunner db credentials 3f0c2a1b', 'coderunner db reset web']);
 
   examples(
     db
@@ -56,6 +64,52 @@ export function registerDbCommands(program: Command): void {
         return;
       }
       ctx.out.print(`${opts.export ? 'export ' : ''}DATABASE_URL=${shellWord(creds.url)}`);
+    }),
+  );
+
+  examples(
+    db
+      .command('reset')
+      .description(
+        "drop the project's database and give it a new, empty one (asks first unless --yes); the app the project URL serves is started again on it",
+      )
+      .argument('<project>', 'project name or id')
+      .option('-y, --yes', 'do not ask for confirmation (needed when there is no terminal)')
+      .addHelpText(
+        'after',
+        `
+Every row in the database is lost and cannot be brought back: there are no backups yet. The
+credentials (DATABASE_URL) stay the same. Deploys, redeploys and rollbacks never do this: they all
+keep the project's database as it is.`,
+      ),
+    ['coderunner db reset web', 'coderunner db reset web --yes --json'],
+  ).action(
+    handler<{ yes?: boolean }>(async (ctx, [ref], opts) => {
+      const client = ctx.client();
+      const project = await resolveProject(client, ref!);
+      if (!opts.yes) {
+        if (!isInteractive()) {
+          throw new UsageError(
+            `not resetting the database of project "${printable(project.name)}" without confirmation: there is no terminal to ask on, pass --yes`,
+          );
+        }
+        const ok = await withPrompter((p) =>
+          p.confirm(
+            `Drop every table and row in the database of project ${printable(project.name)} (${project.id})? There is no backup to restore`,
+          ),
+        );
+        if (!ok) throw new CliError('not reset');
+      }
+      const reset = await client.projects.resetDatabase.mutate({ id: project.id });
+      if (ctx.json) {
+        ctx.out.printJson(reset);
+        return;
+      }
+      ctx.out.print(`Reset the database of project ${printable(project.name)}: it is empty now`);
+      if (reset.restartedDeploymentId)
+        ctx.out.info(
+          `Deployment ${reset.restartedDeploymentId} is starting again on it; follow it with \`coderunner logs ${reset.restartedDeploymentId.slice(0, 8)} --follow\``,
+        );
     }),
   );
 }

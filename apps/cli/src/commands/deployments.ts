@@ -232,7 +232,9 @@ export function registerDeploymentCommands(program: Command): void {
             `not destroying deployment ${d.id} without confirmation: there is no terminal to ask on, pass --yes`,
           );
         }
-        const what = d.hasDatabase ? ', its database and everything in it' : '';
+        const what = d.hasDatabase
+          ? " (the project's database stays; `coderunner db reset` or deleting the project drops it)"
+          : '';
         const ok = await withPrompter((p) => p.confirm(`Destroy deployment ${d.id} (${d.status})${what}?`));
         if (!ok) throw new CliError('not destroyed');
       }
@@ -272,7 +274,8 @@ export function registerReleaseCommands(program: Command): void {
           `
 It creates a new deployment (the earlier one is not changed) and follows it like \`coderunner deploy\`:
 the old version keeps serving the project URL until the new one answers, and stops after a drain.
-Needs the earlier deployment's stored source: a destroyed deployment has none.`,
+Needs the earlier deployment's stored source: a destroyed deployment has none.
+The project's database is not rolled back: the new deployment uses it with today's data.`,
         ),
       [...kinds[kind].examples],
     ).action(
@@ -283,6 +286,10 @@ Needs the earlier deployment's stored source: a destroyed deployment has none.`,
           kind === 'rollback'
             ? await client.deployments.rollback.mutate({ id: earlier.id })
             : await client.deployments.redeploy.mutate({ id: earlier.id });
+        if (kind === 'rollback' && earlier.hasDatabase && !ctx.json)
+          ctx.out.info(
+            `Rolling back the code only: the project's database keeps today's data (it is not rolled back)`,
+          );
         await followRelease(ctx, client, created, { detach: opts.detach });
       }),
     );

@@ -114,7 +114,11 @@ export function DeploymentPage({ id }: { id: string }) {
           <ConfirmButton
             label="Destroy"
             confirmLabel="Destroy for good"
-            question="Destroy this deployment? The app, its URL and its database are removed for good."
+            question={
+              d.hasDatabase
+                ? "Destroy this deployment? The app and its URL are removed for good; the project's database stays for its other deployments (deleting the project drops it)."
+                : 'Destroy this deployment? The app and its URL are removed for good.'
+            }
             danger
             pending={destroy.isPending}
             onConfirm={() => destroy.mutate({ id })}

@@ -6,6 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@coderunner/sandbox';
+import * as deployments from '../tables/deployments';
+import * as projects from '../tables/projects';
 import { type EngineOptions, markFailed, systemLog } from './context';
 import { setFields, transition } from './lifecycle';
 import type { Releases } from './releases';
@@ -129,34 +131,64 @@ function environmentSnapshot(opts: EngineOptions, id: string): Record<string, st
   return env;
 }
 
-/** The database's variables for the app: an existing database (start after stop), a new one, or none. */
+/**
+ * The database's variables for the app. A project has one database, which every deployment of it
+ * that asks for one gets: the first creates it, each later one (deploy, redeploy, rollback, start)
+ * takes it over from the deployment that held it (db_sandbox_id moved onto its own row, the
+ * credentials sealed for it; the one before keeps its credentials while it drains). Decided with the project's row locked, so that two
+ * deployments of one project building at once cannot both create one.
+ */
 async function provisionDatabase(
   opts: EngineOptions,
   row: DeploymentRow,
   plan: BuildPlan,
 ): Promise<Record<string, string>> {
-  const { id } = row;
-  const wanted = opts.sources.readOptions(id).database === 'postgres' || plan.database === 'postgres';
-  if (!(row.dbSandboxId && row.dbConnectionInfo) && !wanted) return {};
+  const { id, projectId } = row;
+  const { sequelize } = opts;
+  const wanted =
+    opts.sources.readOptions(id).database === 'postgres' ||
+    plan.database === 'postgres' ||
+    row.dbSandboxId !== null ||
+    row.dbConnectionInfo !== null;
+  if (!wanted) return {};
   const hooks = opts.database;
   if (!hooks) throw new DeploymentFailure('this server has no database provider configured');
-  if (row.dbSandboxId && row.dbConnectionInfo) {
-    return hooks.envFor({ id, dbConnectionInfo: row.dbConnectionInfo });
-  }
-  systemLog(opts, id, 'provisioning a PostgreSQL database');
-  const db = await hooks.provision({ id, projectId: row.projectId }).catch((err: Error) => {
-    throw new DeploymentFailure(`cannot provision the database: ${err.message}`);
+  return sequelize.transaction(async (transaction) => {
+    if (!(await projects.lock(sequelize, projectId, transaction))) throw new LostRace();
+    const held = await deployments.projectDatabase(sequelize, projectId, transaction);
+    if (held?.id === id) return hooks.envFor({ id, dbConnectionInfo: held.dbConnectionInfo });
+    if (held) {
+      let sealed: Record<string, unknown>;
+      try {
+        sealed = hooks.handOver(held, id);
+      } catch (err) {
+        // SecretBoxError messages name key ids, never values.
+        throw new DeploymentFailure(
+          `cannot read the project's database credentials: ${(err as Error).message}`,
+        );
+      }
+      const move = { from: held.id, to: id, dbSandboxId: held.dbSandboxId, sealed };
+      if (!(await deployments.handOverDatabase(sequelize, move, ['PROVISIONING'], transaction)))
+        throw new LostRace();
+      systemLog(
+        opts,
+        id,
+        `using the project's database (until now with deployment ${held.id}): DATABASE_URL and PG* variables are set for the app`,
+      );
+      return hooks.envFor({ id, dbConnectionInfo: sealed });
+    }
+    systemLog(opts, id, "provisioning a PostgreSQL database (the project's, kept across releases)");
+    const db = await hooks.provision({ id, projectId }).catch((err: Error) => {
+      throw new DeploymentFailure(`cannot provision the database: ${err.message}`);
+    });
+    const fields = { dbSandboxId: db.dbSandboxId, dbConnectionInfo: db.sealed };
+    if (!(await setFields(sequelize, id, ['PROVISIONING'], fields, transaction))) {
+      await hooks.destroy({ id, dbSandboxId: db.dbSandboxId }).catch(() => {});
+      throw new LostRace();
+    }
+    systemLog(opts, id, 'database ready: DATABASE_URL and PG* variables are set for the app');
+    return db.env;
   });
-  const recorded = await setFields(opts.sequelize, id, ['PROVISIONING'], {
-    dbSandboxId: db.dbSandboxId,
-    dbConnectionInfo: db.sealed,
-  });
-  if (!recorded) {
-    await hooks.destroy({ id, dbSandboxId: db.dbSandboxId }).catch(() => {});
-    throw new LostRace();
-  }
-  systemLog(opts, id, 'database ready: DATABASE_URL and PG* variables are set for the app');
-  return db.env;
 }
 
 async function installAndBuild(

@@ -21,7 +21,15 @@ export interface DatabaseHooks {
   }>;
   /** The app's env for an existing database (start after stop, restore). */
   envFor(d: { id: string; dbConnectionInfo: Record<string, unknown> }): Promise<Record<string, string>>;
+  /** The connection info of `from` (a deployment's sealed box), sealed for deployment `to` instead. */
+  handOver(
+    from: { id: string; dbConnectionInfo: Record<string, unknown> },
+    to: string,
+  ): Record<string, unknown>;
+  /** Drops the database (`id`: a deployment holding it). */
   destroy(d: { id: string; dbSandboxId: string }): Promise<void>;
+  /** Empties the database: dropped and created again, its connection info unchanged. */
+  reset(d: { id: string; dbSandboxId: string; dbConnectionInfo: Record<string, unknown> }): Promise<void>;
 }
 
 /** The engine's settings and collaborators, shared read-only by its parts (worker, build, apps, reconciler). */

@@ -11,6 +11,8 @@ export interface DatabaseBackend {
     projectId: string;
   }): Promise<{ sandboxId: string; connectionInfo: ConnectionInfo }>;
   destroy(d: { id: string; dbSandboxId: string }): Promise<void>;
+  /** Drops the database and creates it again, empty, reachable with the same connection info. */
+  reset(d: { id: string; dbSandboxId: string; connectionInfo: ConnectionInfo }): Promise<void>;
 }
 
 /** The variables an app with a database receives. */
@@ -46,6 +48,16 @@ export function createDatabaseHooks(backend: DatabaseBackend, keyring: Keyring):
     async envFor(d) {
       return databaseEnv(openConnectionInfo(keyring, d.id, d.dbConnectionInfo));
     },
+    handOver(from, to) {
+      const info = openConnectionInfo(keyring, from.id, from.dbConnectionInfo);
+      return seal(keyring, info, to) as unknown as Record<string, unknown>;
+    },
     destroy: (d) => backend.destroy(d),
+    reset: (d) =>
+      backend.reset({
+        id: d.id,
+        dbSandboxId: d.dbSandboxId,
+        connectionInfo: openConnectionInfo(keyring, d.id, d.dbConnectionInfo),
+      }),
   };
 }

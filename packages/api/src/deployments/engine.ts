@@ -6,6 +6,8 @@
 import type { SandboxProvider } from '@coderunner/sandbox';
 import { LRUCache } from 'lru-cache';
 import { projectSlug } from '../project-url';
+import * as deployments from '../tables/deployments';
+import * as projects from '../tables/projects';
 import { type EngineOptions, systemLog } from './context';
 import { transition } from './lifecycle';
 import { Reconciler } from './reconciler';
@@ -119,25 +121,106 @@ export class DeploymentEngine {
     return true;
   }
 
-  /** Any → DESTROYED: sandboxes, database, stored source and log removed. Idempotent. */
+  /**
+   * Any → DESTROYED: sandboxes, stored source and log removed. Idempotent. The project's database is
+   * never dropped here (deleting the project does that; `db reset` empties it).
+   */
   async destroyDeployment(row: DeploymentRow): Promise<void> {
-    const { provider, database, sequelize } = this.opts;
+    const { provider, sequelize } = this.opts;
     const moved = await transition(
       sequelize,
       row.id,
       ['PENDING', 'PROVISIONING', 'BUILDING', 'RUNNING', 'STOPPED', 'FAILED'],
       'DESTROYED',
-      { appSandboxId: null, dbSandboxId: null, dbConnectionInfo: null },
+      { appSandboxId: null },
     );
     this.worker.abort(row.id);
     this.apps.forget(row.id);
     if (row.appSandboxId) await provider.kill(row.appSandboxId);
-    // A sandbox created but not yet recorded: found by its metadata.
+    // A sandbox created but not yet recorded: found by its metadata. A database sandbox carries the
+    // id of the deployment that created it, but belongs to the project: it stays.
     for (const s of await provider.list({ metadata: { deploymentId: row.id } }).catch(() => [])) {
-      await provider.kill(s.id);
+      if (s.metadata.role !== 'db') await provider.kill(s.id);
     }
-    if (row.dbSandboxId && database) await database.destroy({ id: row.id, dbSandboxId: row.dbSandboxId });
+    await this.releaseDatabase(row.id);
     this.opts.sources.remove(row.id);
     if (moved) await this.opts.logs.remove(row.id);
+  }
+
+  /**
+   * A destroyed deployment that holds the project's database keeps it (for the project's next
+   * deployment); one that was handed it on forgets the credentials it kept.
+   */
+  private async releaseDatabase(id: string): Promise<void> {
+    await deployments.forgetDatabaseCredentials(this.opts.sequelize, id);
+  }
+
+  /**
+   * Empties the project's database (dropped and created again; same connection info). The app the
+   * project URL serves stops first and is then built again from its source, so that it starts on the
+   * empty database instead of failing on connections cut under it. Null: the project has no database.
+   */
+  async resetProjectDatabase(projectId: string): Promise<{ restarted: string | null } | null> {
+    const { sequelize, database, provider } = this.opts;
+    let requeued: DeploymentRow | null = null;
+    try {
+      return await sequelize.transaction(async (transaction) => {
+        // Builds of the project wait here (they take the project's database under this lock).
+        if (!(await projects.lock(sequelize, projectId, transaction))) return null;
+        const held = await deployments.projectDatabase(sequelize, projectId, transaction);
+        if (!held) return null;
+        if (!database) throw new Error('this server has no database provider configured');
+        const current = await deployments.currentOf(sequelize, projectId, transaction);
+        const app = current ? await deployments.runningApp(sequelize, current, transaction) : undefined;
+        if (current && (await deployments.usesDatabase(sequelize, current, transaction))) {
+          requeued = await transition(
+            sequelize,
+            current,
+            ['RUNNING'],
+            'PENDING',
+            { appSandboxId: null },
+            transaction,
+          );
+          this.apps.forget(current);
+          if (app?.app_sandbox_id) {
+            this.apps.expectExit(app.app_sandbox_id);
+            await provider.kill(app.app_sandbox_id).catch(() => false);
+          }
+        }
+        await database.reset(held);
+        if (requeued)
+          systemLog(
+            this.opts,
+            requeued.id,
+            "the project's database was reset; starting the app again on the empty database",
+          );
+        return { restarted: requeued ? (requeued as DeploymentRow).id : null };
+      });
+    } catch (err) {
+      // Its app is gone already: build it again rather than leave it RUNNING with nothing behind it.
+      if (requeued) {
+        const id = (requeued as DeploymentRow).id;
+        if (await transition(sequelize, id, ['RUNNING'], 'PENDING', { appSandboxId: null }).catch(() => null))
+          systemLog(this.opts, id, 'the app was stopped for a database reset that failed; starting it again');
+      }
+      throw err;
+    } finally {
+      this.worker.poke();
+    }
+  }
+
+  /**
+   * Drops every database the project's deployments hold (deleting the project). Each is dropped
+   * before the rows let go of it, so a failure leaves it recorded, and found again by the next try.
+   */
+  async dropProjectDatabases(projectId: string): Promise<void> {
+    const { sequelize, database } = this.opts;
+    const held = await deployments.databasesOfProject(sequelize, projectId);
+    if (!held.length) return;
+    if (!database) throw new Error('this server has no database provider configured');
+    for (const { id, dbSandboxId } of held) {
+      await database.destroy({ id, dbSandboxId });
+      await deployments.clearDatabaseOf(sequelize, projectId, dbSandboxId);
+    }
   }
 }

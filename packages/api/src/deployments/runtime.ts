@@ -18,9 +18,11 @@ import {
   findFreePort,
   type IsolationMode,
   isolationWarning,
+  LOCAL_DATABASE_SANDBOX_PREFIX,
   localDatabaseOptionsFromEnv,
   provisionAgentSphereDatabase,
   type ResourceLimits,
+  resetAgentSphereDatabase,
   type SandboxProvider,
   type UidRange,
 } from '@coderunner/sandbox';
@@ -138,10 +140,8 @@ function localSandboxes(
     tenantCpus: config.tenantCpus,
     // A deployment given a database reaches the apps' cluster (its own database there), and nothing
     // else on this machine; one without (whatever DATABASE_URL its owner set) reaches no port at all.
-    databasePorts: async (metadata) => {
-      const row = await deployments.databaseSandboxOf(sequelize, metadata.deploymentId);
-      return row?.db ? [appsDatabasePort] : [];
-    },
+    databasePorts: async (metadata) =>
+      (await deployments.usesDatabase(sequelize, metadata.deploymentId)) ? [appsDatabasePort] : [],
     limits: async (metadata) => {
       const row = await projects.ownerPlan(sequelize, metadata.projectId);
       const limits = config.planLimits ?? {};
@@ -155,12 +155,29 @@ function localSandboxes(
   const appsDatabases = createLocalDatabaseProvisioner({
     ...databaseOptions,
     log: (msg) => logger.debug({ msg }, 'app databases'),
+    onState: ({ state, mode, host, port, error }) => {
+      const fields = { appsDatabase: state, mode, address: `${host}:${port}` };
+      if (state === 'failed') logger.warn({ ...fields, error }, "the apps' database cluster cannot start");
+      else if (state === 'down') logger.warn(fields, "the apps' database cluster stopped; starting it again");
+      else logger.info(fields, "the apps' database cluster is up");
+    },
   });
   const databases: Databases = {
     provision: (d) => appsDatabases.provision(d.id),
-    destroy: (d) => appsDatabases.destroy(d.id),
-    // A shared cluster is checked (and warned about) at start; the embedded one starts on first use.
-    start: env.CODERUNNER_APPS_DATABASE_URL ? () => appsDatabases.start() : undefined,
+    // By the database's id: a project's database is named after the deployment that created it.
+    destroy: (d) => appsDatabases.destroyDatabase(d.dbSandboxId),
+    reset: (d) => appsDatabases.reset(d.dbSandboxId),
+    // A shared cluster is checked (and warned about) at start. The embedded one starts with the
+    // server, before apps are adopted or rebuilt, when a deployment holds a database on it (else
+    // on first use), and is supervised from then on, whichever process started it.
+    start: async () => {
+      if (
+        env.CODERUNNER_APPS_DATABASE_URL ||
+        (await deployments.anyLiveHoldsDatabase(sequelize, LOCAL_DATABASE_SANDBOX_PREFIX))
+      )
+        return appsDatabases.start();
+      return { warnings: [] };
+    },
     stop: () => appsDatabases.stop(),
   };
   return {
@@ -185,6 +202,7 @@ function agentSphereSandboxes(config: RuntimeConfig): Sandboxes {
     destroy: async (d) => {
       await provider.kill(d.dbSandboxId);
     },
+    reset: (d) => resetAgentSphereDatabase(provider, d.dbSandboxId, d.connectionInfo.database),
   };
   return {
     provider,

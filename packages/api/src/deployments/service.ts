@@ -184,6 +184,8 @@ export class DeploymentService {
     const { sequelize } = this.deps;
     for (;;) {
       for (const row of await deployments.liveOfProject(sequelize, projectId)) await this.destroy(row);
+      // The project's database outlives its deployments, not the project.
+      await this.engine.dropProjectDatabases(projectId);
       const outcome = await sequelize.transaction(async (transaction) => {
         if (!(await projects.lockOwned(sequelize, projectId, userId, transaction))) return 'gone';
         if ((await deployments.liveOfProject(sequelize, projectId, transaction)).length) return 'again';
@@ -191,6 +193,21 @@ export class DeploymentService {
       });
       if (outcome !== 'again') return outcome === 'deleted';
     }
+  }
+
+  /**
+   * Empties the project's database (a new, empty one with the same credentials); the deployment the
+   * project URL serves is built again on it. There is no backup to come back to.
+   */
+  async resetDatabase(projectId: string): Promise<{ restarted: string | null }> {
+    const done = await this.engine.resetProjectDatabase(projectId);
+    if (!done) {
+      throw new TRPCError({
+        code: 'PRECONDITION_FAILED',
+        message: 'this project has no database; deploy with --database postgres to give it one',
+      });
+    }
+    return done;
   }
 
   /** The user's project `projectId` (NOT_FOUND otherwise), with room in the user's quota. */

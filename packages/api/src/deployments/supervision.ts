@@ -11,6 +11,8 @@ export class AppSupervisor {
   private readonly apps = new Map<string, { internalUrl: string; sandboxId: string }>();
   /** Sandboxes of apps started by an earlier server process whose output this process follows. */
   private readonly followed = new Set<string>();
+  /** Sandboxes whose app this process is stopping on purpose. */
+  private readonly expected = new Set<string>();
 
   constructor(
     private readonly opts: EngineOptions,
@@ -43,6 +45,12 @@ export class AppSupervisor {
 
   forget(id: string): void {
     this.apps.delete(id);
+  }
+
+  /** The app in `sandboxId` is being stopped on purpose (in a transaction not committed yet): its exit is no failure. */
+  expectExit(sandboxId: string): void {
+    this.expected.add(sandboxId);
+    setTimeout(() => this.expected.delete(sandboxId), 60_000).unref();
   }
 
   isFollowed(sandboxId: string): boolean {
@@ -117,7 +125,7 @@ export class AppSupervisor {
     const current = this.apps.get(id);
     if (current && current.sandboxId !== sandboxId) return;
     this.apps.delete(id);
-    if (this.isBuilding(id)) return; // still starting: readiness reports it
+    if (this.isBuilding(id) || this.expected.has(sandboxId)) return; // still starting: readiness reports it
     const row = await deployments.statusAndApp(this.opts.sequelize, id);
     if (row?.status !== 'RUNNING' || row.app_sandbox_id !== sandboxId) return;
     systemLog(this.opts, id, `FAILED: the app ${how}`);

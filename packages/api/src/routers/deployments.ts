@@ -126,7 +126,8 @@ export const deploymentsRouter = router({
    */
   databaseCredentials: ownedDeploymentProcedure.query(({ ctx }) => {
     const { keyring } = services(ctx);
-    if (!ctx.deployment.dbSandboxId || !ctx.deployment.dbConnectionInfo) {
+    // A deployment that handed the database on keeps its credentials (its app still uses them).
+    if (!ctx.deployment.dbConnectionInfo) {
       throw new TRPCError({
         code: 'PRECONDITION_FAILED',
         message: "this deployment has no database; deploy with database: 'postgres' to get one",

@@ -122,6 +122,20 @@ export const projectsRouter = router({
       }),
     ),
 
+  /**
+   * Drops the project's database and gives it a new, empty one (same credentials); the deployment the
+   * project URL serves is built again on it. Irreversible: there are no backups yet.
+   */
+  resetDatabase: ownedProjectProcedure.mutation(
+    async ({ ctx }): Promise<{ id: string; reset: true; restartedDeploymentId: string | null }> => {
+      const service = ctx.deps.deployments;
+      if (!service)
+        throw new TRPCError({ code: 'PRECONDITION_FAILED', message: 'this server runs no deployments' });
+      const { restarted } = await service.resetDatabase(ctx.project.id);
+      return { id: ctx.project.id, reset: true, restartedDeploymentId: restarted };
+    },
+  ),
+
   delete: ownedProjectProcedure.mutation(async ({ ctx }): Promise<{ id: string; deleted: true }> => {
     const service = ctx.deps.deployments;
     const removed = service

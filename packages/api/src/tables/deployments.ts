@@ -112,13 +112,14 @@ export async function setFields(
   id: string,
   whileIn: readonly DeploymentStatus[],
   fields: TransitionFields,
+  transaction?: Transaction,
 ): Promise<boolean> {
   const sets = ['status = status'];
   const replacements: Record<string, unknown> = { id, whileIn };
   addSets(fields, sets, replacements);
   const [, count] = (await sequelize.query(
     `UPDATE deployments SET ${sets.join(', ')} WHERE id = :id AND status = ANY(ARRAY[:whileIn]::deployment_status[])`,
-    { replacements, type: QueryTypes.UPDATE },
+    { replacements, type: QueryTypes.UPDATE, transaction },
   )) as [unknown, number];
   return count === 1;
 }
@@ -279,11 +280,15 @@ export async function listOwned(
 }
 
 /** The deployment a project serves now (its newest RUNNING one), or null. */
-export async function currentOf(sequelize: Sequelize, projectId: string): Promise<string | null> {
+export async function currentOf(
+  sequelize: Sequelize,
+  projectId: string,
+  transaction?: Transaction,
+): Promise<string | null> {
   const [row] = await sequelize.query<{ id: string }>(
     `SELECT id FROM deployments WHERE project_id = :projectId AND status = 'RUNNING'
      ORDER BY created_at DESC, id DESC LIMIT 1`,
-    { type: QueryTypes.SELECT, replacements: { projectId } },
+    { type: QueryTypes.SELECT, replacements: { projectId }, transaction },
   );
   return row?.id ?? null;
 }
@@ -347,22 +352,11 @@ export async function statusAndAppOfAnyId(
 export async function runningApp(
   sequelize: Sequelize,
   id: string,
+  transaction?: Transaction,
 ): Promise<{ app_sandbox_id: string | null } | undefined> {
   const [row] = await sequelize.query<{ app_sandbox_id: string | null }>(
     `SELECT app_sandbox_id FROM deployments WHERE id = :id AND status = 'RUNNING'`,
-    { type: QueryTypes.SELECT, replacements: { id } },
-  );
-  return row;
-}
-
-/** Deployment `id`'s database sandbox (null: none; undefined: no such deployment). */
-export async function databaseSandboxOf(
-  sequelize: Sequelize,
-  id: string,
-): Promise<{ db: string | null } | undefined> {
-  const [row] = await sequelize.query<{ db: string | null }>(
-    'SELECT db_sandbox_id AS db FROM deployments WHERE id = :id',
-    { type: QueryTypes.SELECT, replacements: { id } },
+    { type: QueryTypes.SELECT, replacements: { id }, transaction },
   );
   return row;
 }
@@ -426,4 +420,116 @@ export async function runningWithCurrent(
     { type: QueryTypes.SELECT, replacements: { id } },
   );
   return row;
+}
+
+// ---- The project's database ----
+// A project has at most one database; the schema records it per deployment: db_sandbox_id (unique)
+// on the one deployment that holds it, and db_connection_info sealed for each deployment that uses
+// it. Each release moves db_sandbox_id onto its own row; the deployment it replaces keeps its
+// credentials (its app still uses them while it drains). A destroyed deployment that holds it keeps
+// it, so the database outlives its deployments. Callers lock the project's row (projects.lock)
+// around reads that decide and the writes that follow.
+
+/** The project's database: the deployment that holds it (undefined: the project has none). */
+export async function projectDatabase(
+  sequelize: Sequelize,
+  projectId: string,
+  transaction?: Transaction,
+): Promise<{ id: string; dbSandboxId: string; dbConnectionInfo: Record<string, unknown> } | undefined> {
+  const [row] = await sequelize.query<{
+    id: string;
+    dbSandboxId: string;
+    dbConnectionInfo: Record<string, unknown>;
+  }>(
+    `SELECT id, db_sandbox_id AS "dbSandboxId", db_connection_info AS "dbConnectionInfo" FROM deployments
+     WHERE project_id = :projectId AND db_sandbox_id IS NOT NULL AND db_connection_info IS NOT NULL
+     ORDER BY created_at DESC, id DESC LIMIT 1`,
+    { type: QueryTypes.SELECT, replacements: { projectId }, transaction },
+  );
+  return row;
+}
+
+/** Database `dbSandboxId` moves from deployment `from` to `to` (with `sealed`, its credentials sealed for `to`). */
+export async function handOverDatabase(
+  sequelize: Sequelize,
+  move: { from: string; to: string; dbSandboxId: string; sealed: Record<string, unknown> },
+  whileIn: readonly DeploymentStatus[],
+  transaction: Transaction,
+): Promise<boolean> {
+  // db_sandbox_id is unique: the holder lets go first.
+  await sequelize.query('UPDATE deployments SET db_sandbox_id = NULL WHERE id = :from', {
+    type: QueryTypes.UPDATE,
+    replacements: { from: move.from },
+    transaction,
+  });
+  return setFields(
+    sequelize,
+    move.to,
+    whileIn,
+    { dbSandboxId: move.dbSandboxId, dbConnectionInfo: move.sealed },
+    transaction,
+  );
+}
+
+/** A destroyed deployment that does not hold the project's database forgets its credentials. */
+export async function forgetDatabaseCredentials(
+  sequelize: Sequelize,
+  id: string,
+  transaction?: Transaction,
+): Promise<void> {
+  await sequelize.query(
+    'UPDATE deployments SET db_connection_info = NULL WHERE id = :id AND db_sandbox_id IS NULL',
+    { type: QueryTypes.UPDATE, replacements: { id }, transaction },
+  );
+}
+
+/** Whether deployment `id` uses a database (it holds one, or was handed it and keeps its credentials). */
+export async function usesDatabase(
+  sequelize: Sequelize,
+  id: string,
+  transaction?: Transaction,
+): Promise<boolean> {
+  const rows = await sequelize.query(
+    'SELECT 1 FROM deployments WHERE id = :id AND db_connection_info IS NOT NULL',
+    { type: QueryTypes.SELECT, replacements: { id }, transaction },
+  );
+  return rows.length > 0;
+}
+
+/** No deployment of the project uses database `dbSandboxId` any more (it was dropped with the project). */
+export async function clearDatabaseOf(
+  sequelize: Sequelize,
+  projectId: string,
+  dbSandboxId: string,
+): Promise<void> {
+  await sequelize.query(
+    `UPDATE deployments SET db_sandbox_id = NULL, db_connection_info = NULL
+     WHERE project_id = :projectId AND (db_sandbox_id = :dbSandboxId OR db_sandbox_id IS NULL)`,
+    { type: QueryTypes.UPDATE, replacements: { projectId, dbSandboxId } },
+  );
+}
+
+/** The databases the project's deployments hold, each with the deployment holding it. */
+export async function databasesOfProject(
+  sequelize: Sequelize,
+  projectId: string,
+  transaction?: Transaction,
+): Promise<{ id: string; dbSandboxId: string }[]> {
+  return sequelize.query<{ id: string; dbSandboxId: string }>(
+    `SELECT id, db_sandbox_id AS "dbSandboxId" FROM deployments
+     WHERE project_id = :projectId AND db_sandbox_id IS NOT NULL`,
+    { type: QueryTypes.SELECT, replacements: { projectId }, transaction },
+  );
+}
+
+/** Whether a deployment that is not DESTROYED uses a database (`prefix`: of that provider's ids). */
+export async function anyLiveHoldsDatabase(sequelize: Sequelize, prefix: string): Promise<boolean> {
+  const rows = await sequelize.query(
+    `SELECT 1 FROM deployments d WHERE d.status <> 'DESTROYED' AND d.db_connection_info IS NOT NULL
+       AND EXISTS (SELECT 1 FROM deployments h WHERE h.project_id = d.project_id
+                   AND starts_with(h.db_sandbox_id, :prefix))
+     LIMIT 1`,
+    { type: QueryTypes.SELECT, replacements: { prefix } },
+  );
+  return rows.length > 0;
 }

@@ -59,6 +59,16 @@ export async function lockOwned(
   return row;
 }
 
+/** Project `id` locked (`FOR UPDATE`) until `transaction` ends, whoever owns it; false: no such project. */
+export async function lock(sequelize: Sequelize, id: string, transaction: Transaction): Promise<boolean> {
+  const rows = await sequelize.query('SELECT id FROM projects WHERE id = :id FOR UPDATE', {
+    type: QueryTypes.SELECT,
+    replacements: { id },
+    transaction,
+  });
+  return rows.length > 0;
+}
+
 /** Anything with pg's `query(text, values)` (a pg client inside a transaction). */
 export interface PgQueryable {
   query(text: string, values?: unknown[]): Promise<{ rowCount: number | null }>;

@@ -104,6 +104,25 @@ export async function provisionAgentSphereDatabase(
 }
 
 /**
+ * Drops the database in its sandbox and creates it again, empty, owned by the same role (whose
+ * password is unchanged): the stored connection info stays valid.
+ */
+export async function resetAgentSphereDatabase(
+  provider: SandboxProvider,
+  sandboxId: string,
+  name: string,
+): Promise<void> {
+  if (!/^app_[a-z0-9]{1,59}$/.test(name)) {
+    throw new SandboxError(`"${name.slice(0, 80)}" is not the name of a CodeRunner database`);
+  }
+  const sandbox = await provider.connect(sandboxId);
+  const reset = await sandbox.run(resetDatabaseScript(name), { timeoutMs: 120_000 });
+  if (reset.exitCode !== 0) {
+    throw new SandboxError(`could not reset the database in its sandbox: ${reset.stderr.trim()}`);
+  }
+}
+
+/**
  * `app_` + the id's letters and digits: a valid, unquoted PostgreSQL identifier (for a UUID the same
  * name as localDatabaseName gives). Folding case and dashes cannot make two deployments share a
  * database here: each database has a cluster (a sandbox) of its own.
@@ -132,6 +151,16 @@ function createDatabaseScript(name: string): string {
   return [
     `psql -X -q -v ON_ERROR_STOP=1 -d postgres -v db_name=${name} -v db_password="$CODERUNNER_DB_PASSWORD_VERIFIER" <<'SQL'`,
     `CREATE ROLE :"db_name" LOGIN PASSWORD :'db_password';`,
+    `CREATE DATABASE :"db_name" OWNER :"db_name";`,
+    `REVOKE ALL ON DATABASE :"db_name" FROM PUBLIC;`,
+    'SQL',
+  ].join('\n');
+}
+
+function resetDatabaseScript(name: string): string {
+  return [
+    `psql -X -q -v ON_ERROR_STOP=1 -d postgres -v db_name=${name} <<'SQL'`,
+    `DROP DATABASE IF EXISTS :"db_name" WITH (FORCE);`,
     `CREATE DATABASE :"db_name" OWNER :"db_name";`,
     `REVOKE ALL ON DATABASE :"db_name" FROM PUBLIC;`,
     'SQL',

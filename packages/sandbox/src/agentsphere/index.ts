@@ -8,6 +8,7 @@ export {
   type AgentSphereDatabaseConnectionInfo,
   type AgentSphereDatabaseOptions,
   provisionAgentSphereDatabase,
+  resetAgentSphereDatabase,
 } from './database';
 export { ProviderAuthError } from './errors';
 export { sweepOrphans } from './orphans';

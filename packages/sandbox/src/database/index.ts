@@ -6,6 +6,7 @@ export {
 } from './names';
 export {
   APPS_CLUSTER_SETTINGS,
+  type AppsClusterState,
   createLocalDatabaseProvisioner,
   type DatabaseInfo,
   DEFAULT_APP_CONNECTION_LIMIT,

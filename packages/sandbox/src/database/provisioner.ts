@@ -16,7 +16,7 @@ import path from 'node:path';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '@coderunner/embedded-postgres';
 import pg from 'pg';
 import { type DatabaseConnectionInfo, SandboxError } from '../types';
-import { localDatabaseName, localDatabaseSandboxId } from './names';
+import { LOCAL_DATABASE_SANDBOX_PREFIX, localDatabaseName, localDatabaseSandboxId } from './names';
 import { scramSha256Verifier } from './scram';
 
 /** Port of the apps' embedded PostgreSQL (the control plane's uses 54329). Stored URLs contain it. */
@@ -69,7 +69,20 @@ export interface LocalDatabaseProvisionerOptions {
   /** Host written into the apps' URLs (default: 127.0.0.1 for a local cluster, else the admin URL's host). */
   appHost?: string | undefined;
   log?: ((msg: string) => void) | undefined;
+  /** The cluster's state as it changes (opened, its postmaster gone, back, failing to come back): for the operator's log. */
+  onState?: ((state: AppsClusterState) => void) | undefined;
   testHooks?: { afterStep?: (step: ProvisionStep, deploymentId: string) => void | Promise<void> };
+}
+
+/** The apps cluster's state: `up` once opened and each time it is back, `down` when its postmaster died. */
+export interface AppsClusterState {
+  state: 'up' | 'down' | 'failed';
+  /** How this process holds it: started, adopted (its starter died), attached (another process runs it), external (CODERUNNER_APPS_DATABASE_URL). */
+  mode?: 'started' | 'adopted' | 'attached' | 'external';
+  host: string;
+  port: number;
+  /** Why it could not be started again (`failed`; tried again every second). */
+  error?: string;
 }
 
 export interface LocalDatabaseProvisioner {
@@ -79,6 +92,13 @@ export interface LocalDatabaseProvisioner {
   provision(deploymentId: string): Promise<DatabaseInfo>;
   /** Drops the database (closing its connections) and the role; fine when they are already gone. */
   destroy(deploymentId: string): Promise<void>;
+  /** `destroy` by the database's sandbox id (`localdb-<name>`), whichever deployment created it. */
+  destroyDatabase(sandboxId: string): Promise<void>;
+  /**
+   * Drops the database (closing its connections) and creates it again, empty, with the same name,
+   * owner and password: the connection info stored for it stays valid.
+   */
+  reset(sandboxId: string): Promise<void>;
   exists(deploymentId: string): Promise<boolean>;
   /** Closes the admin connections and stops the embedded cluster, if we started one. */
   stop(): Promise<void>;
@@ -111,6 +131,27 @@ function describe(err: unknown): string {
       : err.message;
   }
   return String(err);
+}
+
+/** Whether `comment` is the marker we put on the role or database `name` (for the deployment that created it). */
+function isMarkerOf(comment: string | null | undefined, name: string): boolean {
+  if (!comment?.startsWith(MARKER_PREFIX)) return false;
+  try {
+    return localDatabaseName(comment.slice(MARKER_PREFIX.length)) === name;
+  } catch {
+    return false;
+  }
+}
+
+/** The role and database name of a local database from its sandbox id (`localdb-<name>`). */
+function nameOfSandbox(sandboxId: string): string {
+  const name = sandboxId.startsWith(LOCAL_DATABASE_SANDBOX_PREFIX)
+    ? sandboxId.slice(LOCAL_DATABASE_SANDBOX_PREFIX.length)
+    : '';
+  if (!/^app_[a-z0-9]{1,59}$/.test(name)) {
+    throw new SandboxError(`"${sandboxId.slice(0, 80)}" is not the id of a database on the apps cluster`);
+  }
+  return name;
 }
 
 function isLoopback(host: string): boolean {
@@ -236,19 +277,30 @@ export function createLocalDatabaseProvisioner(
       throw err;
     }
     for (const w of cluster.warnings) log(`apps database: warning: ${w}`);
-    // Apps connect to it directly: while the provisioner is open, a postmaster that dies comes back.
+    // Apps connect to it directly: while the provisioner is open, a postmaster that dies comes back,
+    // whichever process started it (this one, or an earlier server whose cluster this one adopted).
     if (embedded) {
-      embedded.supervise({
-        onEvent: (e) =>
+      const cluster = embedded;
+      cluster.supervise({
+        onEvent: (e) => {
           log(
             e.kind === 'down'
               ? 'apps database: the embedded PostgreSQL stopped; starting it again'
               : e.kind === 'up'
                 ? `apps database: the embedded PostgreSQL is back (${e.mode})`
                 : `apps database: could not start the embedded PostgreSQL again: ${describe(e.error)}`,
-          ),
+          );
+          options.onState?.({
+            state: e.kind === 'error' ? 'failed' : e.kind,
+            ...(e.kind === 'up' ? { mode: e.mode ?? cluster.mode } : {}),
+            host,
+            port: cluster.port,
+            ...(e.kind === 'error' ? { error: describe(e.error) } : {}),
+          });
+        },
       });
     }
+    options.onState?.({ state: 'up', mode: embedded ? embedded.mode : 'external', host, port });
     log(
       `apps database: using ${embedded ? 'the embedded PostgreSQL' : 'CODERUNNER_APPS_DATABASE_URL'} on ${host}:${port}`,
     );
@@ -263,6 +315,24 @@ export function createLocalDatabaseProvisioner(
       });
     }
     return starting;
+  }
+
+  /** Database `name`, owned by role `name`, reachable by that role only. */
+  async function createDatabase(
+    c: Cluster,
+    name: string,
+    marker: string,
+    created?: () => Promise<void>,
+  ): Promise<void> {
+    // Created closed, so that no other role can connect before PUBLIC loses CONNECT; template0 so
+    // that nothing an administrator put into template1 ends up in an app's database.
+    await c.pool.query(
+      `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(name)} TEMPLATE template0 ALLOW_CONNECTIONS false`,
+    );
+    await created?.();
+    await c.pool.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(marker)}`);
+    await c.pool.query(`REVOKE ALL ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
+    await c.pool.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS true`);
   }
 
   async function provision(deploymentId: string): Promise<DatabaseInfo> {
@@ -293,16 +363,10 @@ export function createLocalDatabaseProvisioner(
       }
       await hook('role-created');
 
-      // Created closed, so that no other role can connect before PUBLIC loses CONNECT; template0 so
-      // that nothing an administrator put into template1 ends up in an app's database.
-      await c.pool.query(
-        `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(name)} TEMPLATE template0 ALLOW_CONNECTIONS false`,
-      );
-      databaseCreated = true;
-      await hook('database-created');
-      await c.pool.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(marker)}`);
-      await c.pool.query(`REVOKE ALL ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
-      await c.pool.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS true`);
+      await createDatabase(c, name, marker, async () => {
+        databaseCreated = true;
+        await hook('database-created');
+      });
       await hook('privileges-set');
 
       const url = `postgres://${encodeURIComponent(name)}:${encodeURIComponent(password)}@${urlHost(c.host)}:${c.port}/${encodeURIComponent(name)}`;
@@ -338,10 +402,8 @@ export function createLocalDatabaseProvisioner(
     }
   }
 
-  async function destroy(deploymentId: string): Promise<void> {
-    const name = localDatabaseName(deploymentId);
-    const marker = MARKER_PREFIX + deploymentId;
-    const c = await cluster();
+  /** The role and database `name` as the catalog has them; throws when either exists but is not ours. */
+  async function ownedObjects(c: Cluster, name: string, verb: string, deploymentId?: string) {
     const { rows } = await c.pool.query<{
       kind: 'role' | 'database';
       comment: string | null;
@@ -356,15 +418,42 @@ export function createLocalDatabaseProvisioner(
     );
     const role = rows.find((r) => r.kind === 'role');
     const database = rows.find((r) => r.kind === 'database');
-    const ownRole = role?.comment === marker;
+    const ownRole = isMarkerOf(role?.comment, name);
     // A database whose comment is not set yet (a provisioning that died half-way) is still ours
     // when our role owns it.
-    const ownDatabase = database?.comment === marker || (ownRole && database?.owner === name);
+    const ownDatabase = isMarkerOf(database?.comment, name) || (ownRole && database?.owner === name);
     if ((role && !ownRole) || (database && !ownDatabase)) {
       throw new SandboxError(
-        `will not drop ${name}: a role or database of that name exists on the apps cluster but was not created by CodeRunner for deployment ${deploymentId}`,
+        `will not ${verb} ${name}: a role or database of that name exists on the apps cluster but was not created by CodeRunner${deploymentId ? ` for deployment ${deploymentId}` : ''}`,
       );
     }
+    return { role, database, marker: role?.comment ?? database?.comment ?? null };
+  }
+
+  async function destroyDatabase(sandboxId: string): Promise<void> {
+    await dropByName(nameOfSandbox(sandboxId));
+  }
+
+  async function reset(sandboxId: string): Promise<void> {
+    const name = nameOfSandbox(sandboxId);
+    const c = await cluster();
+    const { role, marker } = await ownedObjects(c, name, 'reset');
+    if (!role || !marker) {
+      throw new SandboxError(`the database ${name} no longer exists on the apps cluster`);
+    }
+    await c.pool.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+    await createDatabase(c, name, marker);
+    log(`apps database: reset database ${name} (dropped and created again, empty)`);
+  }
+
+  async function destroy(deploymentId: string): Promise<void> {
+    await dropByName(localDatabaseName(deploymentId), deploymentId);
+  }
+
+  async function dropByName(name: string, deploymentId?: string): Promise<void> {
+    const c = await cluster();
+    const { role, database } = await ownedObjects(c, name, 'drop', deploymentId);
+    const of = deploymentId ? ` of deployment ${deploymentId}` : '';
     if (role) await c.pool.query(`ALTER ROLE ${quoteIdent(name)} NOLOGIN`);
     if (database) await c.pool.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
     if (role) {
@@ -373,10 +462,9 @@ export function createLocalDatabaseProvisioner(
       try {
         await c.pool.query(`DROP ROLE IF EXISTS ${quoteIdent(name)}`);
       } catch (err) {
-        throw new SandboxError(
-          `could not drop role ${name} of deployment ${deploymentId} (its database is gone): ${describe(err)}`,
-          { cause: err },
-        );
+        throw new SandboxError(`could not drop role ${name}${of} (its database is gone): ${describe(err)}`, {
+          cause: err,
+        });
       }
     }
     if (role || database) log(`apps database: destroyed database ${name} and its role`);
@@ -396,6 +484,8 @@ export function createLocalDatabaseProvisioner(
     },
     provision,
     destroy,
+    destroyDatabase,
+    reset,
     exists,
     async stop() {
       const pending = starting;
