@@ -8,7 +8,7 @@
  * promise. Hidden answers echo nothing at all, like sudo and ssh.
  */
 import type { ReadStream } from 'node:tty';
-import { CliError, InterruptedError } from './errors';
+import { CliError, InterruptedError, UsageError } from './errors';
 
 export interface Terminal {
   input: NodeJS.ReadableStream & { isTTY?: boolean };
@@ -142,6 +142,24 @@ export async function withPrompter<T>(fn: (p: Prompter) => Promise<T>, term?: Te
 }
 
 /** All of stdin as text (for --password-stdin). */
+/**
+ * A destructive command's confirmation: nothing to do with `yes`; else a usage error (exit 2) where
+ * there is no terminal to ask on, the question, and `declined` (exit 1) for a no.
+ */
+export async function confirmOrRefuse(opts: {
+  yes: boolean | undefined;
+  /** What is not done, e.g. `not deleting project "web"`. */
+  refused: string;
+  question: string;
+  declined: string;
+}): Promise<void> {
+  if (opts.yes) return;
+  if (!isInteractive())
+    throw new UsageError(`${opts.refused} without confirmation: there is no terminal to ask on, pass --yes`);
+  const ok = await withPrompter((p) => p.confirm(opts.question));
+  if (!ok) throw new CliError(opts.declined);
+}
+
 export async function readStdin(input: NodeJS.ReadableStream = process.stdin): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of input) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);

@@ -4,9 +4,8 @@
  */
 import type { Command } from 'commander';
 import { handler } from '../context';
-import { CliError, UsageError } from '../errors';
 import { printable } from '../output';
-import { isInteractive, withPrompter } from '../prompt';
+import { confirmOrRefuse } from '../prompt';
 import { resolveDeployment, resolveProject } from '../resolve';
 import { databaseCredentialsJson } from '../views';
 import { examples } from './help';
@@ -87,19 +86,12 @@ keep the project's database as it is.`,
     handler<{ yes?: boolean }>(async (ctx, [ref], opts) => {
       const client = ctx.client();
       const project = await resolveProject(client, ref!);
-      if (!opts.yes) {
-        if (!isInteractive()) {
-          throw new UsageError(
-            `not resetting the database of project "${printable(project.name)}" without confirmation: there is no terminal to ask on, pass --yes`,
-          );
-        }
-        const ok = await withPrompter((p) =>
-          p.confirm(
-            `Drop every table and row in the database of project ${printable(project.name)} (${project.id})? There is no backup to restore`,
-          ),
-        );
-        if (!ok) throw new CliError('not reset');
-      }
+      await confirmOrRefuse({
+        yes: opts.yes,
+        refused: `not resetting the database of project "${printable(project.name)}"`,
+        question: `Drop every table and row in the database of project ${printable(project.name)} (${project.id})? There is no backup to restore`,
+        declined: 'not reset',
+      });
       const reset = await client.projects.resetDatabase.mutate({ id: project.id });
       if (ctx.json) {
         ctx.out.printJson(reset);

@@ -4,9 +4,9 @@ import type { CodeRunnerClient } from '@coderunner/api/client';
 import { DEPLOYMENT_STATUSES } from '@coderunner/api/client';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Context, handler } from '../context';
-import { CliError, UsageError } from '../errors';
+import { CliError, } from '../errors';
 import { cell, printable, type Style, shortDate } from '../output';
-import { isInteractive, withPrompter } from '../prompt';
+import { confirmOrRefuse } from '../prompt';
 import {
   allDeployments,
   allProjects,
@@ -226,18 +226,15 @@ export function registerDeploymentCommands(program: Command): void {
     handler<{ yes?: boolean }>(async (ctx, [ref], opts) => {
       const client = ctx.client();
       const d = await resolveDeployment(client, ref!);
-      if (!opts.yes) {
-        if (!isInteractive()) {
-          throw new UsageError(
-            `not destroying deployment ${d.id} without confirmation: there is no terminal to ask on, pass --yes`,
-          );
-        }
-        const what = d.hasDatabase
-          ? " (the project's database stays; `coderunner db reset` or deleting the project drops it)"
-          : '';
-        const ok = await withPrompter((p) => p.confirm(`Destroy deployment ${d.id} (${d.status})${what}?`));
-        if (!ok) throw new CliError('not destroyed');
-      }
+      const what = d.hasDatabase
+        ? " (the project's database stays; `coderunner db reset` or deleting the project drops it)"
+        : '';
+      await confirmOrRefuse({
+        yes: opts.yes,
+        refused: `not destroying deployment ${d.id}`,
+        question: `Destroy deployment ${d.id} (${d.status})${what}?`,
+        declined: 'not destroyed',
+      });
       const destroyed = await client.deployments.destroy.mutate({ id: d.id });
       if (ctx.json) ctx.out.printJson(deploymentJson(destroyed));
       else ctx.out.print(`Destroyed deployment ${destroyed.id}`);

@@ -1,9 +1,8 @@
 /** Project commands: projects list | create | show | rename | delete. */
 import { type Command, InvalidArgumentError } from 'commander';
 import { handler } from '../context';
-import { CliError, UsageError } from '../errors';
 import { cell, printable, shortDate } from '../output';
-import { isInteractive, withPrompter } from '../prompt';
+import { confirmOrRefuse } from '../prompt';
 import { allProjects, resolveProject } from '../resolve';
 import { type Project, projectJson } from '../views';
 import { examples } from './help';
@@ -133,17 +132,12 @@ export function registerProjectCommands(program: Command): void {
     handler<{ yes?: boolean }>(async (ctx, [ref], opts) => {
       const client = ctx.client();
       const project = await resolveProject(client, ref!);
-      if (!opts.yes) {
-        if (!isInteractive()) {
-          throw new UsageError(
-            `not deleting project "${printable(project.name)}" without confirmation: there is no terminal to ask on, pass --yes`,
-          );
-        }
-        const ok = await withPrompter((p) =>
-          p.confirm(`Delete project ${printable(project.name)} (${project.id}) and everything in it?`),
-        );
-        if (!ok) throw new CliError('not deleted');
-      }
+      await confirmOrRefuse({
+        yes: opts.yes,
+        refused: `not deleting project "${printable(project.name)}"`,
+        question: `Delete project ${printable(project.name)} (${project.id}) and everything in it?`,
+        declined: 'not deleted',
+      });
       await client.projects.delete.mutate({ id: project.id });
       if (ctx.json) ctx.out.printJson({ id: project.id, name: project.name, deleted: true });
       else ctx.out.print(`Deleted project ${printable(project.name)} (${project.id})`);
