@@ -4,7 +4,7 @@ import type { CodeRunnerClient } from '@coderunner/api/client';
 import { DEPLOYMENT_STATUSES } from '@coderunner/api/client';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Context, handler } from '../context';
-import { CliError, } from '../errors';
+import { CliError } from '../errors';
 import { cell, printable, type Style, shortDate } from '../output';
 import { confirmOrRefuse } from '../prompt';
 import {
