@@ -11,6 +11,7 @@ import path from 'node:path';
 import { SandboxError } from '../types';
 import { type CgroupLayout, cgroupsWritable, detectCgroups } from './cgroups';
 import { SANDBOX_PATH } from './environment';
+import { SECCOMP_FD, seccompFilter } from './seccomp';
 
 export type IsolationMode = 'auto' | 'sandbox' | 'none';
 export const ISOLATION_MODES: readonly IsolationMode[] = ['auto', 'sandbox', 'none'];
@@ -24,6 +25,8 @@ export interface IsolationTools {
   nsenter: string;
   setpriv: string;
   cgroups: CgroupLayout;
+  /** The seccomp filter of every sandboxed command (seccomp.ts), for bubblewrap's SECCOMP_FD. */
+  seccomp: Buffer;
 }
 
 export interface IsolationStatus {
@@ -82,15 +85,31 @@ function detect(requested: IsolationMode): IsolationStatus {
   if (typeof cgroups === 'string') missing.push(cgroups);
   else if (missing.length === 0 && !cgroupsWritable(cgroups))
     missing.push('writable cgroups under /sys/fs/cgroup');
-  if (missing.length === 0 && bwrap) {
+  const filter = seccompFilter();
+  if (!filter)
+    missing.push(`a seccomp filter for ${process.arch} (seccomp-policy.ts has x86_64 and aarch64)`);
+  if (missing.length === 0 && bwrap && filter) {
     try {
+      // With the seccomp filter (read from stdin here): a kernel without seccomp fails here, not at
+      // every command.
       execFileSync(
         bwrap,
-        ['--ro-bind', '/', '/', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-net', 'true'],
-        { stdio: 'ignore', timeout: 10_000 },
+        [
+          '--ro-bind',
+          '/',
+          '/',
+          '--unshare-pid',
+          '--unshare-ipc',
+          '--unshare-uts',
+          '--unshare-net',
+          '--seccomp',
+          '0',
+          'true',
+        ],
+        { input: filter, stdio: ['pipe', 'ignore', 'ignore'], timeout: 10_000 },
       );
     } catch {
-      missing.push('namespaces (bwrap could not create them here)');
+      missing.push('namespaces and seccomp (bwrap could not set them up here)');
     }
   }
   if (missing.length > 0 || typeof cgroups === 'string') {
@@ -105,7 +124,15 @@ function detect(requested: IsolationMode): IsolationStatus {
     requested,
     mode: 'sandbox',
     missing: [],
-    tools: { bwrap: bwrap!, pasta: pasta!, ip: ip!, nsenter: nsenter!, setpriv: setpriv!, cgroups },
+    tools: {
+      bwrap: bwrap!,
+      pasta: pasta!,
+      ip: ip!,
+      nsenter: nsenter!,
+      setpriv: setpriv!,
+      cgroups,
+      seccomp: filter!,
+    },
   };
 }
 
@@ -152,6 +179,19 @@ export interface BwrapOptions {
   readOnly?: [string, string][];
 }
 
+/**
+ * Files of /proc that tell a tenant about the machine rather than its sandbox, covered with
+ * /dev/null where they exist (as Docker masks them): the kernel's build options (which exploits
+ * apply), its memory, and timers and scheduler state of every process on the machine.
+ */
+const MASKED_PROC = ['/proc/config.gz', '/proc/kcore', '/proc/keys', '/proc/timer_list', '/proc/sched_debug'];
+let maskedProc: string[] | undefined;
+
+function procMasks(): string[] {
+  maskedProc ??= MASKED_PROC.filter((file) => fs.existsSync(file));
+  return maskedProc.flatMap((file) => ['--ro-bind', '/dev/null', file]);
+}
+
 /** /usr read-only, and /bin, /lib, ... as on the host (symlinks into /usr, or read-only folders). */
 export function systemArgs(): string[] {
   const args = ['--ro-bind', '/usr', '/usr'];
@@ -194,7 +234,7 @@ export function bwrapArgs(o: BwrapOptions): string[] {
   args.push('--perms', '0755', '--dir', '/etc');
   for (const file of SYSTEM_FILES) args.push('--ro-bind-try', file, file);
   args.push('--ro-bind', o.passwd, '/etc/passwd', '--ro-bind', o.group, '/etc/group');
-  args.push('--proc', '/proc', '--dev', '/dev');
+  args.push('--proc', '/proc', '--dev', '/dev', ...procMasks());
   args.push('--perms', '1777', '--size', String(o.tmpBytes), '--tmpfs', '/tmp');
   args.push('--perms', '0755', '--dir', '/sandbox');
   args.push('--bind', o.app, INSIDE_APP, '--bind', o.home, INSIDE_HOME);
@@ -202,6 +242,9 @@ export function bwrapArgs(o: BwrapOptions): string[] {
   // Root inside cannot enter the sandbox's 0700 folders (no CAP_DAC_OVERRIDE): the launcher, as the
   // sandbox's uid, changes to the working directory.
   args.push('--chdir', '/');
+  // The seccomp filter (seccomp.ts), read from SECCOMP_FD, applies from bubblewrap's exec of the
+  // command on: to the gate and setpriv as root, and to everything the sandbox's code runs.
+  args.push('--seccomp', String(SECCOMP_FD));
   return args;
 }
 

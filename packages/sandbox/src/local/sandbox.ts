@@ -58,6 +58,7 @@ import {
 } from './network';
 import { identify, isRunning, terminate, waitUntilEnded } from './processes';
 import { removeIsolatedFolder } from './removal';
+import { SECCOMP_FD } from './seccomp';
 import type { UidAllocator } from './uids';
 import type { RunAs } from './user';
 
@@ -1010,7 +1011,7 @@ export class LocalSandbox implements Sandbox {
         user: 'app',
         layers: [],
       });
-      stdio = [...stdio.slice(0, 3), gated ? 'pipe' : 'ignore', 'pipe'];
+      stdio = [...stdio.slice(0, 3), gated ? 'pipe' : 'ignore', 'pipe', 'pipe'];
       script = envScript(env);
       // kill() has begun: nothing new may start (it would escape the sweep of the sandbox's cgroup).
       if (this.state.killed) throw new SandboxNotFoundError(this.id);
@@ -1057,11 +1058,17 @@ export class LocalSandbox implements Sandbox {
     // Later errors (e.g. a failed kill) must not crash the server.
     child.on('error', () => {});
     if (iso) {
-      const pipe = child.stdio[ENV_FD] as (Writable & { unref?: () => void }) | null | undefined;
-      if (pipe) {
+      // The environment on ENV_FD, and bubblewrap's seccomp filter on SECCOMP_FD (it reads to the end).
+      const inputs: [number, string | Buffer][] = [
+        [ENV_FD, script],
+        [SECCOMP_FD, iso.config.tools.seccomp],
+      ];
+      for (const [fd, data] of inputs) {
+        const pipe = (child.stdio as unknown[])[fd] as (Writable & { unref?: () => void }) | null | undefined;
+        if (!pipe) continue;
         pipe.on('error', () => {}); // the command ended before reading it (e.g. a cgroup not joined)
         pipe.unref?.();
-        pipe.end(script);
+        pipe.end(data);
       }
     }
     if (gated) {
