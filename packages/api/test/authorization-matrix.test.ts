@@ -40,6 +40,7 @@ const MATRIX: Record<string, (b: Caller, a: Fixture) => Promise<unknown>> = {
   'projects.get': (b, a) => b.projects.get({ id: a.projectId }),
   'projects.update': (b, a) => b.projects.update({ id: a.projectId, name: 'stolen', description: 'pwned' }),
   'projects.delete': (b, a) => b.projects.delete({ id: a.projectId }),
+  'projects.resetDatabase': (b, a) => b.projects.resetDatabase({ id: a.projectId }),
   'deployments.create': async (b, a) => b.deployments.create(await tinyUpload(a.projectId)),
   'deployments.get': (b, a) => b.deployments.get({ id: a.deploymentId }),
   'deployments.stop': (b, a) => b.deployments.stop({ id: a.deploymentId }),
