@@ -56,10 +56,20 @@ function postmasterPid(s: Setup): number {
   return Number(fs.readFileSync(path.join(s.dataDir, 'pg/postmaster.pid'), 'utf8').split('\n')[0]);
 }
 
+/**
+ * Whether the process runs. A zombie does not: an adopted postmaster is not the server's child, so
+ * once it has exited it waits for init to reap it, which may take a moment (the server, like
+ * processAlive in @coderunner/embedded-postgres, counts it as gone).
+ */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] !== 'Z';
   } catch {
     return false;
   }
