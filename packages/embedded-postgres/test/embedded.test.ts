@@ -15,6 +15,7 @@ import {
   type SuperviseEvent,
   startEmbeddedPostgres,
 } from '../src/index';
+import { processAlive } from '../src/processes';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const script = path.join(here, 'fixtures/start-embedded.ts');
@@ -31,14 +32,11 @@ function tempDir(): string {
   return dir;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/**
+ * Whether the process runs; a zombie does not (an adopted postmaster is not our child: once it has
+ * exited, init reaps it, here up to a second later). The package's own definition.
+ */
+const alive = processAlive;
 
 function postmasterPid(dataDir: string): number {
   return Number(fs.readFileSync(path.join(dataDir, 'pg/postmaster.pid'), 'utf8').split('\n')[0]);
