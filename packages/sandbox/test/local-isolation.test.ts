@@ -404,9 +404,11 @@ console.log(JSON.stringify({
     let stderr = '';
     const port = await findFreePort();
     await sandbox.startApp({
-      // `wait` (a builtin: no fork needed) keeps the app's shell, and so its PID namespace, alive: without
-      // it the shell exits at once and the namespace's end may kill the bomb before it reaches the limit.
-      command: `bomb() { bomb | bomb & }; bomb; wait`,
+      // The app's shell, and so its PID namespace, must outlive the bomb: `wait` alone waited only for
+      // the first pipeline, which returns as soon as it has put its own in the background, so the shell
+      // could exit (and the namespace's end kill the bomb) before the bomb reached the limit; a race the
+      // seccomp filter's cost per fork tipped. The sleep started first is what `wait` waits for.
+      command: `sleep 1000 & bomb() { bomb | bomb & }; bomb; wait`,
       port,
       onStderr: (text) => {
         stderr += text;
