@@ -4,6 +4,7 @@
  * appear in, or reorder, the CLI's output by accident. Dates are ISO 8601 strings.
  */
 import type { RouterOutputs } from '@coderunner/api';
+import type { LogEvent } from '@coderunner/api/client';
 
 export type User = RouterOutputs['auth']['me'];
 export type Project = RouterOutputs['projects']['get'];
@@ -54,6 +55,8 @@ export interface LogLine {
   source: string;
   stream: string;
   text: string;
+  /** What a system line means, for code: read this, never the wording (see the API's log-events.ts). */
+  event?: LogEvent | undefined;
 }
 /**
  * What deployments.logs yields (a tracked event's data, the event id being the last line's id):
@@ -89,6 +92,7 @@ export interface LogLineJson {
   source: string;
   stream: string;
   text: string;
+  event?: LogEvent;
 }
 
 export const deploymentJson = (d: Deployment): DeploymentJson => ({
@@ -109,6 +113,7 @@ export const logLineJson = (l: LogLine): LogLineJson => ({
   source: l.source,
   stream: l.stream,
   text: l.text,
+  ...(l.event ? { event: l.event } : {}),
 });
 
 export const databaseCredentialsJson = (c: DatabaseCredentials) => ({

@@ -8,15 +8,25 @@ import path from 'node:path';
 import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
-import { type EngineOptions, markFailed, systemLog } from './context';
+import { type EngineOptions, markFailed, systemEvent, systemFailure, systemLog } from './context';
 import { setFields, transition } from './lifecycle';
 import type { Releases } from './releases';
 import type { DeploymentRow } from './row';
 import { readFilesForUpload } from './source-store';
 import type { AppSupervisor } from './supervision';
 
-/** A reason the user can act on: it goes to the deployment's log as "FAILED: <message>". */
-class DeploymentFailure extends Error {}
+/**
+ * A reason the user can act on: it goes to the deployment's log as "FAILED: <message>", and with
+ * `details` (the output lines that explain it) into the `failed` event's reason.
+ */
+class DeploymentFailure extends Error {
+  constructor(
+    message: string,
+    readonly details: string[] = [],
+  ) {
+    super(message);
+  }
+}
 /** The deployment moved on (stopped, destroyed) while we worked: stop quietly and clean up. */
 class LostRace extends Error {}
 
@@ -81,7 +91,12 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     const publicUrl = opts.publicUrlFor(id, sandbox, port);
     ctx.apps.register(id, app.internalUrl, sandbox.id);
     if (!(await transition(opts.sequelize, id, ['BUILDING'], 'RUNNING', { publicUrl }))) throw new LostRace();
-    systemLog(opts, id, `running at ${publicUrl} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    systemEvent(
+      opts,
+      id,
+      { type: 'running', url: publicUrl },
+      `running at ${publicUrl} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    );
     // The project URL now serves this deployment; the ones it replaced drain, then stop.
     await ctx.releases
       .retireReplaced(row.projectId)
@@ -95,7 +110,7 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
         err instanceof DeploymentFailure ? err.message : `internal error: ${(err as Error).message}`;
       if (!(err instanceof DeploymentFailure))
         opts.logger.error({ err, deploymentId: id }, 'deployment failed');
-      systemLog(opts, id, `FAILED: ${reason}`);
+      systemFailure(opts, id, reason, err instanceof DeploymentFailure ? err.details : []);
       await markFailed(opts, id, ['PROVISIONING', 'BUILDING']);
     }
   } finally {
