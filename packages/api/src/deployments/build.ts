@@ -9,6 +9,7 @@ import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@code
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
 import { type EngineOptions, markFailed, systemEvent, systemFailure, systemLog } from './context';
+import { outputDetails } from './failure-details';
 import { setFields, transition } from './lifecycle';
 import type { Releases } from './releases';
 import type { DeploymentRow } from './row';
@@ -20,11 +21,10 @@ import type { AppSupervisor } from './supervision';
  * `details` (the output lines that explain it) into the `failed` event's reason.
  */
 class DeploymentFailure extends Error {
-  constructor(
-    message: string,
-    readonly details: string[] = [],
-  ) {
+  readonly details: string[];
+  constructor(message: string, details: string[] = []) {
     super(message);
+    this.details = details;
   }
 }
 /** The deployment moved on (stopped, destroyed) while we worked: stop quietly and clean up. */
@@ -84,8 +84,10 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     const app = await ctx.apps.start(id, sandbox, plan.start, port, appEnv);
     await sandbox
       .waitUntilReady(app, { healthcheckPath: plan.healthcheckPath, timeoutMs: opts.startTimeoutMs, signal })
-      .catch((e: Error) => {
-        throw signal.aborted ? new LostRace() : new DeploymentFailure(e.message);
+      .catch(async (e: Error) => {
+        if (signal.aborted) throw new LostRace();
+        // What the app printed says why (a crash, or where it listened instead).
+        throw new DeploymentFailure(e.message, await outputDetails(opts.logs, id, 'app'));
       });
 
     const publicUrl = opts.publicUrlFor(id, sandbox, port);
@@ -225,15 +227,23 @@ async function installAndBuild(
     const err = opts.logs.writer(id, 'build', 'stderr');
     const result = await sandbox
       .run(command, { envs, timeoutMs, onStdout: out.write, onStderr: err.write })
-      .catch((e: Error) => {
-        throw new DeploymentFailure(`${step} failed: ${e.message}`);
+      .catch(async (e: Error) => {
+        out.flush();
+        err.flush();
+        throw new DeploymentFailure(
+          `${step} failed: ${e.message}`,
+          await outputDetails(opts.logs, id, 'build'),
+        );
       })
       .finally(() => {
         out.flush();
         err.flush();
       });
     if (result.exitCode !== 0)
-      throw new DeploymentFailure(`${step} failed: \`${command}\` exited with code ${result.exitCode}`);
+      throw new DeploymentFailure(
+        `${step} failed: \`${command}\` exited with code ${result.exitCode}`,
+        await outputDetails(opts.logs, id, 'build'),
+      );
   }
 }
 
