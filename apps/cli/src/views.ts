@@ -82,6 +82,8 @@ export interface DeploymentJson {
   hasDatabase: boolean;
   /** Whether its project's URL serves it now. */
   current: boolean;
+  /** Why a FAILED deployment failed (a line, then the output lines that explain it); else null. */
+  failureReason: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -103,6 +105,7 @@ export const deploymentJson = (d: Deployment): DeploymentJson => ({
   publicUrl: d.publicUrl,
   hasDatabase: d.hasDatabase,
   current: d.current,
+  failureReason: d.failureReason,
   createdAt: d.createdAt.toISOString(),
   updatedAt: d.updatedAt.toISOString(),
 });

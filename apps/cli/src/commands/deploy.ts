@@ -309,7 +309,7 @@ export async function followRelease(
   const failed = lines.findLast((l) => l.event?.type === 'failed')?.event;
   const reason =
     deployment.status === 'FAILED'
-      ? ((failed?.type === 'failed' ? failed.reason : null) ?? 'no reason in the log')
+      ? ((failed?.type === 'failed' ? failed.reason : deployment.failureReason) ?? 'no reason in the log')
       : `it was ${deployment.status.toLowerCase()} before it ran`;
   if (ctx.json) {
     ctx.out.printJson({ deployment: deploymentJson(deployment), url: null, projectUrl, ...extra, reason });
@@ -318,8 +318,9 @@ export async function followRelease(
     project?.currentDeploymentId && project.url
       ? `\nthe project URL still serves the previous deployment ${project.currentDeploymentId}: ${project.url}`
       : '';
+  // The reason's first line, then the output lines that explain it, indented under it.
   throw new CliError(
-    `deployment ${deployment.id} ${deployment.status}: ${reason}${still}\n(the whole log: coderunner logs ${deployment.id.slice(0, 8)})`,
+    `deployment ${deployment.id} ${deployment.status}: ${printable(reason).replace(/\n/g, '\n  ')}${still}\n(the whole log: coderunner logs ${deployment.id.slice(0, 8)})`,
   );
 }
 
