@@ -327,7 +327,8 @@ describe('deploy', () => {
 
       const table = await cli(['deployments', 'list', '--project', 'web']);
       const lines = table.stdout.trimEnd().split('\n');
-      expect(lines[0]).toMatch(/^ID +PROJECT +STATUS +RUNTIME +DB +CREATED +URL$/);
+      // Its FAILED deployments (the failing build above) add the REASON column.
+      expect(lines[0]).toMatch(/^ID +PROJECT +STATUS +RUNTIME +DB +CREATED +URL +REASON$/);
       const row = lines.find((l) => l.includes(deployed.url))!;
       expect(row).toMatch(new RegExp(`^${deployed.id.slice(0, 8)}[0-9a-f-]* \\* +web +RUNNING +nodejs +- +`));
       expect(table.stderr).toContain("* current: the deployment its project's URL serves");
