@@ -201,7 +201,17 @@ export const deploymentsRouter = router({
         const key = `${row.status}:${row.publicUrl ?? ''}:${row.current}`;
         if (key !== last) {
           last = key;
-          yield await deploymentDto(ctx, row);
+          let dto = await deploymentDto(ctx, row);
+          // The reconciler records FAILED just before it logs why: give that line a moment to come.
+          for (
+            let i = 0;
+            i < 5 && dto.failureReason === null && row.status === 'FAILED' && !signal?.aborted;
+            i++
+          ) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            dto = await deploymentDto(ctx, row);
+          }
+          yield dto;
         }
         if (row.status === 'DESTROYED') return;
       }
