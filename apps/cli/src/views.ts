@@ -4,6 +4,7 @@
  * appear in, or reorder, the CLI's output by accident. Dates are ISO 8601 strings.
  */
 import type { RouterOutputs } from '@coderunner/api';
+import type { LogEvent } from '@coderunner/api/client';
 
 export type User = RouterOutputs['auth']['me'];
 export type Project = RouterOutputs['projects']['get'];
@@ -54,6 +55,8 @@ export interface LogLine {
   source: string;
   stream: string;
   text: string;
+  /** What a system line means, for code: read this, never the wording (see the API's log-events.ts). */
+  event?: LogEvent | undefined;
 }
 /**
  * What deployments.logs yields (a tracked event's data, the event id being the last line's id):
@@ -79,6 +82,8 @@ export interface DeploymentJson {
   hasDatabase: boolean;
   /** Whether its project's URL serves it now. */
   current: boolean;
+  /** Why a FAILED deployment failed (a line, then the output lines that explain it); else null. */
+  failureReason: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -89,6 +94,7 @@ export interface LogLineJson {
   source: string;
   stream: string;
   text: string;
+  event?: LogEvent;
 }
 
 export const deploymentJson = (d: Deployment): DeploymentJson => ({
@@ -99,6 +105,7 @@ export const deploymentJson = (d: Deployment): DeploymentJson => ({
   publicUrl: d.publicUrl,
   hasDatabase: d.hasDatabase,
   current: d.current,
+  failureReason: d.failureReason,
   createdAt: d.createdAt.toISOString(),
   updatedAt: d.updatedAt.toISOString(),
 });
@@ -109,6 +116,7 @@ export const logLineJson = (l: LogLine): LogLineJson => ({
   source: l.source,
   stream: l.stream,
   text: l.text,
+  ...(l.event ? { event: l.event } : {}),
 });
 
 export const databaseCredentialsJson = (c: DatabaseCredentials) => ({

@@ -166,6 +166,7 @@ describe('deploy', () => {
       'publicUrl',
       'hasDatabase',
       'current',
+      'failureReason',
       'createdAt',
       'updatedAt',
     ]);
@@ -209,23 +210,42 @@ describe('deploy', () => {
     expect((await cli(['deployments', 'destroy', here.stdout.trim(), '--yes'])).code).toBe(0);
   });
 
-  it('a failing build: exit 1, the reason (the last FAILED: line) printed, no URL', async () => {
+  it('a failing build: exit 1, the reason (the failed event: the step, then the output that explains it) printed, no URL; deployments show/list tell it too', async () => {
     const r = await cli(['deploy', appFolder(FAILING_APP), '--project', 'web']);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('build  main.ts(3): cannot compile'); // the build log, as it came
+    // The final error: the failing step, then the compiler's line from the build output under it.
     expect(r.stderr).toMatch(
       new RegExp(
-        `\nerror: deployment ${UUID} FAILED: build failed: \`npm run build\` exited with code 1\n(the project URL still serves the previous deployment ${UUID}: http://\\S+\n)?\\(the whole log: coderunner logs [0-9a-f]{8}\\)\n$`,
+        `\nerror: deployment ${UUID} FAILED: build failed: \`npm run build\` exited with code 1\n  main\\.ts\\(3\\): cannot compile\n(the project URL still serves the previous deployment ${UUID}: http://\\S+\n)?\\(the whole log: coderunner logs [0-9a-f]{8}\\)\n$`,
       ),
+    );
+    const id = new RegExp(`error: deployment (${UUID}) FAILED`).exec(r.stderr)![1]!;
+    const shown = await cli(['deployments', 'show', id, '--json']);
+    expect(shown.json().failureReason).toMatch(
+      /^build failed: `npm run build` exited with code 1\nmain\.ts\(3\): cannot compile$/,
+    );
+    expect((await cli(['deployments', 'show', id])).stdout).toMatch(
+      /\nreason +build failed: `npm run build` exited with code 1\n {10}/,
+    );
+    const listed = await cli(['deployments', 'list', '--project', 'web', '--json']);
+    const row = (listed.json() as { id: string; failureReason: string | null }[]).find((d) => d.id === id);
+    expect(row?.failureReason).toBe(shown.json().failureReason);
+    expect((await cli(['deployments', 'list', '--project', 'web'])).stdout).toMatch(
+      /REASON[^\n]*\n(.*\n)*.*FAILED.*build failed: `npm run build` exited with code 1/,
     );
 
     const json = await cli(['deploy', appFolder(FAILING_APP), '--project', 'web', '--json']);
     expect(json.code).toBe(1);
     expect(json.json()).toMatchObject({
-      deployment: { status: 'FAILED', publicUrl: null },
+      deployment: {
+        status: 'FAILED',
+        publicUrl: null,
+        failureReason: expect.stringMatching(/^build failed/),
+      },
       url: null,
-      reason: 'build failed: `npm run build` exited with code 1',
+      reason: 'build failed: `npm run build` exited with code 1\nmain.ts(3): cannot compile',
     });
     expect(json.stderr).toMatch(/^error: deployment .* FAILED: build failed/);
   });
@@ -307,7 +327,8 @@ describe('deploy', () => {
 
       const table = await cli(['deployments', 'list', '--project', 'web']);
       const lines = table.stdout.trimEnd().split('\n');
-      expect(lines[0]).toMatch(/^ID +PROJECT +STATUS +RUNTIME +DB +CREATED +URL$/);
+      // Its FAILED deployments (the failing build above) add the REASON column.
+      expect(lines[0]).toMatch(/^ID +PROJECT +STATUS +RUNTIME +DB +CREATED +URL +REASON$/);
       const row = lines.find((l) => l.includes(deployed.url))!;
       expect(row).toMatch(new RegExp(`^${deployed.id.slice(0, 8)}[0-9a-f-]* \\* +web +RUNNING +nodejs +- +`));
       expect(table.stderr).toContain("* current: the deployment its project's URL serves");

@@ -51,7 +51,17 @@ const parse = (stdout: string) =>
   stdout
     .trimEnd()
     .split('\n')
-    .map((l) => JSON.parse(l) as { id: number; time: string; source: string; stream: string; text: string });
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          id: number;
+          time: string;
+          source: string;
+          stream: string;
+          text: string;
+          event?: { type: string; url?: string };
+        },
+    );
 
 describe('logs', () => {
   it('without --follow: the history, then it ends; --json is NDJSON; --tail n keeps the last n', async () => {
@@ -66,11 +76,23 @@ describe('logs', () => {
     const events = parse(json.stdout);
     expect(events).toHaveLength(lines.length);
     for (const e of events) {
-      expect(Object.keys(e)).toEqual(['id', 'time', 'source', 'stream', 'text']);
+      // `event`: on the system lines code reads (queued, running, …), never on the app's.
+      expect(Object.keys(e)).toEqual([
+        'id',
+        'time',
+        'source',
+        'stream',
+        'text',
+        ...(e.event ? ['event'] : []),
+      ]);
+      if (e.event) expect(e.source).toBe('system');
       expect(e.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(['system', 'build', 'app']).toContain(e.source);
     }
     expect(events.map((e) => e.id)).toEqual(events.map((_, i) => events[0]!.id + i));
+    expect(events[0]!.event).toEqual({ type: 'queued' });
+    const running = events.find((e) => e.event?.type === 'running')!;
+    expect(running.text).toContain(`running at ${running.event?.url} `);
 
     const tail = await cli(['logs', id, '--tail', '2', '--json']);
     expect(parse(tail.stdout)).toEqual(events.slice(-2));

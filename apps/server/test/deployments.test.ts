@@ -154,7 +154,7 @@ require('http').createServer((req, res) => {
     }
   });
 
-  it('a build error, an app that never listens and an app that crashes end FAILED with the reason in the logs', async () => {
+  it('a build error, an app that never listens and an app that crashes end FAILED with the reason in the logs and in deployments.get/list', async () => {
     const buildError = await deployFolder(
       client,
       projectId,
@@ -203,6 +203,19 @@ require('http').createServer((req, res) => {
     expect(
       await server.deps.deployments!.engine.provider.list({ metadata: { deploymentId: crashes.id } }),
     ).toEqual([]);
+
+    // The reason, read from the log's `failed` event: what failed, then the output line that says why.
+    const reasons = {
+      [buildError.id]: /^build failed: `npm run build` exited with code 3\nsyntax error in main\.ts$/,
+      [neverListens.id]: /^the app did not listen on port \d+ within 5 s$/,
+      [crashes.id]: /^the app exited with code 7\nfatal: out of cheese$/,
+    };
+    for (const [id, reason] of Object.entries(reasons))
+      expect((await client.deployments.get.query({ id })).failureReason).toMatch(reason);
+    const listed = await client.deployments.list.query({ projectId, limit: 100 });
+    for (const [id, reason] of Object.entries(reasons))
+      expect(listed.items.find((d) => d.id === id)?.failureReason).toMatch(reason);
+    for (const d of listed.items.filter((x) => x.status !== 'FAILED')) expect(d.failureReason).toBeNull();
   });
 });
 

@@ -14,7 +14,13 @@ export function ReleaseActions({
   deployment,
   redeployLabel = 'Redeploy',
 }: {
-  deployment: { id: string; status: string; current: boolean; hasDatabase?: boolean };
+  deployment: {
+    id: string;
+    status: string;
+    current: boolean;
+    hasDatabase?: boolean;
+    publicUrl?: string | null;
+  };
   redeployLabel?: string;
 }) {
   const trpc = useTRPC();
@@ -33,7 +39,8 @@ export function ReleaseActions({
   const { id } = deployment;
   return (
     <>
-      {!deployment.current && (
+      {/* A FAILED deployment that never ran (no URL was ever given) is nothing to go back to. */}
+      {!deployment.current && !(deployment.status === 'FAILED' && deployment.publicUrl === null) && (
         <ConfirmButton
           label="Roll back to this"
           confirmLabel="Roll back"

@@ -529,4 +529,35 @@ describe('releases and environment variables, from the project page', () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
     await shot(page, 'project-releases-env-phone-width');
   });
+
+  it('a deployment whose app exits at start: why, at the top of its page (the app\'s own error line); no "Roll back to this"', async () => {
+    onFailure();
+    await page.setViewportSize({ width: 1280, height: 800 });
+    const dir = appFolder({
+      'package.json': JSON.stringify({ name: 'shop', private: true, scripts: { start: 'node server.js' } }),
+      'server.js': `console.log('starting'); console.error('Error: SHOP_SECRET is not set'); process.exit(1);`,
+    });
+    await page.getByLabel('Folder').setInputFiles(dir);
+    await page.getByText(/Selected folder/).waitFor();
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await page.waitForURL(/\/deployments\/[0-9a-f-]{36}$/);
+    const failed = page.url().split('/').pop()!;
+    await page.locator('.facts .status', { hasText: 'FAILED' }).waitFor({ timeout: 120_000 });
+    const why = page.locator('.failure');
+    await why.getByText('Why it failed').waitFor();
+    // The reason the engine gave, then the app's error line (not its other output).
+    await expect
+      .poll(() => why.locator('.failure-reason').textContent())
+      .toMatch(/^the app exited before listening on port \d+\nError: SHOP_SECRET is not set$/);
+    // It sits above the facts, where the eye lands first.
+    expect(await page.locator('h1 ~ .failure + .facts').count()).toBe(1);
+    await page.getByRole('button', { name: 'Redeploy' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Roll back to this' }).count()).toBe(0);
+    expect(await page.locator('p.hint').textContent()).not.toContain('Roll back');
+    await shot(page, 'deployment-failed-reason');
+
+    await backToProject();
+    await row(failed).getByRole('button', { name: 'Redeploy' }).waitFor();
+    expect(await row(failed).getByRole('button', { name: 'Roll back to this' }).count()).toBe(0);
+  });
 });

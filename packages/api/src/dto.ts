@@ -69,22 +69,30 @@ export interface DeploymentDto {
   hasDatabase: boolean;
   /** Whether the project URL serves this deployment now (its project's newest RUNNING one). */
   current: boolean;
+  /**
+   * Why a FAILED deployment failed (its log's newest `failed` event: a line, then maybe a few lines
+   * of the output that explain it); null for other statuses, or when the log no longer holds it.
+   */
+  failureReason: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
 
-export function toDeploymentDto(d: {
-  id: string;
-  projectId: string;
-  status: DeploymentStatus;
-  runtimeType: string | null;
-  publicUrl: string | null;
-  dbSandboxId: string | null;
-  dbConnectionInfo: Record<string, unknown> | null;
-  current?: boolean;
-  createdAt: Date;
-  updatedAt: Date;
-}): DeploymentDto {
+export function toDeploymentDto(
+  d: {
+    id: string;
+    projectId: string;
+    status: DeploymentStatus;
+    runtimeType: string | null;
+    publicUrl: string | null;
+    dbSandboxId: string | null;
+    dbConnectionInfo: Record<string, unknown> | null;
+    current?: boolean;
+    createdAt: Date;
+    updatedAt: Date;
+  },
+  failureReason: string | null = null,
+): DeploymentDto {
   return {
     id: d.id,
     projectId: d.projectId,
@@ -94,6 +102,7 @@ export function toDeploymentDto(d: {
     // The project's database's holder, or a deployment that was handed it on and keeps its credentials.
     hasDatabase: d.dbConnectionInfo !== null,
     current: d.current === true,
+    failureReason: d.status === 'FAILED' ? failureReason : null,
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,
   };

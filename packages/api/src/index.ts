@@ -30,7 +30,13 @@ export {
   TRANSITIONS,
   transition,
 } from './deployments/lifecycle';
-export { type LogBatch, type LogLine, LogStore, type LogStoreOptions } from './deployments/log-store';
+export {
+  type LogBatch,
+  type LogEvent,
+  type LogLine,
+  LogStore,
+  type LogStoreOptions,
+} from './deployments/log-store';
 export {
   createDeploymentRuntime,
   type DeploymentRuntime,

@@ -127,7 +127,7 @@ describe('claiming PENDING deployments', () => {
     const user = await User.create({ email: 'long-builds@example.com', passwordHash: 'x' });
     const project = await Project.create({ userId: user.id, name: 'p' });
     const row = await Deployment.create({ projectId: project.id, status: 'BUILDING' });
-    logs.append(row.id, 'system', 'info', 'queued (1.0 KiB upload)');
+    logs.append(row.id, 'system', 'info', 'queued (1.0 KiB upload)', { type: 'queued' });
     try {
       // A chatty build: far more lines than a page of the log, all after the previous retry's line.
       const chatty = Array.from({ length: 12_000 }, (_, i) => `npm: ${i}`).join('\n');
@@ -152,6 +152,39 @@ describe('claiming PENDING deployments', () => {
     }
   });
 
+  it('counts retries from the typed events, not the wording: a retry event counts whatever its text, a look-alike line does not', async () => {
+    const logs = new LogStore(path.join(dir, 'event-logs'));
+    const { engine, sequelize } = engineOn(api.db.url, { logs, stuckAfterMs: 1, maxRetries: 2 });
+    const user = await User.create({ email: 'event-retries@example.com', passwordHash: 'x' });
+    const project = await Project.create({ userId: user.id, name: 'p' });
+    const row = await Deployment.create({ projectId: project.id, status: 'BUILDING' });
+    logs.append(row.id, 'system', 'info', 'in die Warteschlange', { type: 'queued' });
+    logs.append(
+      row.id,
+      'system',
+      'info',
+      'the worker building this deployment stopped; building it again (retry 2 of 2)',
+    );
+    logs.append(row.id, 'system', 'info', 'neu gebaut (1/2)', { type: 'retry', n: 1, of: 2 });
+    try {
+      expect(await interrupt(engine, row.id)).toBe('PENDING'); // retry 2 of 2: the event said 1
+      const events = (await logs.read(row.id, null)).flatMap((l) => (l.event ? [l.event] : []));
+      expect(events.at(-1)).toEqual({ type: 'retry', n: 2, of: 2 });
+      expect(await interrupt(engine, row.id)).toBe('FAILED');
+      expect(await logs.failureReason(row.id)).toBe(
+        'the worker building this deployment stopped, repeatedly',
+      );
+      // A new series (queued again) starts the count afresh.
+      await Deployment.update({ status: 'STOPPED' }, { where: { id: row.id } });
+      logs.append(row.id, 'system', 'info', 'starting again', { type: 'queued' });
+      expect(await interrupt(engine, row.id)).toBe('PENDING');
+    } finally {
+      await engine.stop();
+      await logs.close();
+      await sequelize.close();
+    }
+  });
+
   it('does not retry when the bounded log no longer shows how many retries there were', async () => {
     // A log kept to 64 KiB: a build's output pushes the series' start (and any retry) out of it.
     const logs = new LogStore(path.join(dir, 'cut-logs'), { maxBytes: 64 * 1024 });
@@ -159,7 +192,7 @@ describe('claiming PENDING deployments', () => {
     const user = await User.create({ email: 'cut-logs@example.com', passwordHash: 'x' });
     const project = await Project.create({ userId: user.id, name: 'p' });
     const row = await Deployment.create({ projectId: project.id, status: 'BUILDING' });
-    logs.append(row.id, 'system', 'info', 'queued (1.0 KiB upload)');
+    logs.append(row.id, 'system', 'info', 'queued (1.0 KiB upload)', { type: 'queued' });
     try {
       logs.append(row.id, 'build', 'stdout', Array.from({ length: 200 }, (_, i) => `short: ${i}`).join('\n'));
       expect(await interrupt(engine, row.id)).toBe('PENDING'); // the start is still there: retry 1

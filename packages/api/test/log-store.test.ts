@@ -139,6 +139,47 @@ describe('deployment logs', () => {
     ]);
   });
 
+  it('stores a typed event with its line: read back, followed, and seen by another store; old lines have none', async () => {
+    const dir = tmp();
+    // A line written before events existed, and one with an event kind this version does not know.
+    fs.mkdirSync(path.join(dir, 'd'));
+    fs.writeFileSync(
+      path.join(dir, 'd', '000000000001.ndjson'),
+      `${JSON.stringify({ i: 1, t: 0, s: 'system', o: 'info', m: 'running at http://old/' })}\n${JSON.stringify({ i: 2, t: 0, s: 'system', o: 'info', m: 'later', e: { type: 'from-the-future' } })}\n`,
+    );
+    const logs = new LogStore(dir);
+    const followed = collect(logs, 'd', 2, (lines) => lines.length >= 2);
+    await sleep(20);
+    logs.append('d', 'system', 'info', 'running at http://x/ (ready in 1.0 s)', {
+      type: 'running',
+      url: 'http://x/',
+    });
+    logs.append('d', 'system', 'info', 'building it again', { type: 'retry', n: 1, of: 2 });
+    const read = await logs.read('d', null);
+    expect(read.map((l) => l.event)).toEqual([
+      undefined,
+      undefined,
+      { type: 'running', url: 'http://x/' },
+      { type: 'retry', n: 1, of: 2 },
+    ]);
+    expect('event' in read[0]!).toBe(false); // old lines come back as they were
+    expect((await followed).lines.map((l) => l.event?.type)).toEqual(['running', 'retry']);
+    expect((await new LogStore(dir).read('d', 3)).map((l) => l.event)).toEqual([
+      { type: 'retry', n: 1, of: 2 },
+    ]);
+  });
+
+  it("failureReason: the newest failed event's reason, found past the output after it; null without one", async () => {
+    const logs = new LogStore(tmp());
+    expect(await logs.failureReason('none')).toBeNull();
+    logs.append('d', 'system', 'info', 'FAILED: looks like a failure, but no event');
+    expect(await logs.failureReason('d')).toBeNull();
+    logs.append('d', 'system', 'info', 'FAILED: first', { type: 'failed', reason: 'first' });
+    logs.append('d', 'system', 'info', 'FAILED: second', { type: 'failed', reason: 'second\nnpm error 404' });
+    logs.append('d', 'app', 'stdout', Array.from({ length: 500 }, (_, i) => `after ${i}`).join('\n'));
+    expect(await logs.failureReason('d')).toBe('second\nnpm error 404');
+  });
+
   it('follows live lines in batches, resumes after the last id seen, and sees lines another process wrote', async () => {
     const dir = tmp();
     const writer = new LogStore(dir);

@@ -118,12 +118,10 @@ async function follow(
       );
       throw new InterruptedError();
     }
-    // The log tells why it failed (written just before the status change) or where it runs (just
-    // after it): wait a moment for that line, then read whatever is still missing.
-    const wanted =
-      deployment.status === 'RUNNING'
-        ? (l: LogLine) => l.source === 'system' && l.text.startsWith('running at ')
-        : (l: LogLine) => l.source === 'system' && l.text.startsWith('FAILED: ');
+    // The log tells why it failed (a `failed` event, written around the status change) or where it
+    // runs (a `running` event, just after it): wait a moment for that line, then read what is missing.
+    const wantedType = deployment.status === 'RUNNING' ? 'running' : 'failed';
+    const wanted = (l: LogLine) => l.event?.type === wantedType;
     if (!lines.some(wanted)) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, LOG_GRACE_MS);
@@ -308,10 +306,10 @@ export async function followRelease(
     }
     return;
   }
-  const failedLine = lines.findLast((l) => l.source === 'system' && l.text.startsWith('FAILED: '));
+  const failed = lines.findLast((l) => l.event?.type === 'failed')?.event;
   const reason =
     deployment.status === 'FAILED'
-      ? (failedLine?.text.slice('FAILED: '.length) ?? 'no reason in the log')
+      ? ((failed?.type === 'failed' ? failed.reason : deployment.failureReason) ?? 'no reason in the log')
       : `it was ${deployment.status.toLowerCase()} before it ran`;
   if (ctx.json) {
     ctx.out.printJson({ deployment: deploymentJson(deployment), url: null, projectUrl, ...extra, reason });
@@ -320,8 +318,9 @@ export async function followRelease(
     project?.currentDeploymentId && project.url
       ? `\nthe project URL still serves the previous deployment ${project.currentDeploymentId}: ${project.url}`
       : '';
+  // The reason's first line, then the output lines that explain it, indented under it.
   throw new CliError(
-    `deployment ${deployment.id} ${deployment.status}: ${reason}${still}\n(the whole log: coderunner logs ${deployment.id.slice(0, 8)})`,
+    `deployment ${deployment.id} ${deployment.status}: ${printable(reason).replace(/\n/g, '\n  ')}${still}\n(the whole log: coderunner logs ${deployment.id.slice(0, 8)})`,
   );
 }
 

@@ -52,6 +52,10 @@ function showDeployment(ctx: Context, d: Deployment, projectName: string | undef
     ['id', d.id],
     ['project', projectName === undefined ? d.projectId : `${printable(projectName)} (${d.projectId})`],
     ['status', styledStatus(ctx, d.status)],
+    // Why it failed: a line, then the output lines that explain it (indented under it).
+    ...(d.failureReason
+      ? [['reason', printable(d.failureReason).replace(/\n/g, `\n${' '.repeat(10)}`)] as [string, string]]
+      : []),
     ['runtime', d.runtimeType ?? '-'],
     ['url', d.publicUrl ?? '-'],
     ['current', d.current ? "yes: its project's URL serves it" : 'no'],
@@ -149,8 +153,10 @@ export function registerDeploymentCommands(program: Command): void {
       const n = uniquePrefixLength(found.map((d) => d.id));
       if (found.some((d) => d.current))
         ctx.out.info(ctx.out.style("* current: the deployment its project's URL serves", 'dim', true));
+      // A FAILED deployment's reason (its first line; `deployments show` has the rest) when there is one.
+      const reasons = found.some((d) => d.failureReason);
       ctx.out.table(
-        ['ID', 'PROJECT', 'STATUS', 'RUNTIME', 'DB', 'CREATED', 'URL'],
+        ['ID', 'PROJECT', 'STATUS', 'RUNTIME', 'DB', 'CREATED', 'URL', ...(reasons ? ['REASON'] : [])],
         found.map((d) => [
           // `*`: the project's current deployment, the one its URL serves.
           `${d.id.slice(0, n)}${d.current ? ' *' : ''}`,
@@ -160,6 +166,7 @@ export function registerDeploymentCommands(program: Command): void {
           d.hasDatabase ? 'pg' : '-',
           shortDate(d.createdAt),
           d.publicUrl ?? '-',
+          ...(reasons ? [cell(d.failureReason?.split('\n')[0] ?? '-', 80)] : []),
         ]),
       );
     }),

@@ -61,6 +61,12 @@ export function DeploymentPage({ id }: { id: string }) {
       <h1>
         Deployment <code>{d.id.slice(0, 8)}</code>
       </h1>
+      {d.status === 'FAILED' && (
+        <div className="failure" role="alert">
+          <strong>Why it failed</strong>
+          <pre className="failure-reason">{d.failureReason ?? 'Its log no longer says why.'}</pre>
+        </div>
+      )}
       <dl className="facts">
         <dt>Status</dt>
         <dd aria-live="polite">
@@ -128,8 +134,12 @@ export function DeploymentPage({ id }: { id: string }) {
       )}
       {d.status !== 'DESTROYED' && (
         <p className="hint small">
-          Roll back: a new deployment of this source with the variables it ran with. Redeploy: this source
-          with the project's variables as they are now. The project URL switches to it once it runs.
+          {/* A FAILED deployment that never ran offers no rollback (see ReleaseActions). */}
+          {d.status === 'FAILED' && d.publicUrl === null
+            ? ''
+            : 'Roll back: a new deployment of this source with the variables it ran with. '}
+          Redeploy: this source with the project's variables as they are now. The project URL switches to it
+          once it runs.
         </p>
       )}
       <ErrorMessage error={stop.error ?? start.error ?? destroy.error} />

@@ -8,15 +8,25 @@ import path from 'node:path';
 import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
-import { type EngineOptions, markFailed, systemLog } from './context';
+import { type EngineOptions, markFailed, systemEvent, systemFailure, systemLog } from './context';
+import { outputDetails } from './failure-details';
 import { setFields, transition } from './lifecycle';
 import type { Releases } from './releases';
 import type { DeploymentRow } from './row';
 import { readFilesForUpload } from './source-store';
 import type { AppSupervisor } from './supervision';
 
-/** A reason the user can act on: it goes to the deployment's log as "FAILED: <message>". */
-class DeploymentFailure extends Error {}
+/**
+ * A reason the user can act on: it goes to the deployment's log as "FAILED: <message>", and with
+ * `details` (the output lines that explain it) into the `failed` event's reason.
+ */
+class DeploymentFailure extends Error {
+  readonly details: string[];
+  constructor(message: string, details: string[] = []) {
+    super(message);
+    this.details = details;
+  }
+}
 /** The deployment moved on (stopped, destroyed) while we worked: stop quietly and clean up. */
 class LostRace extends Error {}
 
@@ -74,14 +84,21 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     const app = await ctx.apps.start(id, sandbox, plan.start, port, appEnv);
     await sandbox
       .waitUntilReady(app, { healthcheckPath: plan.healthcheckPath, timeoutMs: opts.startTimeoutMs, signal })
-      .catch((e: Error) => {
-        throw signal.aborted ? new LostRace() : new DeploymentFailure(e.message);
+      .catch(async (e: Error) => {
+        if (signal.aborted) throw new LostRace();
+        // What the app printed says why (a crash, or where it listened instead).
+        throw new DeploymentFailure(e.message, await outputDetails(opts.logs, id, 'app'));
       });
 
     const publicUrl = opts.publicUrlFor(id, sandbox, port);
     ctx.apps.register(id, app.internalUrl, sandbox.id);
     if (!(await transition(opts.sequelize, id, ['BUILDING'], 'RUNNING', { publicUrl }))) throw new LostRace();
-    systemLog(opts, id, `running at ${publicUrl} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    systemEvent(
+      opts,
+      id,
+      { type: 'running', url: publicUrl },
+      `running at ${publicUrl} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    );
     // The project URL now serves this deployment; the ones it replaced drain, then stop.
     await ctx.releases
       .retireReplaced(row.projectId)
@@ -95,7 +112,7 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
         err instanceof DeploymentFailure ? err.message : `internal error: ${(err as Error).message}`;
       if (!(err instanceof DeploymentFailure))
         opts.logger.error({ err, deploymentId: id }, 'deployment failed');
-      systemLog(opts, id, `FAILED: ${reason}`);
+      systemFailure(opts, id, reason, err instanceof DeploymentFailure ? err.details : []);
       await markFailed(opts, id, ['PROVISIONING', 'BUILDING']);
     }
   } finally {
@@ -210,15 +227,23 @@ async function installAndBuild(
     const err = opts.logs.writer(id, 'build', 'stderr');
     const result = await sandbox
       .run(command, { envs, timeoutMs, onStdout: out.write, onStderr: err.write })
-      .catch((e: Error) => {
-        throw new DeploymentFailure(`${step} failed: ${e.message}`);
+      .catch(async (e: Error) => {
+        out.flush();
+        err.flush();
+        throw new DeploymentFailure(
+          `${step} failed: ${e.message}`,
+          await outputDetails(opts.logs, id, 'build'),
+        );
       })
       .finally(() => {
         out.flush();
         err.flush();
       });
     if (result.exitCode !== 0)
-      throw new DeploymentFailure(`${step} failed: \`${command}\` exited with code ${result.exitCode}`);
+      throw new DeploymentFailure(
+        `${step} failed: \`${command}\` exited with code ${result.exitCode}`,
+        await outputDetails(opts.logs, id, 'build'),
+      );
   }
 }
 

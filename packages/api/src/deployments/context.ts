@@ -1,6 +1,7 @@
 import type { DeploymentStatus, Sequelize } from '@coderunner/db';
 import type { BuildPlan, Sandbox, SandboxProvider } from '@coderunner/sandbox';
 import { transition } from './lifecycle';
+import type { LogEvent } from './log-events';
 import type { LogStore } from './log-store';
 import type { SourceStore } from './source-store';
 
@@ -69,6 +70,23 @@ export interface EngineOptions {
 /** A line in the deployment's own log, from the platform (not the app). */
 export function systemLog(opts: EngineOptions, id: string, text: string): void {
   opts.logs.append(id, 'system', 'info', text);
+}
+
+/**
+ * A system line that code reads: `text` for people, `event` for the CLI, the reconciler and the
+ * dashboard (which never read the wording). The one way the engine writes a typed event.
+ */
+export function systemEvent(opts: EngineOptions, id: string, event: LogEvent, text: string): void {
+  opts.logs.append(id, 'system', 'info', text, event);
+}
+
+/**
+ * The line that says why a deployment failed: "FAILED: <reason>" for people; the `failed` event
+ * carries the reason and, on the lines after it, `details` (the output that explains it).
+ */
+export function systemFailure(opts: EngineOptions, id: string, reason: string, details: string[] = []): void {
+  const full = details.length ? `${reason}\n${details.join('\n')}` : reason;
+  systemEvent(opts, id, { type: 'failed', reason: full }, `FAILED: ${reason}`);
 }
 
 /** → FAILED (the reason is already in the log); a lost race means someone else moved it first. */

@@ -8,7 +8,7 @@ import { LRUCache } from 'lru-cache';
 import { projectSlug } from '../project-url';
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
-import { type EngineOptions, systemLog } from './context';
+import { type EngineOptions, systemEvent } from './context';
 import { transition } from './lifecycle';
 import { Reconciler } from './reconciler';
 import { Releases } from './releases';
@@ -117,7 +117,7 @@ export class DeploymentEngine {
       return false;
     this.apps.forget(row.id);
     if (row.appSandboxId) await this.opts.provider.kill(row.appSandboxId);
-    systemLog(this.opts, row.id, 'stopped');
+    systemEvent(this.opts, row.id, { type: 'stopped' }, 'stopped');
     return true;
   }
 
@@ -189,9 +189,10 @@ export class DeploymentEngine {
         }
         await database.reset(held);
         if (requeued)
-          systemLog(
+          systemEvent(
             this.opts,
             requeued.id,
+            { type: 'queued' },
             "the project's database was reset; starting the app again on the empty database",
           );
         return { restarted: requeued ? (requeued as DeploymentRow).id : null };
@@ -201,7 +202,12 @@ export class DeploymentEngine {
       if (requeued) {
         const id = (requeued as DeploymentRow).id;
         if (await transition(sequelize, id, ['RUNNING'], 'PENDING', { appSandboxId: null }).catch(() => null))
-          systemLog(this.opts, id, 'the app was stopped for a database reset that failed; starting it again');
+          systemEvent(
+            this.opts,
+            id,
+            { type: 'queued' },
+            'the app was stopped for a database reset that failed; starting it again',
+          );
       }
       throw err;
     } finally {

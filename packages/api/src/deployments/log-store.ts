@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { type LogEvent, parseLogEvent } from './log-events';
+
+export type { LogEvent } from './log-events';
 
 /**
  * Each deployment's log (build output, app output, what the engine did and why it failed) lives in
@@ -28,6 +31,8 @@ export interface LogLine {
   source: LogSource;
   stream: 'stdout' | 'stderr' | 'info';
   text: string;
+  /** What the line means for code (system lines the engine writes; see log-events.ts). */
+  event?: LogEvent;
 }
 
 /**
@@ -68,6 +73,8 @@ interface StoredLine {
   s: LogSource;
   o: LogLine['stream'];
   m: string;
+  /** The line's typed event, if any (lines written before events existed have none). */
+  e?: LogEvent;
 }
 
 const MAX_LINE_CHARS = 4_000;
@@ -432,8 +439,14 @@ export class LogStore {
     return w;
   }
 
-  /** Append whole lines (text may hold several, separated by newlines). */
-  append(deploymentId: string, source: LogSource, stream: LogLine['stream'], text: string): void {
+  /** Append whole lines (text may hold several, separated by newlines); `event` goes with the first. */
+  append(
+    deploymentId: string,
+    source: LogSource,
+    stream: LogLine['stream'],
+    text: string,
+    event?: LogEvent,
+  ): void {
     if (this.removed.has(deploymentId)) return;
     const lines = text.replace(/\r\n/g, '\n').split('\n');
     if (lines.at(-1) === '') lines.pop();
@@ -445,6 +458,7 @@ export class LogStore {
     for (const raw of lines) {
       const m = raw.length > MAX_LINE_CHARS ? `${raw.slice(0, MAX_LINE_CHARS)}…` : raw;
       const stored: StoredLine = { i: w.nextId++, t: now, s: source, o: stream, m };
+      if (event && !written.length) stored.e = event;
       w.pending.push(`${JSON.stringify(stored)}\n`);
       written.push(toLine(stored));
     }
@@ -554,6 +568,23 @@ export class LogStore {
       if (afterId !== null && segments[i]! <= afterId + 1) break;
     }
     return out;
+  }
+
+  /**
+   * Why the deployment failed: the reason of the newest `failed` event, or null (it did not fail, or
+   * its log no longer holds the line). Cheap: the line is among the last few written (nothing runs
+   * after a failure), so only the end of the log is read, further back only if it is not there.
+   */
+  async failureReason(deploymentId: string): Promise<string | null> {
+    for (const limit of [100, PAGE_LINES]) {
+      const lines = await this.read(deploymentId, null, limit);
+      for (let i = lines.length - 1; i >= 0; i--) {
+        const event = lines[i]!.event;
+        if (event?.type === 'failed') return event.reason;
+      }
+      if (lines.length < limit) break;
+    }
+    return null;
   }
 
   /** The first `limit` lines after `afterId`: read from the segment holding the next id on. */
@@ -861,5 +892,8 @@ function lastIdIn(file: string, fallback: number): number {
 }
 
 function toLine(s: StoredLine): LogLine {
-  return { id: s.i, time: new Date(s.t), source: s.s, stream: s.o, text: s.m };
+  const line: LogLine = { id: s.i, time: new Date(s.t), source: s.s, stream: s.o, text: s.m };
+  const event = s.e === undefined ? undefined : parseLogEvent(s.e);
+  if (event) line.event = event;
+  return line;
 }

@@ -10,38 +10,29 @@
 import type { DeploymentStatus } from '@coderunner/db';
 import { type Sandbox, SandboxNotFoundError } from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
-import { type EngineOptions, systemLog } from './context';
+import { type EngineOptions, systemEvent, systemFailure, systemLog } from './context';
 import { ACTIVE_STATUSES, transition } from './lifecycle';
 import type { Releases } from './releases';
 import type { AppSupervisor } from './supervision';
 
-/** Logged when a build whose worker died is queued again: the log is where retries are counted. */
+/** Logged when a build whose worker died is queued again (with a `retry` event: where retries are counted). */
 export const rebuildLine = (retry: number, of: number) =>
   `the worker building this deployment stopped; building it again (retry ${retry} of ${of})`;
-const REBUILD = /^the worker building this deployment stopped; building it again \(retry (\d+) of \d+\)$/;
-/** Lines that begin a new series of build attempts (after them, earlier interruptions no longer count). */
-const NEW_SERIES = [
-  /^running at /,
-  /^starting again from the stored source/,
-  /^queued/,
-  /^the app was not running after a restart/,
-];
 
 /**
  * How many times the current series of builds of `id` was interrupted by a dead worker, read from
  * the deployment's log (shared by every replica through the data folder, and kept across restarts),
- * so "retried once" means once, whichever process noticed. Each retry's line carries its number, so
- * only the newest one is needed, however much output came after it. `null` when the bounded log no
+ * so "retried once" means once, whichever process noticed. Each retry's `retry` event carries its
+ * number, so only the newest one is needed, however much output came after it; a `queued` or
+ * `running` event starts a new series. `null` when the bounded log no
  * longer reaches back to the series' start or to a retry (more output than it keeps): unknown.
  */
 export async function buildInterruptions(opts: EngineOptions, id: string): Promise<number | null> {
   const lines = await opts.logs.read(id, null, Number.MAX_SAFE_INTEGER);
   for (let i = lines.length - 1; i >= 0; i--) {
-    const line = lines[i]!;
-    if (line.source !== 'system') continue;
-    const retry = REBUILD.exec(line.text);
-    if (retry) return Number(retry[1]);
-    if (NEW_SERIES.some((re) => re.test(line.text))) return 0;
+    const event = lines[i]!.event;
+    if (event?.type === 'retry') return event.n;
+    if (event?.type === 'queued' || event?.type === 'running') return 0;
   }
   return lines.length && lines[0]!.id > 1 ? null : 0;
 }
@@ -75,17 +66,22 @@ export class Reconciler {
       const retry = done === null ? null : done + 1;
       if (retry !== null && retry <= this.opts.maxRetries) {
         if (await transition(sequelize, row.id, [row.status], 'PENDING', { appSandboxId: null })) {
-          systemLog(this.opts, row.id, rebuildLine(retry, this.opts.maxRetries));
+          systemEvent(
+            this.opts,
+            row.id,
+            { type: 'retry', n: retry, of: this.opts.maxRetries },
+            rebuildLine(retry, this.opts.maxRetries),
+          );
         }
       } else if (await transition(sequelize, row.id, [row.status], 'FAILED', { appSandboxId: null })) {
-        systemLog(
+        systemFailure(
           this.opts,
           row.id,
           retry === null
-            ? 'FAILED: the worker building this deployment stopped, and its log no longer shows how often that happened (more output than it keeps), so it is not retried; redeploy it (`coderunner redeploy <deployment>`) to build it again'
+            ? 'the worker building this deployment stopped, and its log no longer shows how often that happened (more output than it keeps), so it is not retried; redeploy it (`coderunner redeploy <deployment>`) to build it again'
             : this.opts.maxRetries
-              ? 'FAILED: the worker building this deployment stopped, repeatedly'
-              : 'FAILED: the worker building this deployment stopped (CODERUNNER_BUILD_RETRIES is 0)',
+              ? 'the worker building this deployment stopped, repeatedly'
+              : 'the worker building this deployment stopped (CODERUNNER_BUILD_RETRIES is 0)',
         );
       }
     }
@@ -118,9 +114,10 @@ export class Reconciler {
         // After a restart (or a host reboot) local apps are gone: bring them back from their source.
         await provider.kill(row.appSandboxId).catch(() => false);
         if (await transition(sequelize, row.id, ['RUNNING'], 'PENDING', { appSandboxId: null })) {
-          systemLog(
+          systemEvent(
             this.opts,
             row.id,
+            { type: 'queued' },
             'the app was not running after a restart; starting it again from its source',
           );
         }
@@ -128,12 +125,11 @@ export class Reconciler {
         const tail = (await this.opts.logs.read(row.id, null, 5)).map((l) => l.text);
         await provider.kill(row.appSandboxId).catch(() => false);
         if (await transition(sequelize, row.id, ['RUNNING'], 'FAILED', { appSandboxId: null })) {
-          systemLog(
+          systemFailure(
             this.opts,
             row.id,
-            sandbox
-              ? 'FAILED: the app is no longer running'
-              : 'FAILED: the sandbox running the app no longer exists',
+            sandbox ? 'the app is no longer running' : 'the sandbox running the app no longer exists',
+            tail.length ? [`last output: ${tail.join(' | ')}`] : [],
           );
           if (tail.length) systemLog(this.opts, row.id, `last output: ${tail.join(' | ')}`);
         }

@@ -82,6 +82,7 @@ export class DeploymentService {
       'system',
       'info',
       `queued (${(upload.archive.length / 1024).toFixed(1)} KiB upload)`,
+      { type: 'queued' },
     );
     this.engine.poke();
     return row;
@@ -103,7 +104,7 @@ export class DeploymentService {
       if (!pending) throw conflict(`only a STOPPED deployment can be started; this one is ${row.status}`);
       return pending;
     });
-    this.logs.append(row.id, 'system', 'info', 'starting again from the stored source');
+    this.logs.append(row.id, 'system', 'info', 'starting again from the stored source', { type: 'queued' });
     this.engine.poke();
     return moved;
   }
@@ -150,6 +151,7 @@ export class DeploymentService {
       kind === 'rollback'
         ? `queued: rollback to deployment ${row.id} (its source and environment)`
         : `queued: redeploy of deployment ${row.id} (its source, the project's variables now)`,
+      { type: 'queued' },
     );
     this.engine.poke();
     return created;

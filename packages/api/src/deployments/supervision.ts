@@ -4,7 +4,8 @@
  */
 import type { Sandbox } from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
-import { type EngineOptions, markFailed, systemLog } from './context';
+import { type EngineOptions, markFailed, systemFailure, systemLog } from './context';
+import { outputDetails } from './failure-details';
 
 export class AppSupervisor {
   /** Apps we started or follow: deployment id → internal URL (the local proxy's routing table). */
@@ -128,7 +129,7 @@ export class AppSupervisor {
     if (this.isBuilding(id) || this.expected.has(sandboxId)) return; // still starting: readiness reports it
     const row = await deployments.statusAndApp(this.opts.sequelize, id);
     if (row?.status !== 'RUNNING' || row.app_sandbox_id !== sandboxId) return;
-    systemLog(this.opts, id, `FAILED: the app ${how}`);
+    systemFailure(this.opts, id, `the app ${how}`, await outputDetails(this.opts.logs, id, 'app'));
     await this.opts.provider.kill(sandboxId).catch(() => false);
     await markFailed(this.opts, id, ['RUNNING']);
   }

@@ -14,6 +14,20 @@ import { createCallerFactory, protectedProcedure, router, serializedOnce, TRPCEr
 
 const deploymentNotFound = () => new TRPCError({ code: 'NOT_FOUND', message: 'deployment not found' });
 
+/** A FAILED row's reason, read from its log through the one accessor; null for the others (not read). */
+async function reasonOf(ctx: Context, row: { id: string; status: string }): Promise<string | null> {
+  const logs = ctx.deps.deployments?.logs;
+  return row.status === 'FAILED' && logs ? logs.failureReason(row.id) : null;
+}
+
+/** The deployment as the API returns it, with a FAILED one's reason. */
+async function deploymentDto(
+  ctx: Context,
+  row: Parameters<typeof toDeploymentDto>[0],
+): Promise<DeploymentDto> {
+  return toDeploymentDto(row, await reasonOf(ctx, row));
+}
+
 function services(ctx: Context) {
   const d = ctx.deps.deployments;
   if (!d)
@@ -64,7 +78,7 @@ export const deploymentsRouter = router({
     .input(createInput)
     .mutation(
       async ({ ctx, input }): Promise<DeploymentDto> =>
-        toDeploymentDto(await services(ctx).create(ctx.user.id, input, ctx.requestId)),
+        deploymentDto(ctx, await services(ctx).create(ctx.user.id, input, ctx.requestId)),
     ),
 
   list: protectedProcedure
@@ -85,19 +99,24 @@ export const deploymentsRouter = router({
         cursor: input?.cursor ?? null,
         take: limit + 1,
       });
-      return toPage(rows, limit, toDeploymentDto);
+      // Read only for the FAILED rows of the page (the end of each one's log; see LogStore.failureReason).
+      const page = rows.slice(0, limit);
+      const reasons = new Map(
+        await Promise.all(page.map(async (r) => [r.id, await reasonOf(ctx, r)] as const)),
+      );
+      return toPage(rows, limit, (row) => toDeploymentDto(row, reasons.get(row.id) ?? null));
     }),
 
-  get: ownedDeploymentProcedure.query(({ ctx }) => toDeploymentDto(ctx.deployment)),
+  get: ownedDeploymentProcedure.query(({ ctx }) => deploymentDto(ctx, ctx.deployment)),
 
   stop: ownedDeploymentProcedure.mutation(async ({ ctx }) => {
     await services(ctx).stop(ctx.deployment);
-    return toDeploymentDto(await loadOwned(ctx, ctx.deployment.id));
+    return deploymentDto(ctx, await loadOwned(ctx, ctx.deployment.id));
   }),
 
   start: ownedDeploymentProcedure.mutation(async ({ ctx }) => {
     await services(ctx).start(ctx.user.id, ctx.deployment);
-    return toDeploymentDto(await loadOwned(ctx, ctx.deployment.id));
+    return deploymentDto(ctx, await loadOwned(ctx, ctx.deployment.id));
   }),
 
   /**
@@ -106,18 +125,18 @@ export const deploymentsRouter = router({
    */
   rollback: ownedDeploymentProcedure.mutation(
     async ({ ctx }): Promise<DeploymentDto> =>
-      toDeploymentDto(await services(ctx).release(ctx.user.id, ctx.deployment, 'rollback', ctx.requestId)),
+      deploymentDto(ctx, await services(ctx).release(ctx.user.id, ctx.deployment, 'rollback', ctx.requestId)),
   ),
 
   /** A new deployment from this one's stored source, with the project's variables as they are now. */
   redeploy: ownedDeploymentProcedure.mutation(
     async ({ ctx }): Promise<DeploymentDto> =>
-      toDeploymentDto(await services(ctx).release(ctx.user.id, ctx.deployment, 'redeploy', ctx.requestId)),
+      deploymentDto(ctx, await services(ctx).release(ctx.user.id, ctx.deployment, 'redeploy', ctx.requestId)),
   ),
 
   destroy: ownedDeploymentProcedure.mutation(async ({ ctx }) => {
     await services(ctx).destroy(ctx.deployment);
-    return toDeploymentDto(await loadOwned(ctx, ctx.deployment.id));
+    return deploymentDto(ctx, await loadOwned(ctx, ctx.deployment.id));
   }),
 
   /**
@@ -182,7 +201,17 @@ export const deploymentsRouter = router({
         const key = `${row.status}:${row.publicUrl ?? ''}:${row.current}`;
         if (key !== last) {
           last = key;
-          yield toDeploymentDto(row);
+          let dto = await deploymentDto(ctx, row);
+          // The reconciler records FAILED just before it logs why: give that line a moment to come.
+          for (
+            let i = 0;
+            i < 5 && dto.failureReason === null && row.status === 'FAILED' && !signal?.aborted;
+            i++
+          ) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            dto = await deploymentDto(ctx, row);
+          }
+          yield dto;
         }
         if (row.status === 'DESTROYED') return;
       }
