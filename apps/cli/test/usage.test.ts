@@ -104,7 +104,7 @@ describe('usage errors are exit 2, with one error line on stderr and nothing on 
     [['deploy', 'a', 'b'], /^error: too many arguments for 'deploy'/],
     [['deployments', 'show'], /^error: missing required argument 'deployment'/],
     [['deployments', 'list', '--status', 'x'], /^error: option '--status <status>' argument 'x' is invalid/],
-    [['logs'], /^error: missing required argument 'deployment'/],
+    [['logs'], /^error: name a deployment, or a project with --project \(not both\)/],
     [['logs', 'abc', '--tail', '0'], /^error: option '-n, --tail <n>' argument '0' is invalid/],
     [['db', 'credentials'], /^error: missing required argument 'deployment'/],
     [['db', 'reset'], /^error: missing required argument 'project'/],

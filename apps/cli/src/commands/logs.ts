@@ -6,7 +6,7 @@
 import type { CodeRunnerClient } from '@coderunner/api/client';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Context, handler } from '../context';
-import { CliError, UsageError } from '../errors';
+import { CliError } from '../errors';
 import { handleInterrupt, streamLogs } from '../follow';
 import { formatLogLine } from '../progress';
 import { resolveDeployment, resolveProject } from '../resolve';
@@ -187,6 +187,11 @@ across releases, restarts and rollbacks.
 With --json, one JSON object per line (NDJSON): {"id","time","source","stream","text"}; "source" is
 system, build or app, "stream" stdout, stderr or info.`,
     );
+  // A deployment or a project, one of the two: said as commander says a missing argument (exit 2).
+  logs.hook('preAction', (command) => {
+    if ((command.args[0] === undefined) === (command.opts().project === undefined))
+      command.error('error: name a deployment, or a project with --project (not both)', { exitCode: 2 });
+  });
   examples(logs, [
     'coderunner logs 3f0c2a1b',
     'coderunner logs 3f0c --follow',
@@ -194,8 +199,6 @@ system, build or app, "stream" stdout, stderr or info.`,
     'coderunner logs 3f0c --tail 50 --json | jq -r .text',
   ]).action(
     handler<{ follow?: boolean; tail?: number; project?: string }>(async (ctx, [ref], opts) => {
-      if ((ref === undefined) === (opts.project === undefined))
-        throw new UsageError('name a deployment, or a project with --project (not both)');
       const client = ctx.client();
       const follow = opts.follow === true;
       const abort = new AbortController();
