@@ -557,6 +557,8 @@ describe('releases and environment variables, from the project page', () => {
     await shot(page, 'deployment-failed-reason');
 
     await backToProject();
+    // The list may first show the status it had cached (BUILDING, which offers a rollback): wait for FAILED.
+    await row(failed).getByText('FAILED', { exact: true }).waitFor({ timeout: 30_000 });
     await row(failed).getByRole('button', { name: 'Redeploy' }).waitFor();
     expect(await row(failed).getByRole('button', { name: 'Roll back to this' }).count()).toBe(0);
   });
