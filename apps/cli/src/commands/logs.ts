@@ -3,6 +3,7 @@
  * the deployment writes no more; `--project <p> --follow` follows whichever deployment the project's
  * URL serves, from release to release.
  */
+import { setTimeout } from 'node:timers/promises';
 import type { CodeRunnerClient } from '@coderunner/api/client';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Context, handler } from '../context';
@@ -89,16 +90,8 @@ async function printLog(
   return { end, last };
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** Waits `ms`, or less when Ctrl-C aborts the wait. */
+const sleep = (ms: number, signal: AbortSignal) => setTimeout(ms, undefined, { signal }).catch(() => {});
 
 /**
  * The deployment the project's URL serves, waiting (and saying so once) while none does, or while
