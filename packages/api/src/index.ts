@@ -51,7 +51,14 @@ export {
   writeAtomically,
 } from './deployments/source-store';
 export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
-export type { DeploymentDto, ProjectDto, UserDto } from './dto';
+export type {
+  DeploymentDetailDto,
+  DeploymentDto,
+  DeploymentUsageDto,
+  ProjectDto,
+  UsageFiguresDto,
+  UserDto,
+} from './dto';
 export { type EnvVars, ProjectEnvStore } from './env-store';
 export * from './env-vars';
 export { type CodeRunnerErrorCode, type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';
