@@ -45,6 +45,14 @@ export {
 } from './deployments/runtime';
 export { DeploymentService } from './deployments/service';
 export {
+  USAGE_INTERVAL_MS,
+  USAGE_POINTS,
+  type UsageNow,
+  type UsagePoint,
+  UsageSampler,
+  type UsageSamplerOptions,
+} from './deployments/usage';
+export {
   readFilesForUpload,
   type SnapshotRotation,
   SourceStore,
