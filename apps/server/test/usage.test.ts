@@ -104,7 +104,10 @@ describe('what a running deployment uses', () => {
 
     // Another user's deployment: NOT_FOUND, as a missing one.
     const anon = createClient({ url: `${server.url}/trpc` });
-    const { token } = await anon.auth.register.mutate({ email: 'other@example.com', password: 'other password' });
+    const { token } = await anon.auth.register.mutate({
+      email: 'other@example.com',
+      password: 'other password',
+    });
     const other = createClient({ url: `${server.url}/trpc`, token });
     const refused = await other.deployments.usage.query({ id: created.id }).catch((e) => e);
     expect(refused.data.code).toBe('NOT_FOUND');

@@ -45,6 +45,13 @@ export {
 } from './deployments/runtime';
 export { DeploymentService } from './deployments/service';
 export {
+  readFilesForUpload,
+  type SnapshotRotation,
+  SourceStore,
+  writeAtomically,
+} from './deployments/source-store';
+export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
+export {
   USAGE_INTERVAL_MS,
   USAGE_POINTS,
   type UsageNow,
@@ -52,13 +59,6 @@ export {
   UsageSampler,
   type UsageSamplerOptions,
 } from './deployments/usage';
-export {
-  readFilesForUpload,
-  type SnapshotRotation,
-  SourceStore,
-  writeAtomically,
-} from './deployments/source-store';
-export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
 export type {
   DeploymentDetailDto,
   DeploymentDto,
