@@ -72,7 +72,15 @@ function Chart({ label, points, limit, end, format, className }: ChartProps) {
             <title>{`limit ${format(limit)}`}</title>
           </line>
         )}
-        {drawn.length > 1 && <polyline className="series" points={line} />}
+        {drawn.length > 1 && (
+          <>
+            <polygon
+              className="area"
+              points={`${x(drawn[0]![0]).toFixed(1)},${y(0)} ${line} ${x(drawn.at(-1)![0]).toFixed(1)},${y(0)}`}
+            />
+            <polyline className="series" points={line} />
+          </>
+        )}
         {drawn.length === 1 && (
           <circle className="series-dot" cx={x(drawn[0]![0])} cy={y(drawn[0]![1])} r={2.5} />
         )}
