@@ -46,7 +46,10 @@ export const projectJson = (p: Project): ProjectJson => ({
   updatedAt: p.updatedAt.toISOString(),
 });
 
-export type Deployment = RouterOutputs['deployments']['get'];
+export type Deployment = RouterOutputs['deployments']['list']['items'][number];
+/** `deployments.get`: a deployment with what its app uses while RUNNING. */
+export type DeploymentDetail = RouterOutputs['deployments']['get'];
+export type Usage = NonNullable<DeploymentDetail['usage']>;
 export type DatabaseCredentials = RouterOutputs['deployments']['databaseCredentials'];
 /** One log line, as deployments.logs sends it inside a batch. */
 export interface LogLine {
@@ -126,4 +129,28 @@ export const databaseCredentialsJson = (c: DatabaseCredentials) => ({
   password: c.password,
   database: c.database,
   url: c.url,
+});
+
+/** What a RUNNING deployment's app uses now (`deployments show --json`: `usage`, null when not running). */
+export interface UsageJson {
+  at: string;
+  memoryBytes: number;
+  /** The most memory in use at once since the app started; null when unknown (unisolated). */
+  memoryPeakBytes: number | null;
+  memoryLimitBytes: number | null;
+  /** CPUs used over the last 10 s (0.03 = 3% of one CPU); null until the server has two samples. */
+  cpu: number | null;
+  cpuSeconds: number | null;
+  /** The CPU limit, in CPUs. */
+  cpus: number | null;
+}
+
+export const usageJson = (u: Usage): UsageJson => ({
+  at: u.at.toISOString(),
+  memoryBytes: u.memoryBytes,
+  memoryPeakBytes: u.memoryPeakBytes,
+  memoryLimitBytes: u.memoryLimitBytes,
+  cpu: u.cpu,
+  cpuSeconds: u.cpuSeconds,
+  cpus: u.cpus,
 });

@@ -31,7 +31,7 @@ try {
     logger,
     logError: (err, meta) => logger.error({ err, ...meta }, 'unexpected error'),
   });
-  await runtime.start({ workers: true });
+  await runtime.start({ workers: true, usage: false });
   logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'worker started');
   const shutdown = async () => {
     logger.info('worker stopping');

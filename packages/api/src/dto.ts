@@ -107,3 +107,32 @@ export function toDeploymentDto(
     updatedAt: d.updatedAt,
   };
 }
+
+/** What a RUNNING deployment's app uses now, and its limits (null: unknown here, e.g. no limit unisolated). */
+export interface UsageFiguresDto {
+  /** When the figures were read. */
+  at: Date;
+  memoryBytes: number;
+  /** The most memory in use at once since the app started. */
+  memoryPeakBytes: number | null;
+  /** The memory limit in force (read from the sandbox, so a limit lowered after the build shows). */
+  memoryLimitBytes: number | null;
+  /** CPUs used over the last 10 s sampled (0.03 = 3% of one CPU); null until two samples exist. */
+  cpu: number | null;
+  /** CPU time used since the app's sandbox was made, seconds. */
+  cpuSeconds: number | null;
+  /** The CPU limit in force, in CPUs. */
+  cpus: number | null;
+}
+
+/** `deployments.get`: the deployment, with what its app uses while it is RUNNING (else null). */
+export interface DeploymentDetailDto extends DeploymentDto {
+  usage: UsageFiguresDto | null;
+}
+
+/** `deployments.usage`: the last hour, one point per sample (every `intervalMs`), oldest first. */
+export interface DeploymentUsageDto {
+  intervalMs: number;
+  now: UsageFiguresDto | null;
+  points: { at: Date; memoryBytes: number; cpu: number | null }[];
+}

@@ -51,7 +51,22 @@ export {
   writeAtomically,
 } from './deployments/source-store';
 export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
-export type { DeploymentDto, ProjectDto, UserDto } from './dto';
+export {
+  USAGE_INTERVAL_MS,
+  USAGE_POINTS,
+  type UsageNow,
+  type UsagePoint,
+  UsageSampler,
+  type UsageSamplerOptions,
+} from './deployments/usage';
+export type {
+  DeploymentDetailDto,
+  DeploymentDto,
+  DeploymentUsageDto,
+  ProjectDto,
+  UsageFiguresDto,
+  UserDto,
+} from './dto';
 export { type EnvVars, ProjectEnvStore } from './env-store';
 export * from './env-vars';
 export { type CodeRunnerErrorCode, type CodeRunnerErrorData, UNAVAILABLE_RETRY_SECONDS } from './errors';

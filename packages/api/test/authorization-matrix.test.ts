@@ -49,6 +49,7 @@ const MATRIX: Record<string, (b: Caller, a: Fixture) => Promise<unknown>> = {
   'deployments.rollback': (b, a) => b.deployments.rollback({ id: a.deploymentId }),
   'deployments.redeploy': (b, a) => b.deployments.redeploy({ id: a.deploymentId }),
   'deployments.databaseCredentials': (b, a) => b.deployments.databaseCredentials({ id: a.deploymentId }),
+  'deployments.usage': (b, a) => b.deployments.usage({ id: a.deploymentId }),
   'deployments.watch': (b, a) => firstOf(b.deployments.watch({ id: a.deploymentId })),
   'deployments.logs': (b, a) => firstOf(b.deployments.logs({ id: a.deploymentId })),
   'env.list': (b, a) => b.env.list({ projectId: a.projectId, reveal: true }),

@@ -74,6 +74,23 @@ export interface DatabaseConnectionInfo {
   url: string;
 }
 
+/**
+ * What a sandbox's code uses now, and its limits, as its provider measures them (the local one: its
+ * cgroup). A figure the provider cannot tell is null.
+ */
+export interface SandboxUsage {
+  /** Memory in use now, bytes (the cgroup's count: the processes' memory and the page cache they use). */
+  memoryBytes: number;
+  /** The most memory in use at once since the app started, bytes. */
+  memoryPeakBytes: number | null;
+  /** CPU time used so far by the sandbox's processes, seconds (cumulative). */
+  cpuSeconds: number | null;
+  /** The memory limit in force now, bytes (read at each call: it may change between build and run). */
+  memoryLimitBytes: number | null;
+  /** The CPU limit in force now, in CPUs (0.5 = half a core). */
+  cpus: number | null;
+}
+
 export interface SandboxInfo {
   id: string;
   metadata: SandboxMetadata;
@@ -120,6 +137,11 @@ export interface Sandbox {
     opts: { healthcheckPath?: string | undefined; timeoutMs: number; signal?: AbortSignal },
   ): Promise<void>;
   getHost(port: number): string;
+  /**
+   * What the sandbox uses now (memory, CPU time) and its limits; null when the provider cannot tell.
+   * Cheap (a few small reads): callers may sample it every few seconds. Optional.
+   */
+  usage?(): Promise<SandboxUsage | null>;
   /** Extend the sandbox's life by `ms` from now (no-op for the local provider). */
   keepAlive(ms: number): Promise<void>;
   /** Kill everything and free the sandbox; idempotent. */

@@ -15,7 +15,7 @@ import {
   resolveProject,
   uniquePrefixLength,
 } from '../resolve';
-import { type Deployment, deploymentJson } from '../views';
+import { type Deployment, type DeploymentDetail, deploymentJson, type Usage, usageJson } from '../views';
 import { followRelease } from './deploy';
 import { examples } from './help';
 
@@ -43,9 +43,25 @@ async function projectNames(client: CodeRunnerClient): Promise<Map<string, strin
 
 const DEPLOYMENT_ARG = 'deployment id, or the start of one (e.g. 3f0c2a1b)';
 
-function showDeployment(ctx: Context, d: Deployment, projectName: string | undefined) {
+const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;
+
+/** "memory 41 MB of 256 MB (peak 63 MB) · CPU 3% of 0.5": what the app uses now, and its limits. */
+export function usageLine(u: Usage): string {
+  const memory = `memory ${mb(u.memoryBytes)}${u.memoryLimitBytes === null ? '' : ` of ${mb(u.memoryLimitBytes)}`}${
+    u.memoryPeakBytes === null ? '' : ` (peak ${mb(u.memoryPeakBytes)})`
+  }`;
+  const percent = u.cpu === null ? null : u.cpu > 0 && u.cpu < 0.005 ? '<1%' : `${Math.round(u.cpu * 100)}%`;
+  const cpu =
+    percent === null
+      ? `CPU time ${(u.cpuSeconds ?? 0).toFixed(1)} s`
+      : `CPU ${percent}${u.cpus === null ? '' : ` of ${u.cpus}`}`;
+  const unlimited = u.memoryLimitBytes === null && u.cpus === null ? ' (no limits: unisolated)' : '';
+  return `${memory} · ${cpu}${unlimited}`;
+}
+
+function showDeployment(ctx: Context, d: DeploymentDetail, projectName: string | undefined) {
   if (ctx.json) {
-    ctx.out.printJson(deploymentJson(d));
+    ctx.out.printJson({ ...deploymentJson(d), usage: d.usage ? usageJson(d.usage) : null });
     return;
   }
   ctx.out.fields([
@@ -60,6 +76,9 @@ function showDeployment(ctx: Context, d: Deployment, projectName: string | undef
     ['url', d.publicUrl ?? '-'],
     ['current', d.current ? "yes: its project's URL serves it" : 'no'],
     ['database', d.hasDatabase ? 'postgres (coderunner db credentials)' : '-'],
+    ...(d.status === 'RUNNING'
+      ? [['usage', d.usage ? usageLine(d.usage) : 'unknown here'] as [string, string]]
+      : []),
     ['created', shortDate(d.createdAt)],
     ['updated', shortDate(d.updatedAt)],
   ]);
@@ -182,7 +201,10 @@ export function registerDeploymentCommands(program: Command): void {
   ).action(
     handler(async (ctx, [ref]) => {
       const client = ctx.client();
-      const d = await resolveDeployment(client, ref!);
+      const found = await resolveDeployment(client, ref!);
+      // Found by a prefix (through the list): get it for what it uses.
+      const d =
+        'usage' in found ? (found as DeploymentDetail) : await client.deployments.get.query({ id: found.id });
       showDeployment(ctx, d, ctx.json ? undefined : await projectName(client, d.projectId));
     }),
   );

@@ -6,6 +6,7 @@ import { AnsiText } from '../ansi';
 import { useTRPC } from '../api';
 import { type LogEnd, type LogLine, logEndOf, logEndText, logLinesOf } from '../logs';
 import { ReleaseActions } from '../releases';
+import { UsageCard } from '../UsageChart';
 import {
   ConfirmButton,
   CopyButton,
@@ -30,7 +31,12 @@ export function DeploymentPage({ id }: { id: string }) {
       { id },
       {
         enabled: deployment.isSuccess && deployment.data.status !== 'DESTROYED',
-        onData: (d) => queryClient.setQueryData(trpc.deployments.get.queryKey({ id }), d),
+        // The watch carries no usage: the figures fetched last stay while it runs.
+        onData: (d) =>
+          queryClient.setQueryData(trpc.deployments.get.queryKey({ id }), (old) => ({
+            ...d,
+            usage: d.status === 'RUNNING' ? (old?.usage ?? null) : null,
+          })),
       },
     ),
   );
@@ -143,6 +149,7 @@ export function DeploymentPage({ id }: { id: string }) {
         </p>
       )}
       <ErrorMessage error={stop.error ?? start.error ?? destroy.error} />
+      {d.status === 'RUNNING' && <UsageCard id={id} />}
       {d.hasDatabase && d.status !== 'DESTROYED' && <DatabaseCredentials id={id} />}
       <Logs id={id} />
     </section>

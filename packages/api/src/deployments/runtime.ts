@@ -38,6 +38,7 @@ import { LogStore } from './log-store';
 import { DeploymentService } from './service';
 import { SourceStore } from './source-store';
 import { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB } from './upload';
+import { UsageSampler } from './usage';
 
 export interface RuntimeConfig {
   /** The server's data folder: sandboxes, sources, logs, keys. */
@@ -87,8 +88,13 @@ export interface DeploymentRuntime {
   engine: DeploymentEngine;
   provider: SandboxProvider;
   isolation: IsolationReport;
-  /** Start workers (when this process runs them) and the status listener, once the HTTP port is known. */
-  start(opts: { workers: boolean; port?: number }): Promise<void>;
+  /** What running apps use (null: the provider's sandboxes are not on this host). */
+  usage: UsageSampler | null;
+  /**
+   * Start workers (when this process runs them), the status listener and, unless `usage` is false
+   * (a process that answers no API calls), the usage sampler, once the HTTP port is known.
+   */
+  start(opts: { workers: boolean; port?: number; usage?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -280,6 +286,14 @@ export function createDeploymentRuntime(opts: {
     logger,
     listenUrl: databaseUrl,
   });
+  // Apps on this host are sampled every 10 s; a cloud provider's are not (each read is a request).
+  const usage = provider.sandboxesOnThisHost
+    ? new UsageSampler({
+        provider,
+        running: () => deployments.runningSandboxes(sequelize),
+        onError: (err) => logger.warn({ err }, 'cannot sample what the apps use'),
+      })
+    : null;
   // Status changes (from this or another replica) for `watch` subscriptions: `emit(<deployment id>)`.
   const status = createListener({
     url: databaseUrl,
@@ -288,6 +302,7 @@ export function createDeploymentRuntime(opts: {
         const change = parseStatusNotification(payload);
         if (!change) return;
         engine.statusChanged(change);
+        if (change.status !== 'RUNNING') usage?.drop(change.id);
         events.emit(change.id, change);
       },
     },
@@ -309,13 +324,15 @@ export function createDeploymentRuntime(opts: {
       maxFiles: config.maxFiles ?? DEFAULT_MAX_FILES,
     },
     logError: opts.logError,
+    usage,
   });
   return {
     service,
     engine,
     provider,
+    usage,
     isolation: sandboxes.isolation,
-    async start({ workers, port }) {
+    async start({ workers, port, usage: sampling = true }) {
       if (port) listeningPort = port;
       if (databases.start) {
         const { warnings } = await databases.start();
@@ -323,8 +340,10 @@ export function createDeploymentRuntime(opts: {
       }
       await status.start();
       if (workers) await engine.start();
+      if (sampling) usage?.start();
     },
     async close() {
+      await usage?.stop();
       await engine.stop();
       await logs.close();
       await status.close();

@@ -17,6 +17,7 @@ import type { LogStore } from './log-store';
 import type { DeploymentRow } from './row';
 import type { SourceStore } from './source-store';
 import { inspectArchive, readUpload, type UploadForm, type UploadLimits } from './upload';
+import type { UsageSampler } from './usage';
 
 export interface DeploymentServiceDeps {
   sequelize: Sequelize;
@@ -32,6 +33,8 @@ export interface DeploymentServiceDeps {
   projectEnv: ProjectEnvStore;
   /** Logs an unexpected error with the request id the client was told. */
   logError?: (err: unknown, meta: { requestId?: string; path?: string }) => void;
+  /** What running apps use (absent or null: not known here). */
+  usage?: UsageSampler | null;
 }
 
 const conflict = (message: string) => new TRPCError({ code: 'CONFLICT', message });
@@ -44,8 +47,10 @@ export class DeploymentService {
   readonly keyring: Keyring | undefined;
   readonly limits: UploadLimits;
   readonly projectEnv: ProjectEnvStore;
+  readonly usage: UsageSampler | null;
 
   constructor(private readonly deps: DeploymentServiceDeps) {
+    this.usage = deps.usage ?? null;
     this.engine = deps.engine;
     this.sources = deps.sources;
     this.logs = deps.logs;

@@ -6,7 +6,14 @@ import { openConnectionInfo } from '../deployments/database-hooks';
 import type { LogBatch, LogEnd } from '../deployments/log-store';
 import type { DeploymentRow } from '../deployments/row';
 import type { UploadForm } from '../deployments/upload';
-import { type DeploymentDto, toDeploymentDto } from '../dto';
+import { USAGE_INTERVAL_MS, type UsageNow } from '../deployments/usage';
+import {
+  type DeploymentDetailDto,
+  type DeploymentDto,
+  type DeploymentUsageDto,
+  toDeploymentDto,
+  type UsageFiguresDto,
+} from '../dto';
 import { LOG_PAGE_LINES, statusWatch, unsentLines, watchFollowEnd } from '../follow-end';
 import { pageInput, toPage } from '../pagination';
 import * as deployments from '../tables/deployments';
@@ -26,6 +33,26 @@ async function deploymentDto(
   row: Parameters<typeof toDeploymentDto>[0],
 ): Promise<DeploymentDto> {
   return toDeploymentDto(row, await reasonOf(ctx, row));
+}
+
+/** A RUNNING deployment's figures now (the sampler's, or read at once); null when not running or unknown. */
+function toUsageFiguresDto(u: UsageNow): UsageFiguresDto {
+  return {
+    at: u.at,
+    memoryBytes: u.memoryBytes,
+    memoryPeakBytes: u.memoryPeakBytes,
+    memoryLimitBytes: u.memoryLimitBytes,
+    cpu: u.cpu,
+    cpuSeconds: u.cpuSeconds,
+    cpus: u.cpus,
+  };
+}
+
+async function usageNow(ctx: Context, row: DeploymentRow): Promise<UsageFiguresDto | null> {
+  const sampler = ctx.deps.deployments?.usage;
+  if (!sampler || row.status !== 'RUNNING' || !row.appSandboxId) return null;
+  const now = await sampler.current(row.id, row.appSandboxId);
+  return now && toUsageFiguresDto(now);
 }
 
 function services(ctx: Context) {
@@ -107,7 +134,27 @@ export const deploymentsRouter = router({
       return toPage(rows, limit, (row) => toDeploymentDto(row, reasons.get(row.id) ?? null));
     }),
 
-  get: ownedDeploymentProcedure.query(({ ctx }) => deploymentDto(ctx, ctx.deployment)),
+  get: ownedDeploymentProcedure.query(
+    async ({ ctx }): Promise<DeploymentDetailDto> => ({
+      ...(await deploymentDto(ctx, ctx.deployment)),
+      usage: await usageNow(ctx, ctx.deployment),
+    }),
+  ),
+
+  /**
+   * What the app used over the last hour (memory and CPU every 10 s, sampled by this server while it
+   * runs), its figures now and its limits. Empty points: not RUNNING, or not sampled here yet.
+   */
+  usage: ownedDeploymentProcedure.query(async ({ ctx }): Promise<DeploymentUsageDto> => {
+    const sampler = ctx.deps.deployments?.usage;
+    const row = ctx.deployment;
+    const running = sampler && row.status === 'RUNNING' && row.appSandboxId;
+    return {
+      intervalMs: sampler?.intervalMs ?? USAGE_INTERVAL_MS,
+      now: await usageNow(ctx, row),
+      points: running ? sampler.points(row.id, row.appSandboxId!) : [],
+    };
+  }),
 
   stop: ownedDeploymentProcedure.mutation(async ({ ctx }) => {
     await services(ctx).stop(ctx.deployment);

@@ -389,6 +389,17 @@ export async function running(sequelize: Sequelize): Promise<DeploymentRow[]> {
   });
 }
 
+/** Every RUNNING deployment with its app's sandbox (what the usage sampler reads). */
+export async function runningSandboxes(
+  sequelize: Sequelize,
+): Promise<{ id: string; appSandboxId: string }[]> {
+  return sequelize.query<{ id: string; appSandboxId: string }>(
+    `SELECT id, app_sandbox_id AS "appSandboxId" FROM deployments
+       WHERE status = 'RUNNING' AND app_sandbox_id IS NOT NULL`,
+    { type: QueryTypes.SELECT },
+  );
+}
+
 /** A RUNNING deployment that a newer RUNNING one of its project replaced. */
 export interface Replaced {
   id: string;

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { SandboxUsage } from '../types';
 
 export interface ResourceLimits {
   /** Memory (and memory + swap) cap, MiB. */
@@ -74,7 +75,15 @@ const removedCounts = new Map<string, number>();
 
 export type CgroupLayout =
   | { version: 2; base: string }
-  | { version: 1; memory: string; pids: string; cpu: string; freezer: string | null };
+  | {
+      version: 1;
+      memory: string;
+      pids: string;
+      cpu: string;
+      freezer: string | null;
+      /** The cpuacct hierarchy when it is mounted apart from cpu (its CPU time); null when joined to cpu, or absent. */
+      cpuacct?: string | null;
+    };
 
 /**
  * The cgroup hierarchy this host offers for sandboxes, or a sentence saying what is missing.
@@ -95,7 +104,10 @@ export function detectCgroups(prefix = GROUP_PREFIX): CgroupLayout | string {
   const cpu = v1('cpu', 'cpu.cfs_quota_us');
   if (!memory || !pids || !cpu)
     return 'no cgroup v2, nor cgroup v1 memory, pids and cpu under /sys/fs/cgroup';
-  return { version: 1, memory, pids, cpu, freezer: v1('freezer', 'cgroup.procs') };
+  // cpu and cpuacct are often one hierarchy (`cpu,cpuacct`, linked as both names): then cpu has it.
+  let cpuacct = v1('cpuacct', 'cpuacct.usage');
+  if (cpuacct && fs.existsSync(path.join(ROOT, 'cpu', 'cpuacct.usage'))) cpuacct = null;
+  return { version: 1, memory, pids, cpu, freezer: v1('freezer', 'cgroup.procs'), cpuacct };
 }
 
 /** Can this process create groups there (root, writable hierarchy)? */
@@ -121,9 +133,13 @@ function enableControllers(parent: string, child: string): void {
 /** Every hierarchy's folder for `name` (a path below the coderunner group). */
 function groupDirs(layout: CgroupLayout, name: string): string[] {
   if (layout.version === 2) return [path.join(layout.base, name)];
-  return [layout.memory, layout.pids, layout.cpu, ...(layout.freezer ? [layout.freezer] : [])].map((d) =>
-    path.join(d, name),
-  );
+  return [
+    layout.memory,
+    layout.pids,
+    layout.cpu,
+    ...(layout.freezer ? [layout.freezer] : []),
+    ...(layout.cpuacct ? [layout.cpuacct] : []),
+  ].map((d) => path.join(d, name));
 }
 
 const cpuQuota = (cpus: number) => Math.max(1_000, Math.round(cpus * CPU_PERIOD_US));
@@ -320,6 +336,55 @@ export class SandboxCgroup {
     const dir = this.dir('memory');
     const file = this.layout.version === 2 ? 'memory.current' : 'memory.usage_in_bytes';
     return Number(readText(path.join(dir, file)) ?? 0);
+  }
+
+  /**
+   * Memory now and at its peak, CPU time, and the limits in force, from the sandbox's own group (the
+   * kernel's figures, read at each call: a limit lowered after the build shows at once). cpuSeconds
+   * is null when the group has no CPU accounting (a v1 sandbox made before cpuacct was joined).
+   */
+  usage(): SandboxUsage {
+    const num = (file: string) => {
+      const text = readText(file)?.trim();
+      return text === undefined || text === '' || text === 'max' || !Number.isFinite(Number(text))
+        ? null
+        : Number(text);
+    };
+    if (this.layout.version === 2) {
+      const dir = path.join(this.layout.base, this.sandboxId);
+      const usec = /usage_usec (\d+)/.exec(readText(path.join(dir, 'cpu.stat')) ?? '')?.[1];
+      const [quota, period] = (readText(path.join(dir, 'cpu.max')) ?? 'max').trim().split(/\s+/);
+      return {
+        memoryBytes: num(path.join(dir, 'memory.current')) ?? 0,
+        // memory.peak came with Linux 5.19.
+        memoryPeakBytes: num(path.join(dir, 'memory.peak')),
+        cpuSeconds: usec === undefined ? null : Number(usec) / 1e6,
+        memoryLimitBytes: num(path.join(dir, 'memory.max')),
+        cpus: quota && quota !== 'max' ? Number(quota) / Number(period || CPU_PERIOD_US) : null,
+      };
+    }
+    const memory = path.join(this.layout.memory, this.sandboxId);
+    const cpu = path.join(this.layout.cpu, this.sandboxId);
+    const ns = num(
+      path.join(this.layout.cpuacct ? path.join(this.layout.cpuacct, this.sandboxId) : cpu, 'cpuacct.usage'),
+    );
+    const quota = num(path.join(cpu, 'cpu.cfs_quota_us'));
+    const period = num(path.join(cpu, 'cpu.cfs_period_us')) ?? CPU_PERIOD_US;
+    const limit = num(path.join(memory, 'memory.limit_in_bytes'));
+    return {
+      memoryBytes: num(path.join(memory, 'memory.usage_in_bytes')) ?? 0,
+      memoryPeakBytes: num(path.join(memory, 'memory.max_usage_in_bytes')),
+      cpuSeconds: ns === null ? null : ns / 1e9,
+      // v1 says "no limit" with a huge number (PAGE_COUNTER_MAX pages).
+      memoryLimitBytes: limit === null || limit >= 2 ** 62 ? null : limit,
+      cpus: quota !== null && quota > 0 ? quota / period : null,
+    };
+  }
+
+  /** Start the peak over from the memory in use now (v1; v2's memory.peak cannot be reset for all readers). */
+  resetMemoryPeak(): void {
+    if (this.layout.version === 1)
+      tryWrite(path.join(this.layout.memory, this.sandboxId, 'memory.max_usage_in_bytes'), '0');
   }
 
   /**

@@ -20,6 +20,7 @@ import {
   SandboxError,
   type SandboxMetadata,
   SandboxNotFoundError,
+  type SandboxUsage,
   type StartAppOptions,
 } from '../types';
 import { type ResourceLimits, SandboxCgroup } from './cgroups';
@@ -56,6 +57,7 @@ import {
   startPasta,
   stopPasta,
 } from './network';
+import { processesCpuSeconds, processTreeUsage } from './proc-usage';
 import { identify, isRunning, terminate, waitUntilEnded } from './processes';
 import { removeIsolatedFolder } from './removal';
 import { SECCOMP_FD } from './seccomp';
@@ -444,6 +446,8 @@ export class LocalSandbox implements Sandbox {
     let network: Promise<void> | undefined;
     if (this.iso) {
       await this.iso.cgroup.kill('app');
+      // The peak it reports is the app's, not the install's or build's before it.
+      this.iso.cgroup.resetMemoryPeak();
       // Outbound for the app and its port forwarded from the host, up while bubblewrap starts.
       network = this.ensureNetwork({ ...this.envs, ...opts.envs }, opts.port);
       network.catch(() => {});
@@ -657,6 +661,28 @@ export class LocalSandbox implements Sandbox {
         await f.poll(); // one more after it
       }),
     );
+  }
+
+  /**
+   * Isolated: the sandbox's cgroup (memory now and at its peak since the app started, CPU time, the
+   * limits in force). Unisolated: the app's process tree from /proc (no peak, no limits); null when
+   * no app runs.
+   */
+  async usage(): Promise<SandboxUsage | null> {
+    if (!fs.existsSync(this.paths.root)) return null;
+    if (this.iso) {
+      const usage = this.iso.cgroup.usage();
+      if (usage.cpuSeconds === null) usage.cpuSeconds = processesCpuSeconds(this.iso.cgroup.members());
+      return usage;
+    }
+    const app = this.state.app;
+    let pid = app && !app.exited ? app.handle.pid : undefined;
+    if (pid === undefined) {
+      const recorded = readRecord(this.paths.root)?.app;
+      if (recorded && isRunning(recorded)) pid = recorded.pid;
+    }
+    const tree = pid === undefined ? null : processTreeUsage(pid);
+    return tree && { ...tree, memoryPeakBytes: null, memoryLimitBytes: null, cpus: null };
   }
 
   async keepAlive(_ms: number): Promise<void> {
