@@ -182,6 +182,8 @@ export function clusterSettings(limits: ResourceLimits): Record<string, string> 
     idle_in_transaction_session_timeout: '600s',
     authentication_timeout: '10s',
     max_wal_size: mb(Math.max(64, limits.diskMb / 8)),
+    // Bounds the WAL a crash recovery replays (a killed postmaster is back sooner).
+    checkpoint_timeout: '60s',
     min_wal_size: '32MB',
     max_worker_processes: '4',
     max_parallel_workers: String(Math.max(0, Math.min(2, Math.floor(limits.cpus)))),
@@ -581,6 +583,20 @@ export function createProjectClusters(options: ProjectClustersOptions): ProjectC
       },
     });
     state({ state: 'up', mode: cluster.mode }, record);
+    // Over the cap when the last server stopped: the watcher undoes it once under again.
+    try {
+      const { rows } = await open.pool.query<{ login: boolean | null; ro: boolean }>(
+        `SELECT (SELECT rolcanlogin FROM pg_roles WHERE rolname = $1) AS login,
+                EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+                         WHERE d.datname = $2 AND s.setrole = 0
+                           AND 'default_transaction_read_only=on' = ANY (s.setconfig)) AS ro`,
+        [APP_ROLE, APP_DATABASE],
+      );
+      if (rows[0]?.login === false) open.disk.state = 'no-login';
+      else if (rows[0]?.ro) open.disk.state = 'read-only';
+    } catch (err) {
+      log(`project database ${record.id}: cannot read its write state: ${describe(err)}`);
+    }
     const every = options.diskCheckMs ?? 5000;
     open.watcher = setInterval(() => void checkDisk(open), every);
     open.watcher.unref();
@@ -633,23 +649,28 @@ export function createProjectClusters(options: ProjectClustersOptions): ProjectC
       if (logBytes > LOG_MAX_BYTES) {
         await fs.promises.truncate(logFile, 0).catch(() => {});
       }
-      const bytes = await folderBytes(path.join(folder, 'pg'));
       const cap = open.limits.diskMb * 1024 * 1024;
+      let bytes = await folderBytes(path.join(folder, 'pg'));
+      if (bytes > cap && open.pg.isRunning()) {
+        // WAL no longer needed and the files of dropped tables go at a checkpoint: measure after one.
+        await open.pool.query('CHECKPOINT');
+        bytes = await folderBytes(path.join(folder, 'pg'));
+      }
       const sizeMb = Math.round(bytes / 1024 / 1024);
       const growing = bytes > open.disk.lastBytes + 1024 * 1024;
       open.disk.lastBytes = bytes;
       if (!open.pg.isRunning()) return;
-      if (bytes > cap * HARD_CAP_FACTOR && open.disk.state !== 'no-login') {
-        await open.pool.query(`ALTER ROLE ${APP_ROLE} NOLOGIN`);
-        await open.pool.query(`ALTER DATABASE ${APP_DATABASE} SET default_transaction_read_only = on`);
-        await terminateApp(open);
-        open.disk.state = 'no-login';
-        state({ state: 'no-login', sizeMb, capMb: open.limits.diskMb }, r);
-      } else if (bytes > cap && open.disk.state === 'ok') {
+      if (bytes > cap && open.disk.state === 'ok') {
         await open.pool.query(`ALTER DATABASE ${APP_DATABASE} SET default_transaction_read_only = on`);
         await terminateApp(open);
         open.disk.state = 'read-only';
         state({ state: 'read-only', sizeMb, capMb: open.limits.diskMb }, r);
+      } else if (bytes > cap * HARD_CAP_FACTOR && growing && open.disk.state === 'read-only') {
+        // Read-only was turned off in a session, and the folder went on growing.
+        await open.pool.query(`ALTER ROLE ${APP_ROLE} NOLOGIN`);
+        await terminateApp(open);
+        open.disk.state = 'no-login';
+        state({ state: 'no-login', sizeMb, capMb: open.limits.diskMb }, r);
       } else if (bytes > cap && growing) {
         // A session turned read-only off and writes on: it ends.
         await terminateApp(open);
