@@ -177,5 +177,5 @@ describe('a deployment with its own database', () => {
     }
     await client.projects.delete.mutate({ id: projectId });
     expect(fs.existsSync(folder)).toBe(false);
-  });
+  }, 400_000); // a build with an npm install, and the data folder's first database (initdb of the template)
 });
