@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createClient } from '@coderunner/api/client';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
 import { createLocalProvider, stopProjectClusters } from '@coderunner/sandbox';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appFolder, curl, deployFolder, logText, waitForStatus } from './fixtures/deploy-helpers';
 import { NOTES_APP } from './fixtures/notes-app';
@@ -44,6 +45,7 @@ function startServerProcess(
       CODERUNNER_RECONCILE_INTERVAL_S: '1',
       // One CPU for the app (the free plan's half makes each psql start slow on a loaded machine).
       CODERUNNER_LIMITS_FREE: '512/256/1/2048',
+      CODERUNNER_LIMITS_TEAM: '512/256/1/2048',
       LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -176,6 +178,11 @@ async function alwaysUp(): Promise<void> {
     password: 'always up password',
   });
   const client = createClient({ url, token, fetch: fetchRetryingReset });
+  // Two projects running at once: the team plan (its limits as the free plan's above).
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  await admin.query("UPDATE users SET plan_type = 'team' WHERE email = 'always-up@example.com'");
+  await admin.end();
   const deploy = async (name: string) => {
     const project = await client.projects.create.mutate({ name });
     const d = await deployFolder(client, project.id, appFolder(NOTES_APP), { database: 'postgres' });
