@@ -10,6 +10,7 @@ import path from 'node:path';
 import { UNISOLATED_OPEN_SIGNUP_ACCEPTANCE } from '@coderunner/api';
 import { User } from '@coderunner/db';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
+import { stopProjectClusters } from '@coderunner/sandbox';
 import { createLogger, loadConfig, type RunningServer, startServer } from '@coderunner/server';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -440,6 +441,8 @@ export async function startDeployServer(env: Record<string, string> = {}): Promi
     async close() {
       await killSandboxes();
       await server.close();
+      // Project databases outlive their server by design: end this test's.
+      await stopProjectClusters(dataDir);
       await db.drop();
     },
   };

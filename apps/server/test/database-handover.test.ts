@@ -3,10 +3,10 @@
  * kept when older deployments are destroyed, emptied only by `db reset`, dropped with the project.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { CodeRunnerClient } from '@coderunner/api/client';
 import { freePort } from '@coderunner/db/testing';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   appFolder,
@@ -52,17 +52,16 @@ async function notes(url: string): Promise<string> {
   return res.body;
 }
 
-/** The apps cluster's superuser, to look at its catalog. */
-async function appsCluster<T>(port: number, fn: (admin: pg.Client) => Promise<T>): Promise<T> {
-  const password = fs.readFileSync(path.join(ctx.dataDir, 'apps-pg', 'pg-superuser-password'), 'utf8').trim();
-  const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' });
-  admin.on('error', () => {});
-  await admin.connect();
-  try {
-    return await fn(admin);
-  } finally {
-    await admin.end();
-  }
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 describe("a project's database across releases", () => {
@@ -109,12 +108,17 @@ describe("a project's database across releases", () => {
     );
     expect(await notes(next.publicUrl!)).toBe('notes=5 a,b,c,d,e');
 
+    const [rows] = (await ctx.server.deps.sequelize.query(
+      'SELECT db_sandbox_id AS db FROM deployments WHERE project_id = :project AND db_sandbox_id IS NOT NULL',
+      { replacements: { project } },
+    )) as [{ db: string }[], unknown];
+    const folder = path.join(ctx.dataDir, 'databases', rows[0]!.db);
+    expect(fs.existsSync(folder)).toBe(true);
+    expect(await listening(creds.port)).toBe(true);
+    // The project's own cluster goes with it: stopped, its folder removed.
     await client.projects.delete.mutate({ id: project });
-    const left = await appsCluster(creds.port, async (admin) => [
-      (await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [creds.user])).rowCount,
-      (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [creds.database])).rowCount,
-    ]);
-    expect(left).toEqual([0, 0]);
+    expect(fs.existsSync(folder)).toBe(false);
+    expect(await listening(creds.port)).toBe(false);
   }, 900_000);
 
   it('two deployments of one project built at once get one database', async () => {
@@ -129,7 +133,7 @@ describe("a project's database across releases", () => {
       { replacements: { project } },
     )) as [{ db: string }[], unknown];
     expect(rows).toHaveLength(1);
-    expect(rows[0]!.db).toMatch(/^localdb-app_/);
+    expect(rows[0]!.db).toMatch(/^localpg-[0-9a-f]{32}$/);
     const [ca, cb] = await Promise.all(
       [a!, b!].map((d) => client.deployments.databaseCredentials.query({ id: d.id })),
     );

@@ -61,9 +61,7 @@ describe('a deployment with its own database', () => {
     const running = await waitForStatus(client, d.id, ['RUNNING', 'FAILED']);
     expect(running.status, await logText(client, d.id)).toBe('RUNNING');
     expect(running.hasDatabase).toBe(true);
-    expect((await curl(running.publicUrl!)).body).toMatch(
-      /^visits=1 as=app_[0-9a-f]{32} pghost=127\.0\.0\.1$/,
-    );
+    expect((await curl(running.publicUrl!)).body).toMatch(/^visits=1 as=app pghost=127\.0\.0\.1$/);
     expect((await curl(running.publicUrl!)).body).toMatch(/^visits=2 /);
 
     const creds = await client.deployments.databaseCredentials.query({ id: d.id });
@@ -108,7 +106,7 @@ describe('a deployment with its own database', () => {
     const err = await other.deployments.databaseCredentials.query({ id: d.id }).catch((e) => e);
     expect(err.data.code).toBe('NOT_FOUND');
 
-    // The app's role cannot reach the control plane's database (embedded apps cluster: scram + CONNECT revoked).
+    // The app's role cannot reach its cluster's other databases (its own cluster: CONNECT revoked).
     const controlPlane = new URL(creds.url);
     controlPlane.pathname = '/postgres';
     const probe = new pg.Client({ connectionString: controlPlane.toString() });
@@ -151,9 +149,14 @@ describe('a deployment with its own database', () => {
     expect(stale.message).toMatch(/k2/);
 
     // Destroying the project's only deployment keeps its database for the next one; deleting the
-    // project drops the role and the database (checked in the apps cluster's catalog).
+    // project stops its cluster and removes its folder.
     await client.deployments.destroy.mutate({ id: d.id });
-    const superPw = fs.readFileSync(path.join(dataDir, 'apps-pg', 'pg-superuser-password'), 'utf8').trim();
+    const [[holder]] = (await server.deps.sequelize.query(
+      'SELECT db_sandbox_id AS id FROM deployments WHERE project_id = :projectId AND db_sandbox_id IS NOT NULL',
+      { replacements: { projectId } },
+    )) as unknown as [{ id: string }[]];
+    const folder = path.join(dataDir, 'databases', holder!.id);
+    const superPw = fs.readFileSync(path.join(folder, 'pg-superuser-password'), 'utf8').trim();
     const admin = new pg.Client({
       host: '127.0.0.1',
       port: creds.port,
@@ -169,10 +172,10 @@ describe('a deployment with its own database', () => {
     ];
     try {
       expect(await left()).toEqual([1, 1]);
-      await client.projects.delete.mutate({ id: projectId });
-      expect(await left()).toEqual([0, 0]);
     } finally {
       await admin.end();
     }
-  });
+    await client.projects.delete.mutate({ id: projectId });
+    expect(fs.existsSync(folder)).toBe(false);
+  }, 400_000); // a build with an npm install, and the data folder's first database (initdb of the template)
 });

@@ -130,7 +130,7 @@ describe.skipIf(!isolated)('hostile tenants through the server', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect((await client.deployments.get.query({ id: victim.id })).status).toBe('RUNNING');
     expect((await curl(victimRunning.publicUrl!)).body).toBe('victim has a database');
-  });
+  }, 300_000); // two builds, and the data folder's first database (initdb of its template)
 
   it('an app over its plan memory ends FAILED with "out of memory (limit 256 MB)" in its log', async () => {
     const { server } = ctx;

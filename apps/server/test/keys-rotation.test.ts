@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
 import { createMigratedTestDatabase, freePort, type MigratedTestDatabase } from '@coderunner/db/testing';
-import { createLocalProvider } from '@coderunner/sandbox';
+import { createLocalProvider, stopProjectClusters } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appFolder, deployFolder, logText, waitForStatus } from './fixtures/deploy-helpers';
 import { type ServerProcess, startServerProcess } from './load/fixtures/server-process';
@@ -36,6 +36,7 @@ afterAll(async () => {
   // Apps outlive their servers by design: the ones this test left are killed here.
   const sandboxes = createLocalProvider({ rootDir: path.join(dataDir, 'sandboxes') });
   for (const s of await sandboxes.list().catch(() => [])) await sandboxes.kill(s.id).catch(() => false);
+  await stopProjectClusters(dataDir);
   await db?.close();
   fs.rmSync(dataDir, { recursive: true, force: true });
 });

@@ -11,7 +11,7 @@
  * (SIGKILL, crash) is adopted by the next process when it listens on the wanted port as the wanted
  * user, else stopped and started again.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -57,6 +57,25 @@ export interface EmbeddedPostgresOptions {
   osUser?: string;
   /** Called with the lines Postgres wrote to its log while starting. */
   onLog?: (line: string) => void;
+  /**
+   * When we are root: the uid and gid Postgres runs as, instead of `osUser` (a per-cluster uid with no
+   * /etc/passwd entry; initdb needs one, so a folder is initialised elsewhere and copied in).
+   */
+  runAs?: { uid: number; gid: number };
+  /**
+   * Wraps the postmaster's command line (e.g. in bubblewrap, joining a cgroup first). `extraStdio` is
+   * appended after the log's fds (fd 3 on). The postmaster's pid is read from its pid file, whatever
+   * process the wrapper leaves between it and us.
+   */
+  wrap?: (command: { file: string; args: string[] }) => {
+    file: string;
+    args: string[];
+    extraStdio?: (number | 'ignore')[];
+    /** Called once the wrapper is spawned (close what was opened for it). */
+    spawned?: () => void;
+  };
+  /** Called before each start of a postmaster (e.g. to end what is left of a killed one's backends). */
+  beforeStart?: () => void | Promise<void>;
 }
 
 /** How this process holds the cluster: it started it, took over one whose owner died, or uses another's. */
@@ -85,6 +104,13 @@ export interface EmbeddedPostgres {
   supervise(opts?: { intervalMs?: number; onEvent?: (e: SuperviseEvent) => void }): () => void;
   /** Stops the cluster when this process owns it (started or adopted); otherwise only lets go of it. */
   stop(): Promise<void>;
+  /**
+   * Lets go of the cluster without stopping it: supervision ends and the postmaster runs on, for the
+   * next process to adopt (its owner file names this process, which is about to exit).
+   */
+  release(): void;
+  /** Changes the superuser's password (kept in the folder): a folder copied from a template gets its own. */
+  setSuperuserPassword(password: string): Promise<void>;
 }
 
 interface Binaries {
@@ -188,7 +214,7 @@ class Cluster implements EmbeddedPostgres {
   private readonly clusterDir: string;
   private readonly ownerFile: string;
   private readonly logFile: string;
-  private readonly password: string;
+  private password: string;
   private readonly bins: Binaries;
   private readonly ids: RunAs;
   private readonly options: EmbeddedPostgresOptions;
@@ -210,10 +236,20 @@ class Cluster implements EmbeddedPostgres {
   }
 
   static async open(options: EmbeddedPostgresOptions): Promise<Cluster> {
+    const cluster = await Cluster.prepare(options);
+    cluster.current = await cluster.acquire(options.port);
+    return cluster;
+  }
+
+  /** The folder made ready (password, initdb when new); nothing started. */
+  static async prepare(options: EmbeddedPostgresOptions): Promise<Cluster> {
     const env = options.env;
     const dataDir = path.resolve(options.dataDir);
     const bins = await loadBinaries(env);
-    const ids = runAsIdentity(options.osUser ?? DEFAULT_OS_USER, (m) => new EmbeddedPostgresError(m));
+    const ids: RunAs =
+      options.runAs && typeof process.getuid === 'function' && process.getuid() === 0
+        ? { user: `uid ${options.runAs.uid}`, uid: options.runAs.uid, gid: options.runAs.gid }
+        : runAsIdentity(options.osUser ?? DEFAULT_OS_USER, (m) => new EmbeddedPostgresError(m));
     try {
       fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       fs.accessSync(dataDir, fs.constants.W_OK);
@@ -238,9 +274,13 @@ class Cluster implements EmbeddedPostgres {
         password = fs.readFileSync(secretFile, 'utf8').trim();
       }
     }
-    const cluster = new Cluster(options, bins, ids, password);
-    cluster.current = await cluster.acquire(options.port);
-    return cluster;
+    return new Cluster(options, bins, ids, password);
+  }
+
+  /** initdb into the folder (when not done yet), as `initEmbeddedPostgres` does. */
+  async initialise(): Promise<void> {
+    this.assertReachable();
+    await this.initdb();
   }
 
   get port(): number {
@@ -311,6 +351,27 @@ class Cluster implements EmbeddedPostgres {
   /** A child of ours tells us at once when it exits: no need to wait for the next tick. */
   private watchChild(check: () => Promise<void>): void {
     this.current.child?.once('exit', () => setTimeout(() => void check(), 50).unref());
+  }
+
+  release(): void {
+    for (const unwatch of [...this.watchers]) unwatch();
+    this.stopped ??= Promise.resolve();
+  }
+
+  async setSuperuserPassword(password: string): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url('postgres'), connectionTimeoutMillis: 10_000 });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      await client.query(`ALTER ROLE postgres PASSWORD '${password.replaceAll("'", "''")}'`);
+    } finally {
+      await client.end().catch(() => {});
+    }
+    const file = path.join(this.dataDir, 'pg-superuser-password');
+    const tmp = `${file}.${process.pid}`;
+    fs.writeFileSync(tmp, password, { mode: 0o600 });
+    fs.renameSync(tmp, file);
+    this.password = password;
   }
 
   stop(): Promise<void> {
@@ -504,7 +565,7 @@ class Cluster implements EmbeddedPostgres {
     }
   }
 
-  private initdb(): void {
+  private async initdb(): Promise<void> {
     if (fs.existsSync(path.join(this.clusterDir, 'PG_VERSION'))) {
       this.ensureClusterDir();
       return;
@@ -516,20 +577,25 @@ class Cluster implements EmbeddedPostgres {
     fs.writeFileSync(pwFile, `${this.password}\n`, { mode: 0o600 });
     if (ids.uid !== undefined) fs.chownSync(pwFile, ids.uid, ids.gid ?? ids.uid);
     try {
-      execFileSync(
-        this.bins.initdb,
-        [
-          `--pgdata=${this.clusterDir}`,
-          '--auth=scram-sha-256',
-          '--username=postgres',
-          `--pwfile=${pwFile}`,
-          '--encoding=UTF8',
-          '--locale=C',
-        ],
-        { uid: ids.uid, gid: ids.gid, stdio: ['ignore', 'pipe', 'pipe'], env: POSTGRES_ENV },
-      );
+      // Asynchronous: initdb takes seconds, and the server's event loop goes on meanwhile.
+      await new Promise<void>((resolve, reject) => {
+        execFile(
+          this.bins.initdb,
+          [
+            `--pgdata=${this.clusterDir}`,
+            '--auth=scram-sha-256',
+            '--username=postgres',
+            `--pwfile=${pwFile}`,
+            '--encoding=UTF8',
+            '--locale=C',
+          ],
+          { uid: ids.uid, gid: ids.gid, env: POSTGRES_ENV, maxBuffer: 4 * 1024 * 1024 },
+          (err, _stdout, stderr) =>
+            err ? reject(Object.assign(err, { stderr: Buffer.from(stderr ?? '') })) : resolve(),
+        );
+      });
     } catch (err) {
-      const stderr = (err as { stderr?: Buffer }).stderr?.toString() ?? (err as Error).message;
+      const stderr = (err as { stderr?: Buffer }).stderr?.toString() || (err as Error).message;
       throw new EmbeddedPostgresError(
         `initdb failed in ${this.clusterDir}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
       );
@@ -541,41 +607,49 @@ class Cluster implements EmbeddedPostgres {
   /** Starts a postmaster; undefined when another process's postmaster took the folder first. */
   private async startHere(port: number): Promise<Cluster['current'] | undefined> {
     this.assertReachable();
-    this.initdb();
+    await this.initdb();
     // A postmaster that appeared since we looked (another process won a start race): attach to it.
     if (this.readPostmaster()) return undefined;
     // A pid file naming a dead process or someone else's (a recycled pid) would stop Postgres.
     fs.rmSync(path.join(this.clusterDir, 'postmaster.pid'), { force: true });
+    await this.options.beforeStart?.();
     await assertPortFree(port, this.options.env);
 
     if (fs.existsSync(this.logFile)) fs.renameSync(this.logFile, `${this.logFile}.1`);
-    const logFd = fs.openSync(this.logFile, 'w', 0o600);
+    // Appending: the file may be cut short while Postgres writes (no hole where it was).
+    const logFd = fs.openSync(this.logFile, 'a', 0o600);
     const settings = {
       listen_addresses: '127.0.0.1',
       unix_socket_directories: '',
       max_connections: '200',
       ...this.options.settings,
     };
-    const child = spawn(
-      this.bins.postgres,
-      [
+    const command = {
+      file: this.bins.postgres,
+      args: [
         '-D',
         this.clusterDir,
         '-p',
         String(port),
         ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
       ],
-      {
-        uid: this.ids.uid,
-        gid: this.ids.gid,
+    };
+    const wrapped = this.options.wrap?.(command);
+    let child: ChildProcess;
+    try {
+      child = spawn(wrapped?.file ?? command.file, wrapped?.args ?? command.args, {
+        // A wrapper starts as root and switches to the cluster's uid itself.
+        ...(wrapped ? {} : { uid: this.ids.uid, gid: this.ids.gid }),
         // Its own process group: a terminal's Ctrl-C reaches our server, which drains and then stops
         // Postgres, instead of Postgres dying under requests still in flight.
         detached: true,
-        stdio: ['ignore', logFd, logFd],
+        stdio: ['ignore', logFd, logFd, ...(wrapped?.extraStdio ?? [])],
         env: POSTGRES_ENV,
-      },
-    );
-    fs.closeSync(logFd);
+      });
+    } finally {
+      fs.closeSync(logFd);
+      wrapped?.spawned?.();
+    }
     child.unref();
     let spawnError: Error | undefined;
     child.once('error', (err) => {
@@ -595,7 +669,9 @@ class Cluster implements EmbeddedPostgres {
       if (await canConnect(port, this.password)) {
         this.writeOwner(); // a process that lost the race may have written its own meanwhile
         if (this.options.onLog) for (const line of tail(this.logFile, 50)) this.options.onLog(line);
-        return { port, pid: child.pid!, mode: 'started', child };
+        // Through a wrapper, the postmaster is a descendant: its pid file names it.
+        const pid = wrapped ? (this.readPostmaster()?.pid ?? child.pid!) : child.pid!;
+        return { port, pid, mode: 'started', child };
       }
       await sleep(50);
     }
@@ -613,4 +689,13 @@ class Cluster implements EmbeddedPostgres {
  */
 export function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   return Cluster.open(options);
+}
+
+/**
+ * Initialises the cluster folder `dataDir` (initdb, asynchronously, and its superuser password)
+ * without starting it: a template to copy. `port` is not used.
+ */
+export async function initEmbeddedPostgres(options: Omit<EmbeddedPostgresOptions, 'port'>): Promise<void> {
+  const cluster = await Cluster.prepare({ ...options, port: 0 });
+  await cluster.initialise();
 }

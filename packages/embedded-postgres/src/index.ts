@@ -4,6 +4,7 @@ export {
   type EmbeddedPostgresMode,
   type EmbeddedPostgresOptions,
   type EmbeddedPostgresSettingNames,
+  initEmbeddedPostgres,
   type SuperviseEvent,
   startEmbeddedPostgres,
 } from './cluster';

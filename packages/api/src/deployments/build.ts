@@ -171,6 +171,9 @@ async function provisionDatabase(
   const hooks = opts.database;
   if (!hooks) throw new DeploymentFailure('this server has no database provider configured');
   return sequelize.transaction(async (transaction) => {
+    // A deployment of the same project may be creating the database meanwhile (a cluster's start:
+    // seconds on a busy machine): wait for it rather than fail at the pool's statement timeout.
+    await sequelize.query("SET LOCAL statement_timeout = '180s'", { transaction });
     if (!(await projects.lock(sequelize, projectId, transaction))) throw new LostRace();
     const held = await deployments.projectDatabase(sequelize, projectId, transaction);
     if (held?.id === id) return hooks.envFor({ id, dbConnectionInfo: held.dbConnectionInfo });

@@ -13,13 +13,17 @@ import {
   createAgentSphereProvider,
   createLocalDatabaseProvisioner,
   createLocalProvider,
+  createProjectClusters,
   DEFAULT_APPS_EMBEDDED_PORT,
   DEFAULT_LIMITS,
+  detectIsolation,
   findFreePort,
   type IsolationMode,
   isolationWarning,
+  isProjectDatabaseSandboxId,
   LOCAL_DATABASE_SANDBOX_PREFIX,
   localDatabaseOptionsFromEnv,
+  PROJECT_DATABASE_SANDBOX_PREFIX,
   provisionAgentSphereDatabase,
   type ResourceLimits,
   resetAgentSphereDatabase,
@@ -139,26 +143,84 @@ function localSandboxes(
   const appsDatabasePort = databaseOptions.adminUrl
     ? Number(new URL(databaseOptions.adminUrl).port || 5432)
     : (databaseOptions.embeddedPort ?? DEFAULT_APPS_EMBEDDED_PORT);
+  const planLimits = async (projectId: string) => {
+    const row = await projects.ownerPlan(sequelize, projectId);
+    const limits = config.planLimits ?? {};
+    return limits[row?.plan_type ?? 'free'] ?? limits.free ?? DEFAULT_LIMITS;
+  };
+  // Set below; the provider asks for a sandbox's database ports only once sandboxes run.
+  let projectClusters: ReturnType<typeof createProjectClusters> | undefined;
+  let appsDatabases: ReturnType<typeof createLocalDatabaseProvisioner> | undefined;
   const provider = createLocalProvider({
     rootDir: path.join(dataDir, 'sandboxes'),
     isolation: config.isolation,
     uidRange: config.sandboxUids,
     tenantCpus: config.tenantCpus,
-    // A deployment given a database reaches the apps' cluster (its own database there), and nothing
-    // else on this machine; one without (whatever DATABASE_URL its owner set) reaches no port at all.
-    databasePorts: async (metadata) =>
-      (await deployments.usesDatabase(sequelize, metadata.deploymentId)) ? [appsDatabasePort] : [],
-    limits: async (metadata) => {
-      const row = await projects.ownerPlan(sequelize, metadata.projectId);
-      const limits = config.planLimits ?? {};
-      return limits[row?.plan_type ?? 'free'] ?? limits.free ?? DEFAULT_LIMITS;
+    // A deployment given a database reaches its project's database (its own cluster, or its database
+    // on the apps' shared cluster), and nothing else on this machine; one without (whatever
+    // DATABASE_URL its owner set) reaches no port at all. The database is started when it is not
+    // running yet (a project whose deployments were all stopped when this server started).
+    databasePorts: async (metadata) => {
+      if (!(await deployments.usesDatabase(sequelize, metadata.deploymentId))) return [];
+      const held = await deployments.databasesOfProject(sequelize, metadata.projectId);
+      const ports = new Set<number>();
+      for (const { dbSandboxId } of held) {
+        if (isProjectDatabaseSandboxId(dbSandboxId) && projectClusters) {
+          const port = projectClusters.portOf(dbSandboxId);
+          if (port === undefined) continue;
+          await projectClusters.clusterOf(dbSandboxId).catch(() => {}); // failures are logged
+          ports.add(port);
+        } else if (dbSandboxId.startsWith(LOCAL_DATABASE_SANDBOX_PREFIX)) {
+          await appsDatabases?.start().catch(() => {});
+          ports.add(appsDatabasePort);
+        }
+      }
+      // The operator's cluster (CODERUNNER_APPS_DATABASE_URL) holds every database provisioned now.
+      if (databaseOptions.adminUrl) ports.add(appsDatabasePort);
+      return [...ports];
     },
+    limits: (metadata) => planLimits(metadata.projectId),
   });
   // CODERUNNER_ISOLATION=sandbox without what it needs: this throws, and the server does not start.
   const status = provider.isolation();
   const warning = isolationWarning(status);
   if (warning) logger.warn({}, warning);
-  const appsDatabases = createLocalDatabaseProvisioner({
+  // One cluster per project (CODERUNNER_APPS_DATABASE_URL unset): sandboxed as apps are when they are.
+  projectClusters = createProjectClusters({
+    dataDir,
+    tools: status.mode === 'sandbox' ? detectIsolation(status.requested).tools : null,
+    uidRange: config.sandboxUids,
+    tenantCpus: config.tenantCpus,
+    limits: planLimits,
+    log: (msg) => logger.debug({ msg }, 'project databases'),
+    onState: ({ state, sandboxId, projectId, port, mode, error, sizeMb, capMb }) => {
+      const fields = {
+        projectDatabase: state,
+        dbSandboxId: sandboxId,
+        projectId,
+        address: `127.0.0.1:${port}`,
+        ...(mode ? { mode } : {}),
+        ...(sizeMb !== undefined ? { sizeMb, capMb } : {}),
+      };
+      if (state === 'failed') logger.warn({ ...fields, error }, "a project's database cannot start");
+      else if (state === 'down') logger.warn(fields, "a project's database stopped; starting it again");
+      else if (state === 'read-only')
+        logger.warn(
+          fields,
+          "a project's database is over its disk cap: it accepts no writes until it is back under",
+        );
+      else if (state === 'no-login')
+        logger.warn(
+          fields,
+          "a project's database went on growing past its disk cap: its app role may not log in",
+        );
+      else if (state === 'writable')
+        logger.info(fields, "a project's database is under its disk cap again: writes accepted");
+      else if (state === 'stopped') logger.info(fields, "a project's database was removed");
+      else logger.info(fields, "a project's database is up");
+    },
+  });
+  appsDatabases = createLocalDatabaseProvisioner({
     ...databaseOptions,
     log: (msg) => logger.debug({ msg }, 'app databases'),
     onState: ({ state, mode, host, port, error }) => {
@@ -168,23 +230,44 @@ function localSandboxes(
       else logger.info(fields, "the apps' database cluster is up");
     },
   });
+  const shared = appsDatabases;
+  const clusters = projectClusters;
+  // CODERUNNER_APPS_DATABASES=shared: new databases on the shared cluster, as before per-project clusters.
+  const mode = env.CODERUNNER_APPS_DATABASES || 'project';
+  if (mode !== 'project' && mode !== 'shared') {
+    throw new Error(`CODERUNNER_APPS_DATABASES must be "project" or "shared" (got "${mode.slice(0, 40)}")`);
+  }
+  const onShared = Boolean(databaseOptions.adminUrl) || mode === 'shared';
   const databases: Databases = {
-    provision: (d) => appsDatabases.provision(d.id),
-    // By the database's id: a project's database is named after the deployment that created it.
-    destroy: (d) => appsDatabases.destroyDatabase(d.dbSandboxId),
-    reset: (d) => appsDatabases.reset(d.dbSandboxId),
+    // A project's own cluster; on the operator's cluster (CODERUNNER_APPS_DATABASE_URL) a database there.
+    provision: (d) => (onShared ? shared.provision(d.id) : clusters.provision(d.projectId)),
+    // By the database's id: the shared cluster's (`localdb-…`, named after the deployment that
+    // created it) keep serving until destroyed; a project's own (`localpg-…`) goes with its folder.
+    destroy: (d) =>
+      isProjectDatabaseSandboxId(d.dbSandboxId)
+        ? clusters.destroy(d.dbSandboxId)
+        : shared.destroyDatabase(d.dbSandboxId),
+    reset: (d) =>
+      isProjectDatabaseSandboxId(d.dbSandboxId) ? clusters.reset(d.dbSandboxId) : shared.reset(d.dbSandboxId),
     // A shared cluster is checked (and warned about) at start. The embedded one starts with the
     // server, before apps are adopted or rebuilt, when a deployment holds a database on it (else
     // on first use), and is supervised from then on, whichever process started it.
+    // Every project cluster a live deployment uses starts here too, also before apps are followed.
     start: async () => {
+      await clusters.startAll(await deployments.liveDatabaseIds(sequelize, PROJECT_DATABASE_SANDBOX_PREFIX));
       if (
         env.CODERUNNER_APPS_DATABASE_URL ||
         (await deployments.anyLiveHoldsDatabase(sequelize, LOCAL_DATABASE_SANDBOX_PREFIX))
       )
-        return appsDatabases.start();
+        return shared.start();
       return { warnings: [] };
     },
-    stop: () => appsDatabases.stop(),
+    // Project clusters run on, as apps do (the next server adopts and supervises them); the shared
+    // cluster stops, as before.
+    stop: async () => {
+      await clusters.close();
+      await shared.stop();
+    },
   };
   return {
     provider,

@@ -533,6 +533,18 @@ export async function databasesOfProject(
   );
 }
 
+/** The databases (ids starting with `prefix`) of projects where a deployment that is not DESTROYED uses one. */
+export async function liveDatabaseIds(sequelize: Sequelize, prefix: string): Promise<string[]> {
+  const rows = await sequelize.query<{ id: string }>(
+    `SELECT DISTINCT h.db_sandbox_id AS id FROM deployments h
+      WHERE starts_with(h.db_sandbox_id, :prefix)
+        AND EXISTS (SELECT 1 FROM deployments d WHERE d.project_id = h.project_id
+                    AND d.status <> 'DESTROYED' AND d.db_connection_info IS NOT NULL)`,
+    { type: QueryTypes.SELECT, replacements: { prefix } },
+  );
+  return rows.map((r) => r.id);
+}
+
 /** Whether a deployment that is not DESTROYED uses a database (`prefix`: of that provider's ids). */
 export async function anyLiveHoldsDatabase(sequelize: Sequelize, prefix: string): Promise<boolean> {
   const rows = await sequelize.query(

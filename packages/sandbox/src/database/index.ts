@@ -5,6 +5,24 @@ export {
   localDatabaseSandboxId,
 } from './names';
 export {
+  APP_CONNECTION_LIMIT,
+  APP_DATABASE,
+  APP_ROLE,
+  clusterSettings,
+  createProjectClusters,
+  DATABASES_CGROUP,
+  folderBytes,
+  HARD_CAP_FACTOR,
+  isProjectDatabaseSandboxId,
+  MAX_CONNECTIONS,
+  PROJECT_DATABASE_SANDBOX_PREFIX,
+  type ProjectClusterHandle,
+  type ProjectClusterState,
+  type ProjectClusters,
+  type ProjectClustersOptions,
+  stopProjectClusters,
+} from './project-clusters';
+export {
   APPS_CLUSTER_SETTINGS,
   type AppsClusterState,
   createLocalDatabaseProvisioner,
