@@ -341,7 +341,9 @@ describe('backupCluster / restoreCluster', () => {
       if (!rows) await new Promise((r) => setTimeout(r, 200));
     }
     expect(digest(rows)).toBe(expected);
-    expect(fs.readFileSync(logFile, 'utf8')).toMatch(/database system is ready to accept connections/);
+    expect(fs.readFileSync(logFile, 'utf8')).toMatch(
+      /redo done[\s\S]*database system is ready to accept connections/,
+    );
   });
 
   it('pruneBackups keeps the newest N and removes stale leftovers of unfinished backups', async () => {
