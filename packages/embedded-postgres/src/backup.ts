@@ -155,7 +155,10 @@ function isMissing(err: unknown): boolean {
 /** Puts tar entries into a pack stream one at a time, with back-pressure. */
 class ArchiveWriter {
   dataBytes = 0;
-  constructor(private readonly pack: tarStream.Pack) {}
+  private readonly pack: tarStream.Pack;
+  constructor(pack: tarStream.Pack) {
+    this.pack = pack;
+  }
 
   directory(name: string, mtime: Date): Promise<void> {
     return this.entry({ name: `${name}/`, type: 'directory', mode: 0o700, mtime });
