@@ -11,7 +11,13 @@ import { UNISOLATED_OPEN_SIGNUP_ACCEPTANCE } from '@coderunner/api';
 import { User } from '@coderunner/db';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
 import { stopProjectClusters } from '@coderunner/sandbox';
-import { createLogger, loadConfig, type RunningServer, startServer } from '@coderunner/server';
+import {
+  createLogger,
+  loadConfig,
+  type RunningServer,
+  type ServerOptions,
+  startServer,
+} from '@coderunner/server';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
 export const CLI_ROOT = path.resolve(import.meta.dirname, '..');
@@ -26,7 +32,10 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  options: ServerOptions = {},
+): Promise<TestServer> {
   const db = await createTestDatabase('cr_cli');
   const dataDir = tempDir('coderunner-cli-server-');
   let server: RunningServer;
@@ -48,6 +57,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
         ...env,
       }),
       createLogger('silent'),
+      options,
     );
   } catch (err) {
     await db.drop();

@@ -1,6 +1,8 @@
 import {
   type ApiDeps,
   appRouter,
+  BACKUP_DOWNLOAD_PREFIX,
+  createBackupDownloadHandler,
   createLogFollowHandler,
   createRequestContext,
   DEFAULT_MAX_UPLOAD_MB,
@@ -180,6 +182,11 @@ export function createApp(opts: AppOptions): express.Express {
     createContext: (req, res) =>
       createRequestContext(opts.deps, req as express.Request, (req as IdentifiedRequest).id, res),
   });
+  const backupDownload = createBackupDownloadHandler({
+    createContext: (req, res) =>
+      createRequestContext(opts.deps, req as express.Request, (req as IdentifiedRequest).id, res),
+  });
+  app.get(`${BACKUP_DOWNLOAD_PREFIX}*rest`, (req, res) => backupDownload(req, res));
   app.use('/trpc', (req, res, next) => {
     if (req.method === 'GET' && req.path === '/deployments.logs')
       return logFollowHandler(req, res, () => jsonHandler(req, res, next));

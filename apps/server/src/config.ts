@@ -2,6 +2,7 @@ import {
   API_CONFIG_VARIABLES,
   type ApiConfig,
   apiConfigFromEnv,
+  backupsKeptFromEnv,
   DEFAULT_MAX_FILES,
   DEFAULT_MAX_UPLOAD_MB,
   type RuntimeConfig,
@@ -162,6 +163,9 @@ export const CONFIG_VARIABLES = [
   'CODERUNNER_APPS_EMBEDDED_PG_PORT',
   'CODERUNNER_APPS_DB_CONNECTION_LIMIT',
   'CODERUNNER_APPS_DATABASES',
+  'CODERUNNER_DB_BACKUPS_KEEP_FREE',
+  'CODERUNNER_DB_BACKUPS_KEEP_PERSONAL',
+  'CODERUNNER_DB_BACKUPS_KEEP_TEAM',
   'AGENTSPHERE_API_KEY',
   'AGENTSPHERE_DOMAIN',
   'AGENTSPHERE_TEMPLATE',
@@ -181,6 +185,8 @@ export type Config = z.infer<typeof schema> & {
   planWarnings: string[];
   /** The environment as given (the sandbox and key settings read their own variables from it). */
   env: NodeJS.ProcessEnv;
+  /** Backups of a project's database kept for each plan (CODERUNNER_DB_BACKUPS_KEEP_*). */
+  backupsKept: Record<Plan, number>;
 };
 
 export class ConfigError extends Error {
@@ -223,8 +229,10 @@ export function loadConfig(
   }
   const dataDir = defaultDataDir(present);
   let api: ApiConfig;
+  let backupsKept: Record<Plan, number>;
   try {
     api = apiConfigFromEnv(present);
+    backupsKept = backupsKeptFromEnv(present);
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
@@ -238,7 +246,15 @@ export function loadConfig(
   const configured = Object.fromEntries(
     PLANS.map((plan) => [plan, parseLimits(parsed.data[planVariable(plan)])]),
   ) as Record<Plan, ResourceLimits>;
-  return { ...parsed.data, dataDir, api, env: present, cpu, ...clampPlanLimits(configured, cpu) };
+  return {
+    ...parsed.data,
+    dataDir,
+    api,
+    env: present,
+    backupsKept,
+    cpu,
+    ...clampPlanLimits(configured, cpu),
+  };
 }
 
 /** For entry points: the configuration, or the list of bad variables on stderr and exit code 2. */

@@ -1,4 +1,4 @@
 export { createApp } from './app';
 export { CONFIG_VARIABLES, type Config, ConfigError, loadConfig } from './config';
 export { createLogger, type Logger } from './logger';
-export { type RunningServer, startServer } from './server';
+export { type RunningServer, type ServerOptions, startServer } from './server';

@@ -3,8 +3,10 @@ import type { AddressInfo } from 'node:net';
 import {
   type ApiDeps,
   authSecretFromDataDir,
+  type ClusterOf,
   createApiDeps,
   createDeploymentRuntime,
+  DatabaseBackups,
   type DeploymentRuntime,
   signupPolicy,
   UNISOLATED_OPEN_SIGNUP_VARIABLE,
@@ -27,7 +29,19 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+export interface ServerOptions {
+  /**
+   * The cluster of a project's own database (its data folder, superuser URL, stop and start), for
+   * its backups; absent: the server keeps no database backups.
+   */
+  clusterOf?: ClusterOf;
+}
+
+export async function startServer(
+  config: Config,
+  logger: Logger,
+  options: ServerOptions = {},
+): Promise<RunningServer> {
   if (config.SANDBOX_PROVIDER === 'local') for (const warning of config.planWarnings) logger.warn(warning);
   const target: DatabaseTarget = await resolveDatabase({
     databaseUrl: config.DATABASE_URL,
@@ -61,6 +75,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
       logError,
       deployments: runtime.service,
+      databaseBackups: options.clusterOf
+        ? new DatabaseBackups({
+            dataDir: config.dataDir,
+            clusterOf: options.clusterOf,
+            sequelize,
+            kept: config.backupsKept,
+          })
+        : undefined,
       system: {
         isolation: runtime.isolation.mode,
         signup: signupPolicy(runtime.isolation.mode, config[UNISOLATED_OPEN_SIGNUP_VARIABLE] !== undefined),

@@ -16,6 +16,7 @@ export const MEASURES = [
   'logs',
   'tenant-cpu',
   'project-database',
+  'db-backup',
 ] as const;
 export type MeasureName = (typeof MEASURES)[number];
 

@@ -102,6 +102,7 @@ export {
   RUNTIME_TYPES,
   type RuntimeType,
 } from '@coderunner/db/enums';
+export { BACKUP_DOWNLOAD_PREFIX, backupDownloadPath } from './backup-download-path';
 export type { LogEvent } from './deployments/log-events';
 export {
   ENV_LIMITS,

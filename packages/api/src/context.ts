@@ -2,6 +2,7 @@ import type { Sequelize } from '@coderunner/db';
 import { createPasswordHasher, type PasswordHasher } from './auth/password';
 import { createTokenService, type TokenService } from './auth/tokens';
 import type { ApiConfig } from './config';
+import type { DatabaseBackups } from './deployments/database-backups';
 import type { DeploymentService } from './deployments/service';
 import { createMemoryRateLimitStore, type RateLimitStore, type RateLimits } from './rate-limit';
 import { SESSION_COOKIE, SESSION_HEADER } from './session';
@@ -19,6 +20,8 @@ export interface ApiDeps {
   logError?: (err: unknown, meta: { requestId: string; path?: string }) => void;
   /** Present on servers that run deployments. */
   deployments?: DeploymentService;
+  /** Present on servers whose projects' databases run in clusters of their own. */
+  databaseBackups?: DatabaseBackups;
   /** What `system.info` reports. */
   system?: SystemInfo;
 }
@@ -36,6 +39,7 @@ export function createApiDeps(opts: {
   rateLimitStore?: RateLimitStore;
   logError?: ApiDeps['logError'];
   deployments?: DeploymentService;
+  databaseBackups?: DatabaseBackups;
   system?: SystemInfo;
 }): ApiDeps {
   return {
@@ -46,6 +50,7 @@ export function createApiDeps(opts: {
     rateLimitStore: opts.rateLimitStore ?? createMemoryRateLimitStore(),
     logError: opts.logError,
     deployments: opts.deployments,
+    databaseBackups: opts.databaseBackups,
     system: opts.system,
   };
 }

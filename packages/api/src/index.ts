@@ -4,6 +4,7 @@ import type { AppRouter } from './root';
 export { createPasswordHasher, OWASP_MIN, type PasswordHasher } from './auth/password';
 export { readOrCreateSecretFile } from './auth/secret-file';
 export { createTokenService, type TokenService } from './auth/tokens';
+export { BACKUP_DOWNLOAD_PREFIX, backupDownloadPath } from './backup-download-path';
 export { API_CONFIG_VARIABLES, type ApiConfig, apiConfigFromEnv, authSecretFromDataDir } from './config';
 export {
   type ApiDeps,
@@ -13,6 +14,18 @@ export {
   createRequestContext,
   type InnerContextOptions,
 } from './context';
+export { createBackupDownloadHandler } from './database-backup-http';
+export {
+  BACKUP_REASONS,
+  type BackupReason,
+  type BackupTarget,
+  backupsKeptFromEnv,
+  type ClusterOf,
+  type DatabaseBackup,
+  DatabaseBackupError,
+  DatabaseBackups,
+  DEFAULT_BACKUPS_KEPT,
+} from './deployments/database-backups';
 export {
   type ConnectionInfo,
   createDatabaseHooks,

@@ -113,9 +113,11 @@ export interface EmbeddedPostgres {
   setSuperuserPassword(password: string): Promise<void>;
 }
 
-interface Binaries {
+/** Paths of the embedded PostgreSQL's programs (the package ships only these three). */
+export interface Binaries {
   postgres: string;
   initdb: string;
+  pg_ctl: string;
 }
 
 const requireHere = createRequire(import.meta.url);
@@ -134,7 +136,14 @@ async function loadBinaries(env: EmbeddedPostgresSettingNames): Promise<Binaries
     );
   }
   const mod = (await import(entry)) as Binaries;
-  return { postgres: mod.postgres, initdb: mod.initdb };
+  return { postgres: mod.postgres, initdb: mod.initdb, pg_ctl: mod.pg_ctl };
+}
+
+/** The embedded binaries for this platform (e.g. to start a cluster extracted from a backup). */
+export function embeddedBinaries(
+  env: EmbeddedPostgresSettingNames = { port: 'port', dataDir: 'dataDir', url: 'DATABASE_URL' },
+): Promise<Binaries> {
+  return loadBinaries(env);
 }
 
 /** How long a live owner may take to bring its cluster up before another process starts it instead. */

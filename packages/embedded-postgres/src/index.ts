@@ -1,10 +1,28 @@
 export {
+  ARCHIVE_ROOT,
+  archivePath,
+  BackupError,
+  type BackupInfo,
+  type BackupOptions,
+  backupCluster,
+  listBackups,
+  pruneBackups,
+  type RestoredCluster,
+  type RestoreOptions,
+  readBackupInfo,
+  restoreCluster,
+  type StoredBackup,
+  sha256File,
+} from './backup';
+export {
+  type Binaries,
   type EmbeddedPostgres,
   EmbeddedPostgresError,
   type EmbeddedPostgresMode,
   type EmbeddedPostgresOptions,
   type EmbeddedPostgresSettingNames,
   initEmbeddedPostgres,
+  embeddedBinaries,
   type SuperviseEvent,
   startEmbeddedPostgres,
 } from './cluster';

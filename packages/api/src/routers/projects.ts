@@ -2,13 +2,19 @@ import type { Transaction } from '@coderunner/db';
 import { z } from 'zod';
 import { lockUser } from '../accounts';
 import type { Context } from '../context';
+import {
+  BACKUP_ID_PATTERN,
+  type DatabaseBackup,
+  DatabaseBackupError,
+  type DatabaseBackups,
+} from '../deployments/database-backups';
 import { type ProjectDto, toProjectDto } from '../dto';
 import { pageInput, toPage } from '../pagination';
 import { quotaFor } from '../quotas';
 import * as deployments from '../tables/deployments';
 import type { ProjectRow } from '../tables/projects';
 import * as projects from '../tables/projects';
-import { protectedProcedure, router, TRPCError } from '../trpc';
+import { createCallerFactory, protectedProcedure, router, TRPCError } from '../trpc';
 
 const name = z
   .string()
@@ -60,6 +66,38 @@ async function assertNameFree(
     throw new TRPCError({ code: 'CONFLICT', message: `you already have a project named "${projectName}"` });
   }
 }
+
+/** The server's backups of projects' databases; a server without them says so. */
+function backupsOf(ctx: Context): DatabaseBackups {
+  const backups = ctx.deps.databaseBackups;
+  if (!backups) {
+    throw new TRPCError({
+      code: 'PRECONDITION_FAILED',
+      message: 'this server keeps no database backups (its projects do not run databases of their own)',
+    });
+  }
+  return backups;
+}
+
+/** The service's errors as the API answers them (an unexpected one stays INTERNAL_SERVER_ERROR). */
+async function answeringBackupErrors<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof DatabaseBackupError)) throw err;
+    const code =
+      err.code === 'NOT_FOUND'
+        ? 'NOT_FOUND'
+        : err.code === 'NO_DATABASE'
+          ? 'PRECONDITION_FAILED'
+          : 'INTERNAL_SERVER_ERROR';
+    throw new TRPCError({ code, message: err.message, cause: err });
+  }
+}
+
+export const backupIdInput = z
+  .string()
+  .regex(BACKUP_ID_PATTERN, 'must be a backup id as `coderunner db backups <project>` lists them');
 
 export const projectsRouter = router({
   create: protectedProcedure
@@ -136,6 +174,32 @@ export const projectsRouter = router({
     },
   ),
 
+  /** The backups of the project's database, newest first. */
+  databaseBackups: ownedProjectProcedure.query(
+    ({ ctx }): Promise<{ id: string; items: DatabaseBackup[] }> =>
+      answeringBackupErrors(() => ({ id: ctx.project.id, items: backupsOf(ctx).list(ctx.project.id) })),
+  ),
+
+  /** Takes a backup of the project's database now (older ones beyond the plan's count are dropped). */
+  backupDatabase: ownedProjectProcedure.mutation(
+    ({ ctx }): Promise<DatabaseBackup> =>
+      answeringBackupErrors(() => backupsOf(ctx).backup(ctx.project.id, 'manual')),
+  ),
+
+  /**
+   * Puts the project's database back as it was at a backup, after taking a backup of its current
+   * state. Apps connected to it lose their connections while it restarts.
+   */
+  restoreDatabase: ownedProjectProcedure
+    .input(z.strictObject({ id: z.uuid(), backupId: backupIdInput }))
+    .mutation(
+      ({ ctx, input }): Promise<{ id: string; restored: DatabaseBackup; safetyBackup: DatabaseBackup }> =>
+        answeringBackupErrors(async () => ({
+          id: ctx.project.id,
+          ...(await backupsOf(ctx).restore(ctx.project.id, input.backupId)),
+        })),
+    ),
+
   delete: ownedProjectProcedure.mutation(async ({ ctx }): Promise<{ id: string; deleted: true }> => {
     const service = ctx.deps.deployments;
     const removed = service
@@ -151,3 +215,17 @@ export const projectsRouter = router({
     return { id: ctx.project.id, deleted: true };
   }),
 });
+
+/**
+ * The checks of a backup download (the caller's token, the project being the caller's, a server with
+ * backups, a backup of that project), for the HTTP route that streams the archive
+ * (database-backup-http.ts): the same procedure chain, so the same refusals. Not part of the API.
+ */
+const backupDownloadRouter = router({
+  open: ownedProjectProcedure
+    .input(z.strictObject({ id: z.uuid(), backupId: backupIdInput }))
+    .query(({ ctx, input }) =>
+      answeringBackupErrors(() => backupsOf(ctx).download(ctx.project.id, input.backupId)),
+    ),
+});
+export const createBackupDownloadCaller = createCallerFactory(backupDownloadRouter);
