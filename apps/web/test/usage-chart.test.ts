@@ -85,7 +85,11 @@ describe('the usage chart', () => {
     const project = await client.projects.create.mutate({ name: 'charts' });
     const form = new FormData();
     form.set('projectId', project.id);
-    form.set('source', new Blob([(await packFolder(appFolder(APP))).archive]), 'source.tar.gz');
+    form.set(
+      'source',
+      new Blob([new Uint8Array((await packFolder(appFolder(APP))).archive)]),
+      'source.tar.gz',
+    );
     const { id } = await client.deployments.create.mutate(form);
     let d = await client.deployments.get.query({ id });
     for (const deadline = Date.now() + 120_000; !['RUNNING', 'FAILED'].includes(d.status); ) {
