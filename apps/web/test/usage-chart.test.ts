@@ -130,5 +130,10 @@ describe('the usage chart', () => {
     await page.locator('.card.usage').screenshot({ path: file });
     expect(fs.statSync(file).size).toBeGreaterThan(1_000);
     await page.screenshot({ path: path.join(shots, 'deployment-page.png'), fullPage: true });
+
+    // Stopped elsewhere: the page follows the status, and the usage card goes.
+    await client.deployments.stop.mutate({ id });
+    await page.locator('.facts .status', { hasText: 'STOPPED' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('.card.usage').count()).toBe(0);
   }, 240_000);
 });
