@@ -85,7 +85,11 @@ describe('the usage chart', () => {
     const project = await client.projects.create.mutate({ name: 'charts' });
     const form = new FormData();
     form.set('projectId', project.id);
-    form.set('source', new Blob([(await packFolder(appFolder(APP))).archive]), 'source.tar.gz');
+    form.set(
+      'source',
+      new Blob([new Uint8Array((await packFolder(appFolder(APP))).archive)]),
+      'source.tar.gz',
+    );
     const { id } = await client.deployments.create.mutate(form);
     let d = await client.deployments.get.query({ id });
     for (const deadline = Date.now() + 120_000; !['RUNNING', 'FAILED'].includes(d.status); ) {
@@ -126,5 +130,10 @@ describe('the usage chart', () => {
     await page.locator('.card.usage').screenshot({ path: file });
     expect(fs.statSync(file).size).toBeGreaterThan(1_000);
     await page.screenshot({ path: path.join(shots, 'deployment-page.png'), fullPage: true });
+
+    // Stopped elsewhere: the page follows the status, and the usage card goes.
+    await client.deployments.stop.mutate({ id });
+    await page.locator('.facts .status', { hasText: 'STOPPED' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('.card.usage').count()).toBe(0);
   }, 240_000);
 });

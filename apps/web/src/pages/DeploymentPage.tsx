@@ -31,12 +31,17 @@ export function DeploymentPage({ id }: { id: string }) {
       { id },
       {
         enabled: deployment.isSuccess && deployment.data.status !== 'DESTROYED',
-        // The watch carries no usage: the figures fetched last stay while it runs.
-        onData: (d) =>
-          queryClient.setQueryData(trpc.deployments.get.queryKey({ id }), (old) => ({
-            ...d,
-            usage: d.status === 'RUNNING' ? (old?.usage ?? null) : null,
-          })),
+        // A get still in flight answered with the state before this change: cancelled, so that it
+        // cannot land after it. The watch carries no usage: the figures fetched last stay while it runs.
+        onData: (d) => {
+          const queryKey = trpc.deployments.get.queryKey({ id });
+          void queryClient.cancelQueries({ queryKey }).then(() =>
+            queryClient.setQueryData(queryKey, (old) => ({
+              ...d,
+              usage: d.status === 'RUNNING' ? (old?.usage ?? null) : null,
+            })),
+          );
+        },
       },
     ),
   );
