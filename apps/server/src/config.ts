@@ -281,6 +281,7 @@ export function runtimeConfig(config: Config): RuntimeConfig {
     sandboxUids: parseUidRange(config.CODERUNNER_SANDBOX_UIDS),
     planLimits: config.planLimits,
     tenantCpus: config.cpu.tenants,
+    backupsKept: config.backupsKept,
     engine: {
       concurrency: config.WORKER_CONCURRENCY,
       installTimeoutMs: config.CODERUNNER_INSTALL_TIMEOUT_S * 1000,

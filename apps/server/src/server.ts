@@ -31,8 +31,8 @@ export interface RunningServer {
 
 export interface ServerOptions {
   /**
-   * The cluster of a project's own database (its data folder, superuser URL, stop and start), for
-   * its backups; absent: the server keeps no database backups.
+   * Stands another cluster in for a project's own database (its data folder, superuser URL, stop
+   * and start) in its backups; absent: the runtime's per-project clusters.
    */
   clusterOf?: ClusterOf;
 }
@@ -75,6 +75,7 @@ export async function startServer(
       config: { ...config.api, authSecret: config.api.authSecret ?? authSecretFromDataDir(config.dataDir) },
       logError,
       deployments: runtime.service,
+      // The runtime's (each project's own cluster); a test may stand another cluster in.
       databaseBackups: options.clusterOf
         ? new DatabaseBackups({
             dataDir: config.dataDir,
@@ -82,7 +83,7 @@ export async function startServer(
             sequelize,
             kept: config.backupsKept,
           })
-        : undefined,
+        : (runtime.backups ?? undefined),
       system: {
         isolation: runtime.isolation.mode,
         signup: signupPolicy(runtime.isolation.mode, config[UNISOLATED_OPEN_SIGNUP_VARIABLE] !== undefined),

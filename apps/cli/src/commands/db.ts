@@ -92,8 +92,9 @@ export function registerDbCommands(program: Command): void {
       .addHelpText(
         'after',
         `
-Every row in the database is lost and cannot be brought back: there are no backups yet. The
-credentials (DATABASE_URL) stay the same. Deploys, redeploys and rollbacks never do this: they all
+Every row in the database is dropped. A project's own database is backed up first (the command
+prints the backup; \`coderunner db restore <project> <backup>\` brings the rows back); one made on the
+shared cluster of an older release has no backups. The credentials (DATABASE_URL) stay the same. Deploys, redeploys and rollbacks never do this: they all
 keep the project's database as it is.`,
       ),
     ['coderunner db reset web', 'coderunner db reset web --yes --json'],
@@ -104,7 +105,7 @@ keep the project's database as it is.`,
       await confirmOrRefuse({
         yes: opts.yes,
         refused: `not resetting the database of project "${printable(project.name)}"`,
-        question: `Drop every table and row in the database of project ${printable(project.name)} (${project.id})? There is no backup to restore`,
+        question: `Drop every table and row in the database of project ${printable(project.name)} (${project.id})? A backup is taken first (a database on the older shared cluster has none)`,
         declined: 'not reset',
       });
       const reset = await client.projects.resetDatabase.mutate({ id: project.id });
@@ -113,6 +114,11 @@ keep the project's database as it is.`,
         return;
       }
       ctx.out.print(`Reset the database of project ${printable(project.name)}: it is empty now`);
+      if (reset.backupId)
+        ctx.out.info(
+          `Its rows before the reset are in backup ${reset.backupId}: \`coderunner db restore ${printable(project.name)} ${reset.backupId}\` brings them back`,
+        );
+      else ctx.out.info('It had no backups (a database on the older shared cluster): its rows are gone');
       if (reset.restartedDeploymentId)
         ctx.out.info(
           `Deployment ${reset.restartedDeploymentId} is starting again on it; follow it with \`coderunner logs ${reset.restartedDeploymentId.slice(0, 8)} --follow\``,

@@ -170,7 +170,8 @@ async function provisionDatabase(
   if (!wanted) return {};
   const hooks = opts.database;
   if (!hooks) throw new DeploymentFailure('this server has no database provider configured');
-  return sequelize.transaction(async (transaction) => {
+  let handedOver = false;
+  const env = await sequelize.transaction(async (transaction) => {
     // A deployment of the same project may be creating the database meanwhile (a cluster's start:
     // seconds on a busy machine): wait for it rather than fail at the pool's statement timeout.
     await sequelize.query("SET LOCAL statement_timeout = '180s'", { transaction });
@@ -195,6 +196,7 @@ async function provisionDatabase(
         id,
         `using the project's database (until now with deployment ${held.id}): DATABASE_URL and PG* variables are set for the app`,
       );
+      handedOver = true;
       return hooks.envFor({ id, dbConnectionInfo: sealed });
     }
     systemLog(opts, id, "provisioning a PostgreSQL database (the project's, kept across releases)");
@@ -209,6 +211,38 @@ async function provisionDatabase(
     systemLog(opts, id, 'database ready: DATABASE_URL and PG* variables are set for the app');
     return db.env;
   });
+  if (handedOver && hooks.backup) await backupBeforeRelease(opts, id, projectId, hooks.backup);
+  return env;
+}
+
+/**
+ * A release about to run new code on the project's data (it may migrate it on start) backs the data
+ * up first, while the release before still serves. A backup that fails does not hold the release back
+ * (a full disk must not block a fix): the log says so.
+ */
+async function backupBeforeRelease(
+  opts: EngineOptions,
+  id: string,
+  projectId: string,
+  backup: NonNullable<NonNullable<EngineOptions['database']>['backup']>,
+): Promise<void> {
+  systemLog(opts, id, "backing up the project's database before this release");
+  try {
+    const taken = await backup(projectId, 'release');
+    if (taken) {
+      systemLog(
+        opts,
+        id,
+        `database backed up as ${taken.id} (${(taken.sizeBytes / 1024 / 1024).toFixed(1)} MB): \`coderunner db restore <project> ${taken.id}\` brings this data back`,
+      );
+    }
+  } catch (err) {
+    systemLog(
+      opts,
+      id,
+      `the backup before this release failed (${(err as Error).message}); deploying anyway`,
+    );
+  }
 }
 
 async function installAndBuild(

@@ -31,6 +31,14 @@ export interface DatabaseHooks {
   destroy(d: { id: string; dbSandboxId: string }): Promise<void>;
   /** Empties the database: dropped and created again, its connection info unchanged. */
   reset(d: { id: string; dbSandboxId: string; dbConnectionInfo: Record<string, unknown> }): Promise<void>;
+  /**
+   * Backs the project's database up now (its own cluster); resolves undefined when the project's
+   * database has no backups (the shared cluster's, or this provider's). Absent: no backups here.
+   */
+  backup?(
+    projectId: string,
+    reason: 'release' | 'before-reset',
+  ): Promise<{ id: string; sizeBytes: number } | undefined>;
 }
 
 /** The engine's settings and collaborators, shared read-only by its parts (worker, build, apps, reconciler). */

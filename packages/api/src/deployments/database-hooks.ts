@@ -1,5 +1,6 @@
 import type { DatabaseConnectionInfo } from '@coderunner/sandbox';
 import { type Keyring, open, seal } from '../secrets';
+import { DatabaseBackupError, type DatabaseBackups } from './database-backups';
 import type { DatabaseHooks } from './engine';
 
 /** What a database provider hands back: the plaintext connection info never leaves the server. */
@@ -35,8 +36,24 @@ export function openConnectionInfo(keyring: Keyring, deploymentId: string, box: 
   return open<ConnectionInfo>(keyring, box, deploymentId);
 }
 
-export function createDatabaseHooks(backend: DatabaseBackend, keyring: Keyring): DatabaseHooks {
+export function createDatabaseHooks(
+  backend: DatabaseBackend,
+  keyring: Keyring,
+  backups?: DatabaseBackups | null,
+): DatabaseHooks {
   return {
+    ...(backups
+      ? {
+          async backup(projectId: string, reason: 'release' | 'before-reset') {
+            try {
+              return await backups.backup(projectId, reason);
+            } catch (err) {
+              if (err instanceof DatabaseBackupError && err.code === 'NO_DATABASE') return undefined;
+              throw err;
+            }
+          },
+        }
+      : {}),
     async provision(d) {
       const { sandboxId, connectionInfo } = await backend.provision(d);
       return {

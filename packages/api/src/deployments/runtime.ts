@@ -35,6 +35,7 @@ import { type Keyring, loadKeyring } from '../secrets';
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
 import type { EngineLogger, EngineOptions } from './context';
+import { type ClusterOf, DatabaseBackups } from './database-backups';
 import { createDatabaseHooks, type DatabaseBackend } from './database-hooks';
 import { DeploymentEngine } from './engine';
 import { parseStatusNotification, STATUS_CHANNEL } from './lifecycle';
@@ -64,6 +65,8 @@ export interface RuntimeConfig {
   planLimits?: Partial<Record<string, ResourceLimits>>;
   /** Local provider: CPUs all sandboxes may use together (default: the host's less a reserve for the control plane). */
   tenantCpus?: number;
+  /** Backups of a project's own database kept per project, by the owner's plan (default free 3, personal 7, team 30). */
+  backupsKept?: Record<'free' | 'personal' | 'team', number>;
   /** Engine settings; defaults as in the README's configuration table. */
   engine?: Partial<
     Pick<
@@ -94,6 +97,8 @@ export interface DeploymentRuntime {
   isolation: IsolationReport;
   /** What running apps use (null: the provider's sandboxes are not on this host). */
   usage: UsageSampler | null;
+  /** Backups of projects' own databases (null: this provider's databases have none). */
+  backups: DatabaseBackups | null;
   /**
    * Start workers (when this process runs them), the status listener and, unless `usage` is false
    * (a process that answers no API calls), the usage sampler, once the HTTP port is known.
@@ -129,6 +134,8 @@ interface Sandboxes {
   isolation: IsolationReport;
   appPort: EngineOptions['appPort'];
   publicUrlFor: EngineOptions['publicUrlFor'];
+  /** A project's own database cluster, for its backups (undefined: the project has none). */
+  clusterOf?: ClusterOf;
 }
 
 /** Local apps listen on a free port of this machine and are reached through the server's proxy. */
@@ -276,6 +283,19 @@ function localSandboxes(
     // Isolated apps are published on APPS_ADDRESS (not the dashboard's): a port free there.
     appPort: () => findFreePort(status.mode === 'sandbox' ? APPS_ADDRESS : '127.0.0.1'),
     publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
+    // Backups are physical copies of a whole cluster: only a project's own cluster has them (not a
+    // database on the shared cluster, nor on the operator's).
+    clusterOf: async (projectId) => {
+      const held = await deployments.projectDatabase(sequelize, projectId);
+      if (!held || !isProjectDatabaseSandboxId(held.dbSandboxId)) return undefined;
+      const c = await clusters.clusterOf(held.dbSandboxId);
+      return {
+        dataDir: c.dataDir,
+        superuserUrl: c.superuserUrl,
+        stop: () => c.stop(),
+        start: () => c.start(),
+      };
+    },
   };
 }
 
@@ -325,6 +345,14 @@ export function createDeploymentRuntime(opts: {
       ? agentSphereSandboxes(config)
       : localSandboxes(config, sequelize, logger, baseUrl);
   const { provider, databases } = sandboxes;
+  const backups = sandboxes.clusterOf
+    ? new DatabaseBackups({
+        dataDir,
+        clusterOf: sandboxes.clusterOf,
+        sequelize,
+        ...(config.backupsKept ? { kept: config.backupsKept } : {}),
+      })
+    : null;
   // Key ids only: a change of the key file is worth a line, and a refused one an error.
   const keyring: Keyring = loadKeyring({
     env: config.env,
@@ -365,7 +393,7 @@ export function createDeploymentRuntime(opts: {
     reconcileIntervalMs: 15_000,
     redeployDrainMs: 30_000,
     ...config.engine,
-    database: createDatabaseHooks(databases, keyring),
+    database: createDatabaseHooks(databases, keyring, backups),
     logger,
     listenUrl: databaseUrl,
   });
@@ -408,12 +436,15 @@ export function createDeploymentRuntime(opts: {
     },
     logError: opts.logError,
     usage,
+    backups,
   });
+  const daily = backups ? dailyBackups(backups, sequelize, logger) : null;
   return {
     service,
     engine,
     provider,
     usage,
+    backups,
     isolation: sandboxes.isolation,
     async start({ workers, port, usage: sampling = true }) {
       if (port) listeningPort = port;
@@ -424,13 +455,68 @@ export function createDeploymentRuntime(opts: {
       await status.start();
       if (workers) await engine.start();
       if (sampling) usage?.start();
+      if (workers) daily?.start();
     },
     async close() {
+      await daily?.stop();
       await usage?.stop();
       await engine.stop();
       await logs.close();
       await status.close();
       await databases.stop?.();
+    },
+  };
+}
+
+/** How often the server looks for project databases whose newest backup is a day old. */
+const DAILY_CHECK_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * A backup a day of every project database in use (a live deployment holds it): checked hourly, and
+ * taken when the newest backup of any kind is a day old. Replicas check the same folder, so a second
+ * one finds the first's backup (two that check at the same moment may both take one: harmless).
+ */
+function dailyBackups(backups: DatabaseBackups, sequelize: Sequelize, logger: EngineLogger) {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  const check = async () => {
+    for (const projectId of await deployments.projectsWithLiveDatabase(sequelize)) {
+      if (!timer) return; // stopping
+      const newest = backups.list(projectId)[0];
+      if (newest && Date.now() - newest.createdAt.getTime() < DAY_MS) continue;
+      try {
+        const taken = await backups.backup(projectId, 'daily');
+        logger.info(
+          { projectId, backup: taken.id, sizeBytes: taken.sizeBytes },
+          "a project's database was backed up (daily)",
+        );
+      } catch (err) {
+        logger.warn(
+          { projectId, err: (err as Error).message },
+          "the daily backup of a project's database failed",
+        );
+      }
+    }
+  };
+  const tick = () => {
+    running ??= check()
+      .catch((err) => logger.warn({ err }, 'cannot list the project databases to back up'))
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  return {
+    start() {
+      if (timer) return;
+      timer = setInterval(tick, DAILY_CHECK_MS);
+      timer.unref();
+      setTimeout(() => timer && tick(), 60_000).unref(); // a minute after start: apps come first
+    },
+    async stop() {
+      clearInterval(timer);
+      timer = undefined;
+      await running;
     },
   };
 }

@@ -11,6 +11,7 @@ import { quotaFor } from '../quotas';
 import type { Keyring } from '../secrets';
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
+import { DatabaseBackupError, type DatabaseBackups } from './database-backups';
 import type { DeploymentEngine } from './engine';
 import { countActiveDeployments, insertPending, transition } from './lifecycle';
 import type { LogStore } from './log-store';
@@ -35,6 +36,8 @@ export interface DeploymentServiceDeps {
   logError?: (err: unknown, meta: { requestId?: string; path?: string }) => void;
   /** What running apps use (absent or null: not known here). */
   usage?: UsageSampler | null;
+  /** Backups of projects' own databases: one is taken before a reset. */
+  backups?: DatabaseBackups | null;
 }
 
 const conflict = (message: string) => new TRPCError({ code: 'CONFLICT', message });
@@ -206,7 +209,24 @@ export class DeploymentService {
    * Empties the project's database (a new, empty one with the same credentials); the deployment the
    * project URL serves is built again on it. There is no backup to come back to.
    */
-  async resetDatabase(projectId: string): Promise<{ restarted: string | null }> {
+  async resetDatabase(
+    projectId: string,
+  ): Promise<{ restarted: string | null; backup: { id: string; sizeBytes: number } | null }> {
+    // A backup of what is about to be emptied (a project's own cluster): `db restore` brings it back.
+    // No reset without it: a failed backup refuses the reset.
+    let backup: { id: string; sizeBytes: number } | null = null;
+    if (this.deps.backups) {
+      try {
+        backup = await this.deps.backups.backup(projectId, 'before-reset');
+      } catch (err) {
+        if (!(err instanceof DatabaseBackupError && err.code === 'NO_DATABASE')) {
+          throw new TRPCError({
+            code: 'INTERNAL_SERVER_ERROR',
+            message: `the database was not reset: the backup before the reset failed (${(err as Error).message})`,
+          });
+        }
+      }
+    }
     const done = await this.engine.resetProjectDatabase(projectId);
     if (!done) {
       throw new TRPCError({
@@ -214,7 +234,7 @@ export class DeploymentService {
         message: 'this project has no database; deploy with --database postgres to give it one',
       });
     }
-    return done;
+    return { ...done, backup: backup && { id: backup.id, sizeBytes: backup.sizeBytes } };
   }
 
   /** The user's project `projectId` (NOT_FOUND otherwise), with room in the user's quota. */

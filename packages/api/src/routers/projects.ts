@@ -162,15 +162,28 @@ export const projectsRouter = router({
 
   /**
    * Drops the project's database and gives it a new, empty one (same credentials); the deployment the
-   * project URL serves is built again on it. Irreversible: there are no backups yet.
+   * project URL serves is built again on it. A project's own database is backed up first
+   * (`backupId`; `db restore` brings it back); one on the shared cluster has no backups (null).
    */
   resetDatabase: ownedProjectProcedure.mutation(
-    async ({ ctx }): Promise<{ id: string; reset: true; restartedDeploymentId: string | null }> => {
+    async ({
+      ctx,
+    }): Promise<{
+      id: string;
+      reset: true;
+      restartedDeploymentId: string | null;
+      backupId: string | null;
+    }> => {
       const service = ctx.deps.deployments;
       if (!service)
         throw new TRPCError({ code: 'PRECONDITION_FAILED', message: 'this server runs no deployments' });
-      const { restarted } = await service.resetDatabase(ctx.project.id);
-      return { id: ctx.project.id, reset: true, restartedDeploymentId: restarted };
+      const { restarted, backup } = await service.resetDatabase(ctx.project.id);
+      return {
+        id: ctx.project.id,
+        reset: true,
+        restartedDeploymentId: restarted,
+        backupId: backup?.id ?? null,
+      };
     },
   ),
 

@@ -545,6 +545,18 @@ export async function liveDatabaseIds(sequelize: Sequelize, prefix: string): Pro
   return rows.map((r) => r.id);
 }
 
+/** Projects whose own database (`localpg-…`) a deployment that is not DESTROYED uses: those backed up daily. */
+export async function projectsWithLiveDatabase(sequelize: Sequelize): Promise<string[]> {
+  const rows = await sequelize.query<{ id: string }>(
+    `SELECT DISTINCT h.project_id AS id FROM deployments h
+      WHERE starts_with(h.db_sandbox_id, 'localpg-')
+        AND EXISTS (SELECT 1 FROM deployments d WHERE d.project_id = h.project_id
+                    AND d.status <> 'DESTROYED' AND d.db_connection_info IS NOT NULL)`,
+    { type: QueryTypes.SELECT },
+  );
+  return rows.map((r) => r.id);
+}
+
 /** Whether a deployment that is not DESTROYED uses a database (`prefix`: of that provider's ids). */
 export async function anyLiveHoldsDatabase(sequelize: Sequelize, prefix: string): Promise<boolean> {
   const rows = await sequelize.query(
