@@ -87,11 +87,30 @@ describe("a project's database across releases", () => {
     await client.deployments.destroy.mutate({ id: v2.id });
     expect(await notes(back.publicUrl!)).toBe(five);
 
+    // Each release that took the database over backed it up first, and said so in its log.
+    const releases = (await client.projects.databaseBackups.query({ id: projectId })).items.filter(
+      (b) => b.reason === 'release',
+    );
+    expect(releases.length).toBe(2);
+    expect(await logText(client, back.id)).toMatch(/database backed up as \S+-release/);
+
+    // A backup, then more rows, then the restore: the rows of the backup, with the same credentials.
+    const manual = await client.projects.backupDatabase.mutate({ id: projectId });
+    expect((await curl(`${back.publicUrl}seed`, 60)).body).toBe('seeded 5');
+    expect(await notes(back.publicUrl!)).toBe('notes=10 a,b,c,d,e,a,b,c,d,e');
+    const restored = await client.projects.restoreDatabase.mutate({ id: projectId, backupId: manual.id });
+    expect(restored.safetyBackup.reason).toBe('before-restore');
+    expect(await notes(back.publicUrl!)).toBe(five);
+
+    // A reset backs up first: the rows come back from that backup.
     const reset = await client.projects.resetDatabase.mutate({ id: projectId });
     expect(reset.restartedDeploymentId).toBe(back.id);
+    expect(reset.backupId).toMatch(/-before-reset$/);
     const again = await running(back.id);
     expect(await notes(again.publicUrl!)).toBe('notes=0 ');
     expect(await client.deployments.databaseCredentials.query({ id: back.id })).toEqual(creds);
+    await client.projects.restoreDatabase.mutate({ id: projectId, backupId: reset.backupId! });
+    expect(await notes(again.publicUrl!)).toBe(five);
   }, 1_500_000);
 
   it('destroying the last deployment keeps the database for the next one; deleting the project drops it', async () => {
