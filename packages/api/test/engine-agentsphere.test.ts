@@ -74,13 +74,13 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function queue(): Promise<string> {
+const HELLO =
+  "require('http').createServer((q, s) => s.end('hello from the cloud')).listen(process.env.PORT, '127.0.0.1', () => console.log('up'));";
+
+async function queue(server = HELLO): Promise<string> {
   const app = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-cloud-app-'));
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ scripts: { start: 'node server.js' } }));
-  fs.writeFileSync(
-    path.join(app, 'server.js'),
-    "require('http').createServer((q, s) => s.end('hello from the cloud')).listen(process.env.PORT, '127.0.0.1', () => console.log('up'));",
-  );
+  fs.writeFileSync(path.join(app, 'server.js'), server);
   const d = await Deployment.create({ projectId });
   sources.save(d.id, (await packFolder(app)).archive, {});
   fs.rmSync(app, { recursive: true, force: true });
@@ -157,4 +157,36 @@ describe('the engine on AgentSphere (fake)', () => {
     expect((await provider.list({ metadata: { deploymentId: id } })).map((s) => s.id)).toContain(database.id);
     await provider.kill(database.id);
   });
+
+  it('a broken output stream leaves the app RUNNING (re-attached); an app that exits 4 still FAILs', async () => {
+    const id = await queue(
+      "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT, '127.0.0.1', () => console.log('up')); setInterval(() => console.log('tick'), 300);",
+    );
+    const d = await settle(id);
+    expect(d.status).toBe('RUNNING');
+    const ticks = async () => (await logs.read(id, null)).filter((l) => l.text === 'tick').length;
+    expect(fake.breakStreams(d.appSandboxId!)).toBe(1);
+    const seen = await ticks();
+    await waitFor(async () => (await ticks()) > seen + 3, 15_000); // output goes on reaching the log
+    await engine.reconcile();
+    expect((await Deployment.findByPk(id))!.status).toBe('RUNNING');
+    expect(await (await fetch(d.publicUrl!)).text()).toBe('hi');
+
+    const failing = await queue(
+      "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT, '127.0.0.1', () => { console.log('up'); setTimeout(() => process.exit(4), 2000); });",
+    );
+    const f = await settle(failing);
+    expect(f.status).toBe('RUNNING');
+    fake.breakStreams(f.appSandboxId!);
+    await waitFor(async () => (await Deployment.findByPk(failing))!.status === 'FAILED', 15_000);
+    expect((await logs.read(failing, null)).map((l) => l.text).join('\n')).toMatch(/exited with code 4/);
+  });
 });
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

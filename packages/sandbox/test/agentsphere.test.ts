@@ -175,6 +175,69 @@ describe('AgentSphere provider: a deployment end to end', () => {
     await sandbox.kill();
   });
 
+  it('a broken output stream is not an exit: it re-attaches and goes on following the app', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-stream') });
+    let stdout = '';
+    const exits: unknown[] = [];
+    await sandbox.startApp({
+      command: 'echo before; sleep 1.5; echo after; sleep 60',
+      port: 4,
+      onStdout: (text) => {
+        stdout += text;
+      },
+      onExit: (info) => exits.push(info),
+    });
+    await eventually(async () => expect(stdout).toContain('before'));
+    expect(fake.breakStreams(sandbox.id)).toBe(1);
+    await eventually(async () => expect(stdout).toContain('after'), 10_000);
+    expect(exits).toEqual([]);
+    expect(await sandbox.isAppRunning()).toBe(true);
+    expect(
+      fake.callsTo('POST', /\/process\.Process\/Connect$/, 'envd').some((c) => c.sandboxId === sandbox.id),
+    ).toBe(true);
+    await sandbox.stopApp();
+    expect(exits).toEqual([]);
+    await sandbox.kill();
+  });
+
+  it('a broken stream of an app that then exits 4 reports exit code 4', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-stream-exit') });
+    const exits: unknown[] = [];
+    let stdout = '';
+    await sandbox.startApp({
+      command: 'echo up; sleep 2; exit 4',
+      port: 5,
+      onStdout: (text) => {
+        stdout += text;
+      },
+      onExit: (info) => exits.push(info),
+    });
+    await eventually(async () => expect(stdout).toContain('up'));
+    expect(fake.breakStreams(sandbox.id)).toBe(1);
+    await eventually(async () => expect(exits).toEqual([{ exitCode: 4, signal: null }]), 10_000);
+    await sandbox.kill();
+  });
+
+  it('an app whose process vanished while its stream was broken is reported ended', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-stream-gone') });
+    const exits: unknown[] = [];
+    let stdout = '';
+    await sandbox.startApp({
+      command: 'echo up; sleep 60',
+      port: 6,
+      onStdout: (text) => {
+        stdout += text;
+      },
+      onExit: (info) => exits.push(info),
+    });
+    await eventually(async () => expect(stdout).toContain('up'));
+    const proc = [...fake.sandboxes.get(sandbox.id)!.processes.values()][0]!;
+    fake.breakStreams(sandbox.id);
+    process.kill(-proc.pid, 'SIGKILL');
+    await eventually(async () => expect(exits).toHaveLength(1), 10_000);
+    await sandbox.kill();
+  });
+
   it('kills a command that runs past its timeout', async () => {
     const sandbox = await provider().create({ metadata: meta('d-slow') });
     const started = Date.now();

@@ -29,8 +29,17 @@ const OUTPUT_TAIL_CHARS = 64 * 1024;
 const APP_MARKER_ENV = 'CODERUNNER_APP';
 /** How long stopApp waits for the app to be gone after killing it. */
 const STOP_WAIT_MS = 5_000;
+/**
+ * After the app's output stream broke, how long we keep trying to re-attach while envd or the API
+ * does not answer, before reporting the app as ended (its sandbox's own timeout is longer).
+ */
+const REATTACH_WINDOW_MS = 2 * 60_000;
+const REATTACH_MAX_DELAY_MS = 5_000;
+
+type FollowOptions = Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>;
 
 interface RunningApp {
+  /** The current stream of the app's process (replaced when a broken stream is re-attached). */
   handle: CommandHandle;
   port: number;
   /** Settles when the app's process ends, whatever the reason. */
@@ -104,10 +113,7 @@ export class AgentSphereSandbox implements Sandbox {
       exited: false,
       stopping: false,
     };
-    app.ended = handle.wait().then(
-      () => this.appEnded(app, exitInfo(undefined), opts.onExit),
-      (err: unknown) => this.appEnded(app, exitInfo(err), opts.onExit),
-    );
+    app.ended = this.follow(app, opts);
     this.app = app;
     return this.appHandle(opts.port, handle.pid);
   }
@@ -124,7 +130,7 @@ export class AgentSphereSandbox implements Sandbox {
   }
 
   /** Re-attaches to the app process (envd's Connect) for its output from now on and its exit. */
-  async followApp(opts: Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>): Promise<boolean> {
+  async followApp(opts: FollowOptions): Promise<boolean> {
     if (this.app) return false;
     const [found] = await this.findAppProcesses();
     if (!found) return false;
@@ -146,10 +152,7 @@ export class AgentSphereSandbox implements Sandbox {
       exited: false,
       stopping: false,
     };
-    app.ended = handle.wait().then(
-      () => this.appEnded(app, exitInfo(undefined), opts.onExit),
-      (err: unknown) => this.appEnded(app, exitInfo(err), opts.onExit),
-    );
+    app.ended = this.follow(app, opts);
     this.app = app;
     return true;
   }
@@ -258,6 +261,69 @@ export class AgentSphereSandbox implements Sandbox {
 
   private appHandle(port: number, pid: number): AppHandle {
     return { port, internalUrl: `https://${this.getHost(port)}`, pid };
+  }
+
+  /**
+   * Follows the app until its process is gone. A stream that breaks (the service's edge restarting, a
+   * network blip) is not an exit: envd still runs the process, so re-attach (envd's Connect) and go on.
+   * Only an end event (exit code or signal) or a process missing from envd's list is an exit.
+   */
+  private async follow(app: RunningApp, opts: FollowOptions): Promise<void> {
+    let quickBreaks = 0;
+    for (;;) {
+      const since = Date.now();
+      let error: unknown;
+      try {
+        await app.handle.wait();
+        return this.appEnded(app, exitInfo(undefined), opts.onExit);
+      } catch (err) {
+        error = err;
+      }
+      if (isCommandExit(error) || app.stopping) return this.appEnded(app, exitInfo(error), opts.onExit);
+      quickBreaks = Date.now() - since < 30_000 ? quickBreaks + 1 : 0;
+      const handle = await this.reattach(app, opts, quickBreaks);
+      if (!handle) return this.appEnded(app, exitInfo(error), opts.onExit);
+      app.handle = handle;
+    }
+  }
+
+  /** A new stream of the app's process, or undefined when the process (or its sandbox) is gone. */
+  private async reattach(
+    app: RunningApp,
+    opts: FollowOptions,
+    quickBreaks: number,
+  ): Promise<CommandHandle | undefined> {
+    const pid = app.handle.pid;
+    const giveUpAt = Date.now() + REATTACH_WINDOW_MS;
+    // A stream that breaks again at once is not retried in a tight loop.
+    let delay = Math.min(REATTACH_MAX_DELAY_MS, 100 * 2 ** Math.max(0, quickBreaks - 1));
+    for (;;) {
+      await sleep(delay);
+      if (app.stopping) return undefined;
+      try {
+        const processes = await this.call(
+          'list processes',
+          () => this.sdk.commands.list(this.requestOpts),
+          true,
+        );
+        if (!processes.some((p) => p.pid === pid)) return undefined;
+        return await this.call(
+          'follow the app again',
+          () =>
+            this.sdk.commands.connect(pid, {
+              onStdout: opts.onStdout,
+              onStderr: opts.onStderr,
+              timeoutMs: 0,
+              requestTimeoutMs: this.client.requestTimeoutMs,
+            }),
+          true,
+        );
+      } catch (err) {
+        if (err instanceof SandboxNotFoundError || Date.now() > giveUpAt) return undefined;
+        // envd or the API did not answer: the process may well still run; ask again.
+      }
+      delay = Math.min(REATTACH_MAX_DELAY_MS, delay * 2);
+    }
   }
 
   private appEnded(app: RunningApp, info: AppExit, onExit: StartAppOptions['onExit']): void {

@@ -107,6 +107,22 @@ export class FakeAgentSphere {
     return { url: `http://127.0.0.1:${port}${path}`, headers: {} };
   }
 
+  /**
+   * Breaks every open Start/Connect stream of the sandbox's processes (their sockets are destroyed, as
+   * when the service's edge restarts); the processes go on running. Returns how many streams broke.
+   */
+  breakStreams(id: string): number {
+    let broken = 0;
+    for (const proc of this.sandboxes.get(id)?.processes.values() ?? []) {
+      for (const stream of proc.streams) {
+        stream.destroy();
+        broken++;
+      }
+      proc.streams.clear();
+    }
+    return broken;
+  }
+
   /** End a sandbox now, as if its timeout had passed. */
   async expire(id: string): Promise<void> {
     const sandbox = this.sandboxes.get(id);
