@@ -49,6 +49,11 @@ interface RunningApp {
   stopping: boolean;
 }
 
+/** When the sandbox ends unless kept alive, as far as we know (shared with the provider's connect cache). */
+export interface Lease {
+  endsAt: number;
+}
+
 export class AgentSphereSandbox implements Sandbox {
   private app: RunningApp | undefined;
 
@@ -56,6 +61,7 @@ export class AgentSphereSandbox implements Sandbox {
     private readonly sdk: SdkSandbox,
     readonly metadata: SandboxMetadata,
     private readonly client: AgentSphereClient,
+    private readonly lease: Lease = { endsAt: Number.POSITIVE_INFINITY },
   ) {}
 
   get id(): string {
@@ -91,7 +97,7 @@ export class AgentSphereSandbox implements Sandbox {
       return { exitCode: 0, stdout: tail(handle.stdout), stderr: tail(handle.stderr) };
     }
     if (outcome.kind === 'timeout' || classifyFailure(outcome.error).kind === 'deadline') {
-      await handle.kill().catch(() => undefined);
+      await this.killGroup(handle.pid).catch(() => undefined);
       throw new CommandTimeoutError(command, timeoutMs, tail(handle.stdout), tail(handle.stderr));
     }
     const err = outcome.error;
@@ -162,9 +168,7 @@ export class AgentSphereSandbox implements Sandbox {
     if (app) app.stopping = true;
     try {
       const pids = app && !app.exited ? [app.handle.pid] : (await this.findAppProcesses()).map((p) => p.pid);
-      for (const pid of pids) {
-        await this.call('stop the app', () => this.sdk.commands.kill(pid, this.requestOpts), true);
-      }
+      for (const pid of pids) await this.killGroup(pid);
       // Wait (bounded) until the app is really gone, so that its port is free afterwards.
       if (app && !app.exited) await Promise.race([app.ended, sleep(STOP_WAIT_MS)]);
       else if (pids.length > 0) await this.waitUntilAppGone(Date.now() + STOP_WAIT_MS);
@@ -216,10 +220,12 @@ export class AgentSphereSandbox implements Sandbox {
       () => this.client.SandboxClass.setTimeout(this.id, ms, this.client.connection),
       true,
     );
+    this.lease.endsAt = Date.now() + ms;
   }
 
   async kill(): Promise<void> {
     if (this.app) this.app.stopping = true;
+    this.lease.endsAt = 0;
     try {
       await this.call(
         'kill the sandbox',
@@ -232,12 +238,45 @@ export class AgentSphereSandbox implements Sandbox {
     this.app = undefined;
   }
 
+  /**
+   * Kills a command and everything it started. envd's SendSignal signals only the pid (the shell), which
+   * would leave the app's own processes (say `npm start`'s node) running with the port taken: the whole
+   * process group goes first (envd starts each command as a group leader), then whatever descendants are
+   * left elsewhere, then the pid through envd.
+   */
+  private async killGroup(pid: number): Promise<void> {
+    const script =
+      `kill -KILL -- -${pid} 2>/dev/null; ` +
+      'tree() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree $c; done; kill -KILL $1 2>/dev/null; }; ' +
+      `tree ${pid}; exit 0`;
+    // Not in the app folder: it may be gone, and the kill must not depend on it.
+    await this.call(
+      'stop the app',
+      () =>
+        this.sdk.commands.run(script, {
+          cwd: '/',
+          timeoutMs: 30_000,
+          requestTimeoutMs: this.client.requestTimeoutMs,
+        }),
+      true,
+    ).catch((err: unknown) => {
+      if (err instanceof SandboxNotFoundError) throw err;
+    });
+    await this.call('stop the app', () => this.sdk.commands.kill(pid, this.requestOpts), true);
+  }
+
   private get requestOpts(): { requestTimeoutMs: number } {
     return { requestTimeoutMs: this.client.requestTimeoutMs };
   }
 
-  private call<T>(what: string, fn: () => Promise<T>, retry: boolean): Promise<T> {
-    return this.client.call(what, fn, { retry, sandboxId: this.id });
+  private async call<T>(what: string, fn: () => Promise<T>, retry: boolean): Promise<T> {
+    try {
+      return await this.client.call(what, fn, { retry, sandboxId: this.id });
+    } catch (err) {
+      // Gone: the provider's connect must not hand out this sandbox again.
+      if (err instanceof SandboxNotFoundError) this.lease.endsAt = 0;
+      throw err;
+    }
   }
 
   /** Starts a command in the background and returns its handle; never retried (it is not idempotent). */
