@@ -41,7 +41,13 @@ beforeAll(async () => {
   logs = new LogStore(path.join(dir, 'logs'));
   sources = new SourceStore(path.join(dir, 'sources'));
   fs.mkdirSync(path.join(dir, 'work'));
-  engine = new DeploymentEngine({
+  engine = new DeploymentEngine(engineOptions());
+  const user = await User.create({ email: 'cloud@example.com', passwordHash: 'x', planType: 'team' });
+  projectId = (await Project.create({ userId: user.id, name: 'cloud' })).id;
+});
+
+function engineOptions(): ConstructorParameters<typeof DeploymentEngine>[0] {
+  return {
     sequelize: api.db.sequelize,
     provider,
     logs,
@@ -60,10 +66,8 @@ beforeAll(async () => {
     reconcileIntervalMs: 3_600_000, // the test calls reconcile() itself
     orphanGraceMs: 0,
     logger: { debug() {}, info() {}, warn() {}, error() {} },
-  });
-  const user = await User.create({ email: 'cloud@example.com', passwordHash: 'x', planType: 'team' });
-  projectId = (await Project.create({ userId: user.id, name: 'cloud' })).id;
-});
+  };
+}
 
 afterAll(async () => {
   await engine.stop();
@@ -115,12 +119,18 @@ describe('the engine on AgentSphere (fake)', () => {
     const id = await queue();
     const d = await settle(id);
     expect(d.status).toBe('RUNNING');
+    // This process keeps its own apps alive (see engine-agentsphere-lifetimes.test.ts); another
+    // replica's reconciler keeps alive the RUNNING sandboxes it does not.
     const before = fake.callsTo('POST', /\/timeout$/).length;
-    await engine.reconcile();
+    const replica = new DeploymentEngine(engineOptions());
+    await replica.reconcile();
+    await replica.stop();
     expect(fake.callsTo('POST', /\/timeout$/).length).toBeGreaterThan(before);
 
     await fake.expire(d.appSandboxId!);
     await engine.reconcile();
+    // The reconciler, or the app's own exit handler a moment later.
+    await waitFor(async () => (await Deployment.findByPk(id))!.status === 'FAILED', 15_000);
     const after = (await Deployment.findByPk(id))!;
     expect(after.status).toBe('FAILED');
     expect(after.appSandboxId).toBeNull();
