@@ -13,12 +13,13 @@
  */
 import { createRequire } from 'node:module';
 import { createAgentSphereProvider } from '../../packages/sandbox/src/agentsphere';
+import type { SandboxClass } from '../../packages/sandbox/src/agentsphere/client';
 import { FakeAgentSphere, installFetchRouter } from '../../packages/sandbox/test/fake-agentsphere';
 
 // The SDK the provider uses (a dependency of packages/sandbox, not of bench).
 const { Sandbox } = createRequire(new URL('../../packages/sandbox/package.json', import.meta.url))(
   'agentsphere-sandbox-base',
-) as typeof import('agentsphere-sandbox-base');
+) as { Sandbox: SandboxClass };
 
 const API_KEY = 'as_bench_calls';
 const DOMAIN = 'calls.bench';
