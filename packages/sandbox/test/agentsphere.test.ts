@@ -244,6 +244,23 @@ describe('AgentSphere provider: a deployment end to end', () => {
     await sandbox.kill();
   });
 
+  it('a command whose stream breaks (a long build) is re-attached and runs to its end', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-run-stream') });
+    let stdout = '';
+    const result = sandbox.run('echo one; sleep 1.5; echo two; exit 3', {
+      onStdout: (text) => {
+        stdout += text;
+      },
+    });
+    await eventually(async () => expect(stdout).toContain('one'));
+    expect(fake.breakStreams(sandbox.id)).toBe(1);
+    const { exitCode, stdout: kept } = await result;
+    expect(exitCode).toBe(3);
+    expect(kept).toBe('one\ntwo\n');
+    expect(stdout).toBe('one\ntwo\n');
+    await sandbox.kill();
+  });
+
   it('kills a command that runs past its timeout', async () => {
     const sandbox = await provider().create({ metadata: meta('d-slow') });
     const started = Date.now();

@@ -89,22 +89,51 @@ export class AgentSphereSandbox implements Sandbox {
     await this.applyModes(files);
   }
 
+  /**
+   * Runs a command to its end. A stream that breaks meanwhile (the service's edge restarting during a
+   * ten-minute build) is re-attached like an app's (see follow): the command goes on, and so does its
+   * output; only its end or its disappearance ends the wait.
+   */
   async run(command: string, opts: CommandOptions = {}): Promise<CommandResult> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
-    const handle = await this.start(command, { ...opts, timeoutMs });
-    const outcome = await waitFor(handle, timeoutMs);
-    if (outcome.kind === 'done') {
-      return { exitCode: 0, stdout: tail(handle.stdout), stderr: tail(handle.stderr) };
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Number.POSITIVE_INFINITY;
+    let handle = await this.start(command, { ...opts, timeoutMs });
+    // Output of the streams before the current one.
+    let stdout = '';
+    let stderr = '';
+    let quickBreaks = 0;
+    for (;;) {
+      const since = Date.now();
+      const remaining = Number.isFinite(deadline) ? Math.max(1, deadline - Date.now()) : 0;
+      const outcome = await waitFor(handle, remaining);
+      if (outcome.kind === 'done') {
+        return { exitCode: 0, stdout: tail(stdout + handle.stdout), stderr: tail(stderr + handle.stderr) };
+      }
+      if (outcome.kind === 'timeout' || classifyFailure(outcome.error).kind === 'deadline') {
+        await this.killGroup(handle.pid).catch(() => undefined);
+        throw new CommandTimeoutError(
+          command,
+          timeoutMs,
+          tail(stdout + handle.stdout),
+          tail(stderr + handle.stderr),
+        );
+      }
+      const err = outcome.error;
+      if (isCommandExit(err)) {
+        return {
+          exitCode: err.exitCode,
+          stdout: tail(stdout + err.stdout),
+          stderr: tail(stderr + err.stderr),
+        };
+      }
+      quickBreaks = Date.now() - since < 30_000 ? quickBreaks + 1 : 0;
+      const again = await this.reattach(handle.pid, opts, quickBreaks, () => Date.now() > deadline);
+      if (!again)
+        throw await this.client.translate(err, classifyFailure(err), `run "${command}"`, 1, this.id);
+      stdout += handle.stdout;
+      stderr += handle.stderr;
+      handle = again;
     }
-    if (outcome.kind === 'timeout' || classifyFailure(outcome.error).kind === 'deadline') {
-      await this.killGroup(handle.pid).catch(() => undefined);
-      throw new CommandTimeoutError(command, timeoutMs, tail(handle.stdout), tail(handle.stderr));
-    }
-    const err = outcome.error;
-    if (isCommandExit(err)) {
-      return { exitCode: err.exitCode, stdout: tail(err.stdout), stderr: tail(err.stderr) };
-    }
-    throw await this.client.translate(err, classifyFailure(err), `run "${command}"`, 1, this.id);
   }
 
   async startApp(opts: StartAppOptions): Promise<AppHandle> {
@@ -320,7 +349,7 @@ export class AgentSphereSandbox implements Sandbox {
       }
       if (isCommandExit(error) || app.stopping) return this.appEnded(app, exitInfo(error), opts.onExit);
       quickBreaks = Date.now() - since < 30_000 ? quickBreaks + 1 : 0;
-      const handle = await this.reattach(app, opts, quickBreaks);
+      const handle = await this.reattach(app.handle.pid, opts, quickBreaks, () => app.stopping);
       if (!handle) return this.appEnded(app, exitInfo(error), opts.onExit);
       app.handle = handle;
     }
@@ -328,17 +357,17 @@ export class AgentSphereSandbox implements Sandbox {
 
   /** A new stream of the app's process, or undefined when the process (or its sandbox) is gone. */
   private async reattach(
-    app: RunningApp,
-    opts: FollowOptions,
+    pid: number,
+    opts: Pick<StartAppOptions, 'onStdout' | 'onStderr'>,
     quickBreaks: number,
+    stopped: () => boolean,
   ): Promise<CommandHandle | undefined> {
-    const pid = app.handle.pid;
     const giveUpAt = Date.now() + REATTACH_WINDOW_MS;
     // A stream that breaks again at once is not retried in a tight loop.
     let delay = Math.min(REATTACH_MAX_DELAY_MS, 100 * 2 ** Math.max(0, quickBreaks - 1));
     for (;;) {
       await sleep(delay);
-      if (app.stopping) return undefined;
+      if (stopped()) return undefined;
       try {
         const processes = await this.call(
           'list processes',
