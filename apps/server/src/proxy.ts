@@ -1,4 +1,5 @@
 import type http from 'node:http';
+import type https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { projectKeyOfHost } from '@coderunner/api';
 import { createProxyServer } from 'http-proxy-3';
@@ -35,6 +36,8 @@ export interface AppRoutes {
 export interface AppProxyOptions {
   /** TRUST_PROXY: only from these peers are a request's X-Forwarded-* headers passed on to the app. */
   trustProxy?: string[];
+  /** For https upstreams (cloud sandboxes): e.g. keep-alive, or in tests a CA and a DNS lookup. */
+  upstreamAgent?: https.Agent;
 }
 
 const FORWARDED = [
@@ -83,6 +86,16 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
   proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
     socket.once('close', () => proxyReq.destroy());
   });
+  /**
+   * A cloud sandbox's app (`https://<port>-<sandbox>.<domain>`) sits behind the service's TLS edge,
+   * which takes its certificate name from SNI and routes by Host: both must be the sandbox's host
+   * (changeOrigin; Node takes SNI from the Host it sends), or every request fails (502). The app still
+   * learns the public host from X-Forwarded-Host. A local app (http://127.0.0.1) keeps the client's Host.
+   */
+  const upstream = (target: string) =>
+    target.startsWith('https:')
+      ? { target, changeOrigin: true, ...(opts.upstreamAgent ? { agent: opts.upstreamAgent } : {}) }
+      : { target };
   // Upgraded sockets are no longer the HTTP server's connections: closeAllConnections() leaves them be.
   const upgraded = new Set<Duplex>();
   const notRunning = (res: http.ServerResponse, route: { kind: string; name: string }) => {
@@ -104,7 +117,7 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       dropUntrustedForwarding(req);
       stripSessionCookie(req);
       resolve(route)
-        .then((target) => (target ? proxy.web(req, res, { target }) : notRunning(res, route)))
+        .then((target) => (target ? proxy.web(req, res, upstream(target)) : notRunning(res, route)))
         // Never an unhandled rejection (the end of the process): whatever failed, this request ends.
         .catch(() => res.destroy());
     },
@@ -125,7 +138,11 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
         }
         dropUntrustedForwarding(req);
         stripSessionCookie(req);
-        proxy.ws(req, socket, head, { target });
+        // http-proxy sets X-Forwarded-Host for HTTP only; an app behind changeOrigin needs it here too.
+        if (target.startsWith('https:') && !req.headers['x-forwarded-host'] && req.headers.host) {
+          req.headers['x-forwarded-host'] = req.headers.host;
+        }
+        proxy.ws(req, socket, head, upstream(target));
       })().catch(() => socket.destroy());
     },
     /** Ends the websockets it passes (which never end by themselves, and would hold a server's close). */

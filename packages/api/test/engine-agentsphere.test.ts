@@ -41,7 +41,13 @@ beforeAll(async () => {
   logs = new LogStore(path.join(dir, 'logs'));
   sources = new SourceStore(path.join(dir, 'sources'));
   fs.mkdirSync(path.join(dir, 'work'));
-  engine = new DeploymentEngine({
+  engine = new DeploymentEngine(engineOptions());
+  const user = await User.create({ email: 'cloud@example.com', passwordHash: 'x', planType: 'team' });
+  projectId = (await Project.create({ userId: user.id, name: 'cloud' })).id;
+});
+
+function engineOptions(): ConstructorParameters<typeof DeploymentEngine>[0] {
+  return {
     sequelize: api.db.sequelize,
     provider,
     logs,
@@ -60,10 +66,8 @@ beforeAll(async () => {
     reconcileIntervalMs: 3_600_000, // the test calls reconcile() itself
     orphanGraceMs: 0,
     logger: { debug() {}, info() {}, warn() {}, error() {} },
-  });
-  const user = await User.create({ email: 'cloud@example.com', passwordHash: 'x', planType: 'team' });
-  projectId = (await Project.create({ userId: user.id, name: 'cloud' })).id;
-});
+  };
+}
 
 afterAll(async () => {
   await engine.stop();
@@ -74,13 +78,13 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function queue(): Promise<string> {
+const HELLO =
+  "require('http').createServer((q, s) => s.end('hello from the cloud')).listen(process.env.PORT, '127.0.0.1', () => console.log('up'));";
+
+async function queue(server = HELLO): Promise<string> {
   const app = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-cloud-app-'));
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ scripts: { start: 'node server.js' } }));
-  fs.writeFileSync(
-    path.join(app, 'server.js'),
-    "require('http').createServer((q, s) => s.end('hello from the cloud')).listen(process.env.PORT, '127.0.0.1', () => console.log('up'));",
-  );
+  fs.writeFileSync(path.join(app, 'server.js'), server);
   const d = await Deployment.create({ projectId });
   sources.save(d.id, (await packFolder(app)).archive, {});
   fs.rmSync(app, { recursive: true, force: true });
@@ -115,12 +119,18 @@ describe('the engine on AgentSphere (fake)', () => {
     const id = await queue();
     const d = await settle(id);
     expect(d.status).toBe('RUNNING');
+    // This process keeps its own apps alive (see engine-agentsphere-lifetimes.test.ts); another
+    // replica's reconciler keeps alive the RUNNING sandboxes it does not.
     const before = fake.callsTo('POST', /\/timeout$/).length;
-    await engine.reconcile();
+    const replica = new DeploymentEngine(engineOptions());
+    await replica.reconcile();
+    await replica.stop();
     expect(fake.callsTo('POST', /\/timeout$/).length).toBeGreaterThan(before);
 
     await fake.expire(d.appSandboxId!);
     await engine.reconcile();
+    // The reconciler, or the app's own exit handler a moment later.
+    await waitFor(async () => (await Deployment.findByPk(id))!.status === 'FAILED', 15_000);
     const after = (await Deployment.findByPk(id))!;
     expect(after.status).toBe('FAILED');
     expect(after.appSandboxId).toBeNull();
@@ -157,4 +167,36 @@ describe('the engine on AgentSphere (fake)', () => {
     expect((await provider.list({ metadata: { deploymentId: id } })).map((s) => s.id)).toContain(database.id);
     await provider.kill(database.id);
   });
+
+  it('a broken output stream leaves the app RUNNING (re-attached); an app that exits 4 still FAILs', async () => {
+    const id = await queue(
+      "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT, '127.0.0.1', () => console.log('up')); setInterval(() => console.log('tick'), 300);",
+    );
+    const d = await settle(id);
+    expect(d.status).toBe('RUNNING');
+    const ticks = async () => (await logs.read(id, null)).filter((l) => l.text === 'tick').length;
+    expect(fake.breakStreams(d.appSandboxId!)).toBe(1);
+    const seen = await ticks();
+    await waitFor(async () => (await ticks()) > seen + 3, 15_000); // output goes on reaching the log
+    await engine.reconcile();
+    expect((await Deployment.findByPk(id))!.status).toBe('RUNNING');
+    expect(await (await fetch(d.publicUrl!)).text()).toBe('hi');
+
+    const failing = await queue(
+      "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT, '127.0.0.1', () => { console.log('up'); setTimeout(() => process.exit(4), 2000); });",
+    );
+    const f = await settle(failing);
+    expect(f.status).toBe('RUNNING');
+    fake.breakStreams(f.appSandboxId!);
+    await waitFor(async () => (await Deployment.findByPk(failing))!.status === 'FAILED', 15_000);
+    expect((await logs.read(failing, null)).map((l) => l.text).join('\n')).toMatch(/exited with code 4/);
+  });
 });
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -36,15 +36,25 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
+/** Which sandbox provider a test's runtime uses, and its environment (default: local). */
+export interface TestRuntimeOptions {
+  provider: 'local' | 'agentsphere';
+  env: Record<string, string>;
+}
+
 /** The deployment runtime on a temp data folder with the local provider (workers not started). */
-export function testDeploymentRuntime(sequelize: MigratedTestDatabase['sequelize'], databaseUrl: string) {
+export function testDeploymentRuntime(
+  sequelize: MigratedTestDatabase['sequelize'],
+  databaseUrl: string,
+  options: TestRuntimeOptions = { provider: 'local', env: {} },
+) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-api-deploy-'));
   fs.chmodSync(dataDir, 0o711);
   const runtime = createDeploymentRuntime({
     config: {
       dataDir,
-      env: {},
-      provider: 'local',
+      env: options.env,
+      provider: options.provider,
       appsBaseUrl: 'http://localhost:1',
       maxUploadMb: 5,
       maxFiles: 1000,
@@ -69,9 +79,12 @@ export function testDeploymentRuntime(sequelize: MigratedTestDatabase['sequelize
   };
 }
 
-export async function setupApi(overrides: Partial<ApiConfig> = {}): Promise<TestApi> {
+export async function setupApi(
+  overrides: Partial<ApiConfig> = {},
+  runtime?: TestRuntimeOptions,
+): Promise<TestApi> {
   const db = await createMigratedTestDatabase();
-  const deployments = testDeploymentRuntime(db.sequelize, db.url);
+  const deployments = testDeploymentRuntime(db.sequelize, db.url, runtime);
   const deps = createApiDeps({
     sequelize: db.sequelize,
     config: testConfig(overrides),

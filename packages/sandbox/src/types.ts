@@ -162,6 +162,11 @@ export interface SandboxProvider {
   kill(id: string): Promise<boolean>;
   /** Sandboxes whose metadata contains every given key/value. */
   list(filter?: { metadata?: Partial<SandboxMetadata> }): Promise<SandboxInfo[]>;
+  /**
+   * How long a sandbox lives without `keepAlive` (cloud providers): whoever still needs one extends it
+   * well before that. Undefined: sandboxes do not expire (local).
+   */
+  readonly sandboxTimeoutMs?: number;
 }
 
 export class SandboxError extends Error {
@@ -185,6 +190,22 @@ export class CommandTimeoutError extends SandboxError {
   ) {
     super(`command timed out after ${Math.round(timeoutMs / 1000)} s: ${command}`);
   }
+}
+
+/**
+ * The sandbox reached the service's maximum lifetime (its plan's limit): it cannot be kept alive any
+ * longer and ends at its current end time. Whoever needs it must move to a new sandbox.
+ */
+export class SandboxLifetimeExceededError extends SandboxError {
+  override name = 'SandboxLifetimeExceededError';
+}
+
+/**
+ * The provider refused for a reason retrying does not fix soon: a quota (concurrent sandboxes, credits),
+ * a rate limit that persisted, or an account the service blocked. The message carries the service's own.
+ */
+export class ProviderQuotaError extends SandboxError {
+  override name = 'ProviderQuotaError';
 }
 
 /** A transient provider failure (network, 429, 5xx) after retries; the message says what to do. */

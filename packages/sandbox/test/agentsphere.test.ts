@@ -17,7 +17,9 @@ import { findFreePort } from '../src/local';
 import {
   CommandTimeoutError,
   type FileEntry,
+  ProviderQuotaError,
   ProviderUnavailableError,
+  SandboxLifetimeExceededError,
   type SandboxMetadata,
   SandboxNotFoundError,
 } from '../src/types';
@@ -83,7 +85,11 @@ describe('AgentSphere provider: a deployment end to end', () => {
       metadata: meta('d-app'),
       envs: { GREETING: 'hello from the sandbox' },
     });
-    expect(fake.sandboxes.get(sandbox.id)?.metadata).toEqual(meta('d-app'));
+    // Plus the id of the create call, by which a create that failed is looked up before another.
+    expect(fake.sandboxes.get(sandbox.id)?.metadata).toEqual({
+      ...meta('d-app'),
+      createRequest: expect.any(String),
+    });
     expect(fake.sandboxes.get(sandbox.id)?.templateID).toBe('base');
 
     const files: FileEntry[] = [
@@ -172,6 +178,86 @@ describe('AgentSphere provider: a deployment end to end', () => {
     await eventually(async () => expect(exits).toEqual([{ exitCode: 4, signal: null }]), 10_000);
     expect(stdout).toContain('later');
     expect(await again.followApp(follow), 'no app runs').toBe(false);
+    await sandbox.kill();
+  });
+
+  it('a broken output stream is not an exit: it re-attaches and goes on following the app', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-stream') });
+    let stdout = '';
+    const exits: unknown[] = [];
+    await sandbox.startApp({
+      command: 'echo before; sleep 1.5; echo after; sleep 60',
+      port: 4,
+      onStdout: (text) => {
+        stdout += text;
+      },
+      onExit: (info) => exits.push(info),
+    });
+    await eventually(async () => expect(stdout).toContain('before'));
+    expect(fake.breakStreams(sandbox.id)).toBe(1);
+    await eventually(async () => expect(stdout).toContain('after'), 10_000);
+    expect(exits).toEqual([]);
+    expect(await sandbox.isAppRunning()).toBe(true);
+    expect(
+      fake.callsTo('POST', /\/process\.Process\/Connect$/, 'envd').some((c) => c.sandboxId === sandbox.id),
+    ).toBe(true);
+    await sandbox.stopApp();
+    expect(exits).toEqual([]);
+    await sandbox.kill();
+  });
+
+  it('a broken stream of an app that then exits 4 reports exit code 4', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-stream-exit') });
+    const exits: unknown[] = [];
+    let stdout = '';
+    await sandbox.startApp({
+      command: 'echo up; sleep 2; exit 4',
+      port: 5,
+      onStdout: (text) => {
+        stdout += text;
+      },
+      onExit: (info) => exits.push(info),
+    });
+    await eventually(async () => expect(stdout).toContain('up'));
+    expect(fake.breakStreams(sandbox.id)).toBe(1);
+    await eventually(async () => expect(exits).toEqual([{ exitCode: 4, signal: null }]), 10_000);
+    await sandbox.kill();
+  });
+
+  it('an app whose process vanished while its stream was broken is reported ended', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-stream-gone') });
+    const exits: unknown[] = [];
+    let stdout = '';
+    await sandbox.startApp({
+      command: 'echo up; sleep 60',
+      port: 6,
+      onStdout: (text) => {
+        stdout += text;
+      },
+      onExit: (info) => exits.push(info),
+    });
+    await eventually(async () => expect(stdout).toContain('up'));
+    const proc = [...fake.sandboxes.get(sandbox.id)!.processes.values()][0]!;
+    fake.breakStreams(sandbox.id);
+    process.kill(-proc.pid, 'SIGKILL');
+    await eventually(async () => expect(exits).toHaveLength(1), 10_000);
+    await sandbox.kill();
+  });
+
+  it('a command whose stream breaks (a long build) is re-attached and runs to its end', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-run-stream') });
+    let stdout = '';
+    const result = sandbox.run('echo one; sleep 1.5; echo two; exit 3', {
+      onStdout: (text) => {
+        stdout += text;
+      },
+    });
+    await eventually(async () => expect(stdout).toContain('one'));
+    expect(fake.breakStreams(sandbox.id)).toBe(1);
+    const { exitCode, stdout: kept } = await result;
+    expect(exitCode).toBe(3);
+    expect(kept).toBe('one\ntwo\n');
+    expect(stdout).toBe('one\ntwo\n');
     await sandbox.kill();
   });
 
@@ -307,6 +393,121 @@ describe('AgentSphere provider: failures', () => {
   });
 });
 
+describe('AgentSphere provider: production behaviours', () => {
+  it('creates sandboxes with a secured envd: the token comes from the API, envd refuses calls without it', async () => {
+    const agentsphere = provider();
+    const sandbox = await agentsphere.create({ metadata: meta('d-secure') });
+    expect(fake.callsTo('POST', /^\/sandboxes$/).at(-1)?.body).toMatchObject({ secure: true });
+    const token = fake.sandboxes.get(sandbox.id)?.accessToken;
+    expect(token).toMatch(/^[0-9a-f]{32}$/);
+    const refusedBefore = fake.refusedEnvdCalls;
+    // Someone who knows only the sandbox id (it is in the public URL) is refused.
+    const anonymous = await fetch(`https://49983-${sandbox.id}.${DOMAIN}/process.Process/List`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(anonymous.status).toBe(401);
+    expect(fake.refusedEnvdCalls).toBe(refusedBefore + 1);
+    // A fresh provider (a restarted server) gets the token from the API again, and works.
+    const again = await provider().connect(sandbox.id);
+    expect((await again.run('echo $((6 * 7))')).stdout).toBe('42\n');
+    expect(fake.refusedEnvdCalls).toBe(refusedBefore + 1);
+    await sandbox.kill();
+  });
+
+  it('connects with one API call, and reuses it while the sandbox lives', async () => {
+    const agentsphere = provider();
+    const sandbox = await agentsphere.create({ metadata: meta('d-connect') });
+    const gets = () => fake.callsTo('GET', new RegExp(`^/sandboxes/${sandbox.id}$`)).length;
+    const other = provider();
+    await other.connect(sandbox.id);
+    expect(gets()).toBe(1); // the SDK's own connect would read the info twice
+    await other.connect(sandbox.id);
+    await agentsphere.connect(sandbox.id);
+    expect(gets()).toBe(1);
+    await agentsphere.kill(sandbox.id);
+    await expect(agentsphere.connect(sandbox.id)).rejects.toBeInstanceOf(SandboxNotFoundError);
+    // Killed elsewhere: the cached connect is handed out, and its first call says the sandbox is gone.
+    await expect((await other.connect(sandbox.id)).isAppRunning()).rejects.toBeInstanceOf(
+      SandboxNotFoundError,
+    );
+  });
+
+  it('a create that failed after the sandbox was made is found by its metadata, not made twice', async () => {
+    const agentsphere = provider();
+    fake.failNext({ method: 'POST', path: /^\/sandboxes$/, status: 502, afterHandling: true });
+    const before = [...fake.sandboxes.values()].filter((s) => s.metadata.deploymentId === 'd-once').length;
+    const sandbox = await agentsphere.create({ metadata: meta('d-once') });
+    const made = [...fake.sandboxes.values()].filter((s) => s.metadata.deploymentId === 'd-once');
+    expect(made.length - before).toBe(1);
+    expect(made.map((s) => s.id)).toContain(sandbox.id);
+    expect((await sandbox.run('true')).exitCode).toBe(0);
+    await sandbox.kill();
+  });
+
+  it('names quota and rate answers as such, with the service message, without retrying blindly', async () => {
+    const agentsphere = provider();
+    const creates = () => fake.callsTo('POST', /^\/sandboxes$/).length;
+    let before = creates();
+    fake.failNext({
+      method: 'POST',
+      path: /^\/sandboxes$/,
+      status: 403,
+      message: 'Team is blocked: out of credits',
+    });
+    const forbidden = await agentsphere.create({ metadata: meta('d-403') }).catch((err) => err);
+    expect(forbidden).toBeInstanceOf(ProviderQuotaError);
+    expect(forbidden.message).toMatch(
+      /^AgentSphere refused to create a sandbox .*\(403\): Team is blocked: out of credits\./,
+    );
+    expect(creates() - before).toBe(1);
+
+    before = creates();
+    fake.failNext({ method: 'POST', path: /^\/sandboxes$/, status: 429, count: 2 });
+    const limited = await agentsphere.create({ metadata: meta('d-429') }).catch((err) => err);
+    expect(limited).toBeInstanceOf(ProviderQuotaError);
+    expect(limited.message).toMatch(/^AgentSphere is limiting requests \(429\)/);
+    expect(creates() - before).toBe(2); // once more after a pause, not the whole retry budget
+  });
+
+  it('recognises the end of the maximum lifetime when keeping a sandbox alive', async () => {
+    const limited = await FakeAgentSphere.start({
+      apiKey: API_KEY,
+      domain: 'limited.test',
+      maxLifetimeMs: 2_000,
+    });
+    const restore = installFetchRouter(limited);
+    try {
+      const agentsphere = provider({ domain: 'limited.test' });
+      const sandbox = await agentsphere.create({ metadata: meta('d-max'), timeoutMs: 1_000 });
+      await sandbox.keepAlive(1_000);
+      const error = await sandbox.keepAlive(5_000).catch((err) => err);
+      expect(error).toBeInstanceOf(SandboxLifetimeExceededError);
+      expect(error.message).toMatch(/reached its maximum lifetime: .*maximum lifetime \(2 s\)/);
+      await sleep(2_500);
+      expect(limited.sandboxes.has(sandbox.id)).toBe(false);
+    } finally {
+      restore();
+      await limited.stop();
+    }
+  });
+
+  it('stopping an app kills what it started too (envd signals only the pid)', async () => {
+    const sandbox = await provider().create({ metadata: meta('d-group') });
+    await sandbox.startApp({ command: 'sleep 300 & echo $! > child.pid; wait', port: 7 });
+    const root = fake.sandboxes.get(sandbox.id)!.root;
+    await eventually(async () =>
+      expect(readFileSync(join(root, 'home/user/app/child.pid'), 'utf8')).toMatch(/^\d+/),
+    );
+    const child = Number(readFileSync(join(root, 'home/user/app/child.pid'), 'utf8'));
+    expect(isAlive(child)).toBe(true);
+    await sandbox.stopApp();
+    await eventually(async () => expect(isAlive(child)).toBe(false));
+    await sandbox.kill();
+  });
+});
+
 describe('provisionAgentSphereDatabase', () => {
   it('waits for PostgreSQL, creates a role and a database, and returns how to connect', async () => {
     const { sandboxId, connectionInfo } = await provisionAgentSphereDatabase(provider(), {
@@ -315,7 +516,7 @@ describe('provisionAgentSphereDatabase', () => {
     });
     const sandbox = fake.sandboxes.get(sandboxId)!;
     expect(sandbox.templateID).toBe('fake-postgres');
-    expect(sandbox.metadata).toEqual({ deploymentId: 'D-42', projectId: 'p-db', role: 'db' });
+    expect(sandbox.metadata).toMatchObject({ deploymentId: 'D-42', projectId: 'p-db', role: 'db' });
     const host = `5432-${sandboxId}.${DOMAIN}`;
     const { password } = connectionInfo;
     expect(password).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -392,6 +593,15 @@ function isScramVerifierOf(verifier: string, password: string): boolean {
   const salted = pbkdf2Sync(password, Buffer.from(salt, 'base64'), Number(iterations), 32, 'sha256');
   const clientKey = createHmac('sha256', salted).update('Client Key').digest();
   return createHash('sha256').update(clientKey).digest('base64') === storedKey;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -9,6 +9,7 @@ import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@code
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
 import { type EngineOptions, markFailed, systemEvent, systemFailure, systemLog } from './context';
+import { databaseRefusal } from './database-hooks';
 import { outputDetails } from './failure-details';
 import { setFields, transition } from './lifecycle';
 import type { Releases } from './releases';
@@ -47,6 +48,7 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
   const started = Date.now();
   let sandbox: Sandbox | undefined;
   let scratch: string | undefined;
+  let releaseBuild = () => {};
   // Destroy or shutdown: kill the sandbox at once so a running install or build ends now.
   signal.addEventListener('abort', () => void sandbox?.kill().catch(() => {}), { once: true });
   const checkpoint = () => {
@@ -61,6 +63,8 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     sandbox = await opts.provider.create({
       metadata: { deploymentId: id, projectId: row.projectId, role: 'app' },
     });
+    // A cloud sandbox must outlive an install and build longer than its timeout: kept alive meanwhile.
+    releaseBuild = ctx.apps.keeper.hold(sandbox, id, 'build');
     if (!(await setFields(opts.sequelize, id, ['PROVISIONING'], { appSandboxId: sandbox.id })))
       throw new LostRace();
     const dbEnv = await provisionDatabase(opts, row, plan);
@@ -116,6 +120,7 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
       await markFailed(opts, id, ['PROVISIONING', 'BUILDING']);
     }
   } finally {
+    releaseBuild();
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   }
 }
@@ -168,6 +173,9 @@ async function provisionDatabase(
     row.dbSandboxId !== null ||
     row.dbConnectionInfo !== null;
   if (!wanted) return {};
+  // A deployment queued before the refusal at deploy time (or a project's database made then).
+  const refusal = databaseRefusal(opts.provider);
+  if (refusal) throw new DeploymentFailure(refusal);
   const hooks = opts.database;
   if (!hooks) throw new DeploymentFailure('this server has no database provider configured');
   let handedOver = false;

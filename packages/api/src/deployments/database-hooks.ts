@@ -16,6 +16,21 @@ export interface DatabaseBackend {
   reset(d: { id: string; dbSandboxId: string; connectionInfo: ConnectionInfo }): Promise<void>;
 }
 
+/**
+ * Why this server cannot give an app a database, or undefined when it can. AgentSphere's ingress (like
+ * E2B's) is an HTTP(S) reverse proxy: PostgreSQL's wire protocol cannot pass it, so a database sandbox
+ * there would come with a DATABASE_URL no app can connect to. Refused at deploy time instead.
+ */
+export function databaseRefusal(provider: { name: string }): string | undefined {
+  if (provider.name !== 'agentsphere') return undefined;
+  return (
+    "databases are not available on this server's sandbox provider (AgentSphere): its ingress carries " +
+    "only HTTP(S), so PostgreSQL's protocol cannot reach a database sandbox. Deploy without --database " +
+    'and point the app at a hosted PostgreSQL (`coderunner env set DATABASE_URL=… -p <project>`), or ' +
+    'use a CodeRunner server with SANDBOX_PROVIDER=local'
+  );
+}
+
 /** The variables an app with a database receives. */
 export function databaseEnv(info: ConnectionInfo): Record<string, string> {
   return {

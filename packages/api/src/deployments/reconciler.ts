@@ -5,10 +5,16 @@
  *   later, FAILED (the app died while no process of ours watched it);
  * - RUNNING apps started by an earlier server process: followed again;
  * - sandboxes whose deployment does not want them: killed;
- * - RUNNING sandboxes of cloud providers: kept alive.
+ * - RUNNING sandboxes of cloud providers: kept alive (also those of other replicas' apps);
+ * - cloud database sandboxes a deployment holds: kept alive; those none holds: killed.
  */
 import type { DeploymentStatus } from '@coderunner/db';
-import { type Sandbox, SandboxNotFoundError } from '@coderunner/sandbox';
+import {
+  type Sandbox,
+  type SandboxInfo,
+  SandboxLifetimeExceededError,
+  SandboxNotFoundError,
+} from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
 import { type EngineOptions, systemEvent, systemFailure, systemLog } from './context';
 import { ACTIVE_STATUSES, transition } from './lifecycle';
@@ -101,11 +107,23 @@ export class Reconciler {
         alive = await sandbox.isAppRunning();
       } catch (err) {
         if (!(err instanceof SandboxNotFoundError)) continue; // provider unreachable: try again later
+        sandbox = undefined; // a cached connect that turned out gone: the sandbox, not just the app
       }
       // An app whose exit handler is ours reports its own end, with its exit code: leave it to that.
       if (!alive && sandbox && this.apps.watches(row.id, sandbox.id)) continue;
       if (alive) {
-        await sandbox?.keepAlive(5 * 60_000).catch(() => {}); // cloud sandboxes expire without it
+        // Cloud sandboxes expire without it; an app this process runs is kept alive by its keeper already.
+        const timeoutMs = provider.sandboxTimeoutMs;
+        if (sandbox && timeoutMs && !this.apps.keeper.holds(sandbox.id)) {
+          const kept = sandbox;
+          await kept.keepAlive(timeoutMs).catch(async (err: unknown) => {
+            this.opts.logger.warn(
+              { err, deploymentId: row.id, sandboxId: kept.id },
+              'cannot keep the app sandbox alive',
+            );
+            if (err instanceof SandboxLifetimeExceededError) await this.apps.lifetimeEnded(row.id, kept.id);
+          });
+        }
         // An app that kept running while this server restarted: its output and exit reach us again.
         if (sandbox && !this.apps.isFollowed(sandbox.id)) await this.apps.follow(row.id, sandbox);
         continue;
@@ -142,6 +160,7 @@ export class Reconciler {
     const { sequelize, provider } = this.opts;
     const sandboxes = await provider.list().catch(() => []);
     const graceMs = this.opts.orphanGraceMs ?? 60_000;
+    if (provider.sandboxTimeoutMs) await this.keepDatabases(sandboxes, graceMs);
     for (const s of sandboxes) {
       if (s.metadata.role !== 'app') continue;
       const deploymentId = s.metadata.deploymentId;
@@ -155,5 +174,41 @@ export class Reconciler {
         this.opts.logger.info({ sandboxId: s.id, deploymentId }, 'killed an orphan sandbox');
       }
     }
+  }
+
+  /**
+   * Cloud database sandboxes: one a deployment holds (db_sandbox_id; a destroyed deployment may hold
+   * its project's database) is kept alive, also while its deployments are STOPPED; one none holds
+   * (a provisioning that failed half-way, a project dropped while the kill failed) is killed.
+   */
+  private async keepDatabases(sandboxes: SandboxInfo[], graceMs: number): Promise<void> {
+    const { sequelize, provider, logger } = this.opts;
+    const keeper = this.apps.keeper;
+    const seen = new Set<string>();
+    for (const s of sandboxes) {
+      if (s.metadata.role !== 'db') continue;
+      seen.add(s.id);
+      const holder = await deployments.holderOfDatabase(sequelize, s.id);
+      if (holder) {
+        if (keeper.holds(s.id, 'db')) continue;
+        try {
+          keeper.hold(await provider.connect(s.id), holder, 'db');
+        } catch (err) {
+          logger.warn(
+            { err, sandboxId: s.id, deploymentId: holder },
+            'cannot keep the database sandbox alive',
+          );
+        }
+        continue;
+      }
+      keeper.release(s.id, 'db');
+      const deploymentId = s.metadata.deploymentId;
+      if (deploymentId && this.isBuilding(deploymentId)) continue; // provisioning it now
+      if (s.startedAt && Date.now() - s.startedAt.getTime() < graceMs) continue;
+      await provider.kill(s.id).catch(() => false);
+      logger.info({ sandboxId: s.id, deploymentId }, 'killed an orphan database sandbox');
+    }
+    // Gone from the list (killed, expired): nothing left to keep alive.
+    for (const id of keeper.heldFor('db')) if (!seen.has(id)) keeper.release(id, 'db');
   }
 }

@@ -24,7 +24,6 @@ import {
   LOCAL_DATABASE_SANDBOX_PREFIX,
   localDatabaseOptionsFromEnv,
   PROJECT_DATABASE_SANDBOX_PREFIX,
-  provisionAgentSphereDatabase,
   type ResourceLimits,
   resetAgentSphereDatabase,
   type SandboxProvider,
@@ -36,7 +35,7 @@ import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
 import type { EngineLogger, EngineOptions } from './context';
 import { type ClusterOf, DatabaseBackups } from './database-backups';
-import { createDatabaseHooks, type DatabaseBackend } from './database-hooks';
+import { createDatabaseHooks, type DatabaseBackend, databaseRefusal } from './database-hooks';
 import { DeploymentEngine } from './engine';
 import { parseStatusNotification, STATUS_CHANNEL } from './lifecycle';
 import { LogStore } from './log-store';
@@ -299,14 +298,20 @@ function localSandboxes(
   };
 }
 
-/** Cloud apps listen on the port they ask for (8080 by default) and are reached at their sandbox's public host. */
-function agentSphereSandboxes(config: RuntimeConfig): Sandboxes {
+/**
+ * Cloud apps listen on the port they ask for (8080 by default). Their public URL is CodeRunner's own
+ * (`<id>.<apps base>`, as for local apps), served by the proxy from the sandbox's host: a sandbox's host
+ * changes when the deployment moves to a new sandbox (the service's maximum lifetime), and a
+ * deployment's public URL never changes once given.
+ */
+function agentSphereSandboxes(config: RuntimeConfig, baseUrl: () => string): Sandboxes {
   // Throws a clear message when AGENTSPHERE_API_KEY is missing: the SDK would only fail at the first call.
   const provider = createAgentSphereProvider(agentSphereConfigFromEnv(config.env));
   const databases: Databases = {
-    provision: async (d) => {
-      const db = await provisionAgentSphereDatabase(provider, { deploymentId: d.id, projectId: d.projectId });
-      return { sandboxId: db.sandboxId, connectionInfo: db.connectionInfo };
+    // Refused at deploy time (see databaseRefusal): a database sandbox here cannot be reached by
+    // PostgreSQL's protocol. Existing ones are kept alive (reconciler) and dropped with their project.
+    provision: async () => {
+      throw new Error(databaseRefusal(provider) ?? 'databases are not available on AgentSphere');
     },
     destroy: async (d) => {
       await provider.kill(d.dbSandboxId);
@@ -319,7 +324,7 @@ function agentSphereSandboxes(config: RuntimeConfig): Sandboxes {
     // Each sandbox is a machine of its own there.
     isolation: { mode: 'sandbox', missing: [] },
     appPort: async (plan) => plan.port ?? 8080,
-    publicUrlFor: (_id, sandbox, port) => `https://${sandbox.getHost(port)}/`,
+    publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
   };
 }
 
@@ -342,7 +347,7 @@ export function createDeploymentRuntime(opts: {
   let projectBase = { of: '', before: '', after: '' };
   const sandboxes =
     config.provider === 'agentsphere'
-      ? agentSphereSandboxes(config)
+      ? agentSphereSandboxes(config, baseUrl)
       : localSandboxes(config, sequelize, logger, baseUrl);
   const { provider, databases } = sandboxes;
   const backups = sandboxes.clusterOf

@@ -12,6 +12,7 @@ import type { Keyring } from '../secrets';
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
 import { DatabaseBackupError, type DatabaseBackups } from './database-backups';
+import { databaseRefusal } from './database-hooks';
 import type { DeploymentEngine } from './engine';
 import { countActiveDeployments, insertPending, transition } from './lifecycle';
 import type { LogStore } from './log-store';
@@ -71,6 +72,10 @@ export class DeploymentService {
     // this server time and disk, and is not owed to a caller who may not deploy there.
     await sequelize.transaction((transaction) => this.assertMayDeploy(userId, upload.projectId, transaction));
     const plan = await inspectArchive(upload.archive, this.limits, upload.runtime);
+    if (upload.database === 'postgres' || plan.database === 'postgres') {
+      const refusal = databaseRefusal(this.engine.provider);
+      if (refusal) throw new TRPCError({ code: 'PRECONDITION_FAILED', message: refusal });
+    }
     const row = await sequelize.transaction(async (transaction) => {
       const projectId = await this.assertMayDeploy(userId, upload.projectId, transaction);
       // The project's variables as they are now, with this deploy's overrides: the deployment keeps them.

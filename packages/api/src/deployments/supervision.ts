@@ -4,8 +4,10 @@
  */
 import type { Sandbox } from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
-import { type EngineOptions, markFailed, systemFailure, systemLog } from './context';
+import { type EngineOptions, markFailed, systemEvent, systemFailure, systemLog } from './context';
 import { outputDetails } from './failure-details';
+import { SandboxKeeper } from './keep-alive';
+import { transition } from './lifecycle';
 
 export class AppSupervisor {
   /** Apps we started or follow: deployment id → internal URL (the local proxy's routing table). */
@@ -14,17 +16,24 @@ export class AppSupervisor {
   private readonly followed = new Set<string>();
   /** Sandboxes whose app this process is stopping on purpose. */
   private readonly expected = new Set<string>();
+  /** Cloud sandboxes this process uses (builds, apps, databases) are kept alive by it. */
+  readonly keeper: SandboxKeeper;
+  /** The keep-alive of each app this process started or follows: deployment id → its sandbox and release. */
+  private readonly appHolds = new Map<string, { sandboxId: string; release: () => void }>();
 
   constructor(
     private readonly opts: EngineOptions,
     /** Whether a worker of this process is building the deployment now (its readiness check reports an exit). */
     private readonly isBuilding: (id: string) => boolean,
-  ) {}
+  ) {
+    this.keeper = new SandboxKeeper(opts);
+  }
 
   /** Start the app in its sandbox, its output going to the deployment's log. */
   start(id: string, sandbox: Sandbox, command: string, port: number, envs: Record<string, string>) {
     const out = this.opts.logs.writer(id, 'app', 'stdout');
     const err = this.opts.logs.writer(id, 'app', 'stderr');
+    this.holdApp(id, sandbox);
     return sandbox.startApp({
       command,
       port,
@@ -46,6 +55,49 @@ export class AppSupervisor {
 
   forget(id: string): void {
     this.apps.delete(id);
+    this.releaseApp(id);
+  }
+
+  /** Keeps the app's sandbox alive while it runs; at the service's maximum lifetime, moves it. */
+  private holdApp(id: string, sandbox: Sandbox): void {
+    this.releaseApp(id);
+    const release = this.opts.provider.sandboxTimeoutMs
+      ? this.keeper.hold(sandbox, id, 'app', () =>
+          this.lifetimeEnded(id, sandbox.id).catch((e: unknown) =>
+            this.opts.logger.warn({ err: e, deploymentId: id }, 'cannot move the app to a new sandbox'),
+          ),
+        )
+      : () => {};
+    this.appHolds.set(id, { sandboxId: sandbox.id, release });
+  }
+
+  private releaseApp(id: string, sandboxId?: string): void {
+    const hold = this.appHolds.get(id);
+    if (!hold || (sandboxId && hold.sandboxId !== sandboxId)) return;
+    hold.release();
+    this.appHolds.delete(id);
+  }
+
+  /**
+   * The app's sandbox cannot be kept alive any longer (the service's maximum lifetime for the plan):
+   * rather than let the app vanish at its end, the deployment is built again, from its stored source,
+   * in a new sandbox (the app is down meanwhile).
+   */
+  async lifetimeEnded(id: string, sandboxId: string): Promise<void> {
+    this.releaseApp(id, sandboxId);
+    const row = await deployments.statusAndApp(this.opts.sequelize, id);
+    if (row?.status !== 'RUNNING' || row.app_sandbox_id !== sandboxId) return;
+    this.expectExit(sandboxId);
+    if (await transition(this.opts.sequelize, id, ['RUNNING'], 'PENDING', { appSandboxId: null })) {
+      this.apps.delete(id);
+      systemEvent(
+        this.opts,
+        id,
+        { type: 'queued' },
+        "the app's sandbox reached the longest life the sandbox service allows (its plan's limit); building the deployment again in a new sandbox",
+      );
+      await this.opts.provider.kill(sandboxId).catch(() => false);
+    }
   }
 
   /** The app in `sandboxId` is being stopped on purpose (in a transaction not committed yet): its exit is no failure. */
@@ -90,6 +142,7 @@ export class AppSupervisor {
       });
     if (!followed) return;
     this.followed.add(sandbox.id);
+    this.holdApp(id, sandbox);
     systemLog(this.opts, id, "the server restarted; following the app's output again");
   }
 
@@ -111,6 +164,7 @@ export class AppSupervisor {
   }
 
   private exited(id: string, sandboxId: string, exitCode: number | null, signal: string | null): void {
+    this.releaseApp(id, sandboxId);
     this.appExited(id, sandboxId, exitCode, signal).catch((e) =>
       this.opts.logger.warn({ err: e, deploymentId: id }, 'cannot record that the app exited'),
     );

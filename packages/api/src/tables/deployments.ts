@@ -460,6 +460,18 @@ export async function projectDatabase(
   return row;
 }
 
+/** The deployment that holds database `dbSandboxId` (whatever its status), or undefined. */
+export async function holderOfDatabase(
+  sequelize: Sequelize,
+  dbSandboxId: string,
+): Promise<string | undefined> {
+  const [row] = await sequelize.query<{ id: string }>(
+    'SELECT id FROM deployments WHERE db_sandbox_id = :dbSandboxId LIMIT 1',
+    { type: QueryTypes.SELECT, replacements: { dbSandboxId } },
+  );
+  return row?.id;
+}
+
 /** Database `dbSandboxId` moves from deployment `from` to `to` (with `sealed`, its credentials sealed for `to`). */
 export async function handOverDatabase(
   sequelize: Sequelize,

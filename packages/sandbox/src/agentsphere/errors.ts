@@ -7,7 +7,7 @@
  */
 import { SandboxError } from '../types';
 
-/** AgentSphere refused our credentials (401/403). Not retried: only a new key helps. */
+/** AgentSphere refused our credentials (401). Not retried: only a new key helps. */
 export class ProviderAuthError extends SandboxError {
   override name = 'ProviderAuthError';
 }
@@ -21,13 +21,19 @@ export class RequestTimeoutError extends Error {
 }
 
 export type FailureKind =
-  /** 401/403: the API key is wrong. */
+  /** 401: the API key is wrong. */
   | 'auth'
+  /** 403: the service refuses this team (quota, credits, a blocked account): its message says why. */
+  | 'forbidden'
+  /** 429: a rate or concurrency limit. Retried once after a pause, then reported as such. */
+  | 'rate-limited'
+  /** The sandbox cannot be kept alive any longer: the plan's maximum lifetime. */
+  | 'max-lifetime'
   /** 404 from the REST API: the sandbox does not exist (any more). */
   | 'not-found'
   /** envd did not answer for this sandbox (502 from AgentSphere's edge): it has probably died. */
   | 'unreachable'
-  /** Network error, request timeout, 429 or 5xx: worth retrying. */
+  /** Network error, request timeout or 5xx: worth retrying. */
   | 'transient'
   /** A command ran past its own `timeoutMs`. */
   | 'deadline'
@@ -39,6 +45,13 @@ export interface Failure {
   /** Short, human-readable cause (never contains the API key: the SDK does not put it in messages). */
   detail: string;
 }
+
+/**
+ * How an E2B-style API words a refused extension or a timeout beyond the plan's limit (E2B: 1 h Hobby,
+ * 24 h Pro; e.g. "Timeout cannot be greater than 24 hours"). Not verified against AgentSphere itself.
+ */
+const MAX_LIFETIME =
+  /(max(imum)?|longest)\b.{0,40}\b(lifetime|instance length|length|duration)|cannot be (greater|longer) than \d+ hours?|cannot be (kept alive|extended)/i;
 
 const NETWORK_FAILURE =
   /fetch failed|terminated|socket hang up|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|UND_ERR/i;
@@ -55,7 +68,7 @@ export function classifyFailure(err: unknown): Failure {
     case 'AuthenticationError':
       return { kind: 'auth', status: status ?? 401, detail };
     case 'RateLimitError':
-      return { kind: 'transient', status: 429, detail };
+      return { kind: 'rate-limited', status: 429, detail };
     case 'RequestTimeoutError':
       return { kind: 'transient', detail };
     case 'NotFoundError':
@@ -66,9 +79,14 @@ export function classifyFailure(err: unknown): Failure {
       if (/'timeoutMs'/.test(err.message)) return { kind: 'deadline', detail };
       return { kind: 'transient', detail };
   }
-  if (status === 401 || status === 403) return { kind: 'auth', status, detail };
+  if (status === 401) return { kind: 'auth', status, detail };
+  if (status === 403) return { kind: 'forbidden', status, detail };
   if (status === 404) return { kind: 'not-found', status, detail };
-  if (status === 429 || (status !== undefined && status >= 500)) return { kind: 'transient', status, detail };
+  if (status === 429) return { kind: 'rate-limited', status, detail };
+  if (status !== undefined && status >= 400 && status < 500 && MAX_LIFETIME.test(err.message)) {
+    return { kind: 'max-lifetime', status, detail };
+  }
+  if (status !== undefined && status >= 500) return { kind: 'transient', status, detail };
   if (NETWORK_FAILURE.test(detail)) return { kind: 'transient', detail };
   return { kind: 'other', status, detail };
 }

@@ -29,8 +29,17 @@ const OUTPUT_TAIL_CHARS = 64 * 1024;
 const APP_MARKER_ENV = 'CODERUNNER_APP';
 /** How long stopApp waits for the app to be gone after killing it. */
 const STOP_WAIT_MS = 5_000;
+/**
+ * After the app's output stream broke, how long we keep trying to re-attach while envd or the API
+ * does not answer, before reporting the app as ended (its sandbox's own timeout is longer).
+ */
+const REATTACH_WINDOW_MS = 2 * 60_000;
+const REATTACH_MAX_DELAY_MS = 5_000;
+
+type FollowOptions = Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>;
 
 interface RunningApp {
+  /** The current stream of the app's process (replaced when a broken stream is re-attached). */
   handle: CommandHandle;
   port: number;
   /** Settles when the app's process ends, whatever the reason. */
@@ -40,6 +49,11 @@ interface RunningApp {
   stopping: boolean;
 }
 
+/** When the sandbox ends unless kept alive, as far as we know (shared with the provider's connect cache). */
+export interface Lease {
+  endsAt: number;
+}
+
 export class AgentSphereSandbox implements Sandbox {
   private app: RunningApp | undefined;
 
@@ -47,6 +61,7 @@ export class AgentSphereSandbox implements Sandbox {
     private readonly sdk: SdkSandbox,
     readonly metadata: SandboxMetadata,
     private readonly client: AgentSphereClient,
+    private readonly lease: Lease = { endsAt: Number.POSITIVE_INFINITY },
   ) {}
 
   get id(): string {
@@ -74,22 +89,51 @@ export class AgentSphereSandbox implements Sandbox {
     await this.applyModes(files);
   }
 
+  /**
+   * Runs a command to its end. A stream that breaks meanwhile (the service's edge restarting during a
+   * ten-minute build) is re-attached like an app's (see follow): the command goes on, and so does its
+   * output; only its end or its disappearance ends the wait.
+   */
   async run(command: string, opts: CommandOptions = {}): Promise<CommandResult> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
-    const handle = await this.start(command, { ...opts, timeoutMs });
-    const outcome = await waitFor(handle, timeoutMs);
-    if (outcome.kind === 'done') {
-      return { exitCode: 0, stdout: tail(handle.stdout), stderr: tail(handle.stderr) };
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Number.POSITIVE_INFINITY;
+    let handle = await this.start(command, { ...opts, timeoutMs });
+    // Output of the streams before the current one.
+    let stdout = '';
+    let stderr = '';
+    let quickBreaks = 0;
+    for (;;) {
+      const since = Date.now();
+      const remaining = Number.isFinite(deadline) ? Math.max(1, deadline - Date.now()) : 0;
+      const outcome = await waitFor(handle, remaining);
+      if (outcome.kind === 'done') {
+        return { exitCode: 0, stdout: tail(stdout + handle.stdout), stderr: tail(stderr + handle.stderr) };
+      }
+      if (outcome.kind === 'timeout' || classifyFailure(outcome.error).kind === 'deadline') {
+        await this.killGroup(handle.pid).catch(() => undefined);
+        throw new CommandTimeoutError(
+          command,
+          timeoutMs,
+          tail(stdout + handle.stdout),
+          tail(stderr + handle.stderr),
+        );
+      }
+      const err = outcome.error;
+      if (isCommandExit(err)) {
+        return {
+          exitCode: err.exitCode,
+          stdout: tail(stdout + err.stdout),
+          stderr: tail(stderr + err.stderr),
+        };
+      }
+      quickBreaks = Date.now() - since < 30_000 ? quickBreaks + 1 : 0;
+      const again = await this.reattach(handle.pid, opts, quickBreaks, () => Date.now() > deadline);
+      if (!again)
+        throw await this.client.translate(err, classifyFailure(err), `run "${command}"`, 1, this.id);
+      stdout += handle.stdout;
+      stderr += handle.stderr;
+      handle = again;
     }
-    if (outcome.kind === 'timeout' || classifyFailure(outcome.error).kind === 'deadline') {
-      await handle.kill().catch(() => undefined);
-      throw new CommandTimeoutError(command, timeoutMs, tail(handle.stdout), tail(handle.stderr));
-    }
-    const err = outcome.error;
-    if (isCommandExit(err)) {
-      return { exitCode: err.exitCode, stdout: tail(err.stdout), stderr: tail(err.stderr) };
-    }
-    throw await this.client.translate(err, classifyFailure(err), `run "${command}"`, 1, this.id);
   }
 
   async startApp(opts: StartAppOptions): Promise<AppHandle> {
@@ -104,10 +148,7 @@ export class AgentSphereSandbox implements Sandbox {
       exited: false,
       stopping: false,
     };
-    app.ended = handle.wait().then(
-      () => this.appEnded(app, exitInfo(undefined), opts.onExit),
-      (err: unknown) => this.appEnded(app, exitInfo(err), opts.onExit),
-    );
+    app.ended = this.follow(app, opts);
     this.app = app;
     return this.appHandle(opts.port, handle.pid);
   }
@@ -124,7 +165,7 @@ export class AgentSphereSandbox implements Sandbox {
   }
 
   /** Re-attaches to the app process (envd's Connect) for its output from now on and its exit. */
-  async followApp(opts: Pick<StartAppOptions, 'onStdout' | 'onStderr' | 'onExit'>): Promise<boolean> {
+  async followApp(opts: FollowOptions): Promise<boolean> {
     if (this.app) return false;
     const [found] = await this.findAppProcesses();
     if (!found) return false;
@@ -146,10 +187,7 @@ export class AgentSphereSandbox implements Sandbox {
       exited: false,
       stopping: false,
     };
-    app.ended = handle.wait().then(
-      () => this.appEnded(app, exitInfo(undefined), opts.onExit),
-      (err: unknown) => this.appEnded(app, exitInfo(err), opts.onExit),
-    );
+    app.ended = this.follow(app, opts);
     this.app = app;
     return true;
   }
@@ -159,9 +197,7 @@ export class AgentSphereSandbox implements Sandbox {
     if (app) app.stopping = true;
     try {
       const pids = app && !app.exited ? [app.handle.pid] : (await this.findAppProcesses()).map((p) => p.pid);
-      for (const pid of pids) {
-        await this.call('stop the app', () => this.sdk.commands.kill(pid, this.requestOpts), true);
-      }
+      for (const pid of pids) await this.killGroup(pid);
       // Wait (bounded) until the app is really gone, so that its port is free afterwards.
       if (app && !app.exited) await Promise.race([app.ended, sleep(STOP_WAIT_MS)]);
       else if (pids.length > 0) await this.waitUntilAppGone(Date.now() + STOP_WAIT_MS);
@@ -213,10 +249,12 @@ export class AgentSphereSandbox implements Sandbox {
       () => this.client.SandboxClass.setTimeout(this.id, ms, this.client.connection),
       true,
     );
+    this.lease.endsAt = Date.now() + ms;
   }
 
   async kill(): Promise<void> {
     if (this.app) this.app.stopping = true;
+    this.lease.endsAt = 0;
     try {
       await this.call(
         'kill the sandbox',
@@ -229,12 +267,45 @@ export class AgentSphereSandbox implements Sandbox {
     this.app = undefined;
   }
 
+  /**
+   * Kills a command and everything it started. envd's SendSignal signals only the pid (the shell), which
+   * would leave the app's own processes (say `npm start`'s node) running with the port taken: the whole
+   * process group goes first (envd starts each command as a group leader), then whatever descendants are
+   * left elsewhere, then the pid through envd.
+   */
+  private async killGroup(pid: number): Promise<void> {
+    const script =
+      `kill -KILL -- -${pid} 2>/dev/null; ` +
+      'tree() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree $c; done; kill -KILL $1 2>/dev/null; }; ' +
+      `tree ${pid}; exit 0`;
+    // Not in the app folder: it may be gone, and the kill must not depend on it.
+    await this.call(
+      'stop the app',
+      () =>
+        this.sdk.commands.run(script, {
+          cwd: '/',
+          timeoutMs: 30_000,
+          requestTimeoutMs: this.client.requestTimeoutMs,
+        }),
+      true,
+    ).catch((err: unknown) => {
+      if (err instanceof SandboxNotFoundError) throw err;
+    });
+    await this.call('stop the app', () => this.sdk.commands.kill(pid, this.requestOpts), true);
+  }
+
   private get requestOpts(): { requestTimeoutMs: number } {
     return { requestTimeoutMs: this.client.requestTimeoutMs };
   }
 
-  private call<T>(what: string, fn: () => Promise<T>, retry: boolean): Promise<T> {
-    return this.client.call(what, fn, { retry, sandboxId: this.id });
+  private async call<T>(what: string, fn: () => Promise<T>, retry: boolean): Promise<T> {
+    try {
+      return await this.client.call(what, fn, { retry, sandboxId: this.id });
+    } catch (err) {
+      // Gone: the provider's connect must not hand out this sandbox again.
+      if (err instanceof SandboxNotFoundError) this.lease.endsAt = 0;
+      throw err;
+    }
   }
 
   /** Starts a command in the background and returns its handle; never retried (it is not idempotent). */
@@ -258,6 +329,69 @@ export class AgentSphereSandbox implements Sandbox {
 
   private appHandle(port: number, pid: number): AppHandle {
     return { port, internalUrl: `https://${this.getHost(port)}`, pid };
+  }
+
+  /**
+   * Follows the app until its process is gone. A stream that breaks (the service's edge restarting, a
+   * network blip) is not an exit: envd still runs the process, so re-attach (envd's Connect) and go on.
+   * Only an end event (exit code or signal) or a process missing from envd's list is an exit.
+   */
+  private async follow(app: RunningApp, opts: FollowOptions): Promise<void> {
+    let quickBreaks = 0;
+    for (;;) {
+      const since = Date.now();
+      let error: unknown;
+      try {
+        await app.handle.wait();
+        return this.appEnded(app, exitInfo(undefined), opts.onExit);
+      } catch (err) {
+        error = err;
+      }
+      if (isCommandExit(error) || app.stopping) return this.appEnded(app, exitInfo(error), opts.onExit);
+      quickBreaks = Date.now() - since < 30_000 ? quickBreaks + 1 : 0;
+      const handle = await this.reattach(app.handle.pid, opts, quickBreaks, () => app.stopping);
+      if (!handle) return this.appEnded(app, exitInfo(error), opts.onExit);
+      app.handle = handle;
+    }
+  }
+
+  /** A new stream of the app's process, or undefined when the process (or its sandbox) is gone. */
+  private async reattach(
+    pid: number,
+    opts: Pick<StartAppOptions, 'onStdout' | 'onStderr'>,
+    quickBreaks: number,
+    stopped: () => boolean,
+  ): Promise<CommandHandle | undefined> {
+    const giveUpAt = Date.now() + REATTACH_WINDOW_MS;
+    // A stream that breaks again at once is not retried in a tight loop.
+    let delay = Math.min(REATTACH_MAX_DELAY_MS, 100 * 2 ** Math.max(0, quickBreaks - 1));
+    for (;;) {
+      await sleep(delay);
+      if (stopped()) return undefined;
+      try {
+        const processes = await this.call(
+          'list processes',
+          () => this.sdk.commands.list(this.requestOpts),
+          true,
+        );
+        if (!processes.some((p) => p.pid === pid)) return undefined;
+        return await this.call(
+          'follow the app again',
+          () =>
+            this.sdk.commands.connect(pid, {
+              onStdout: opts.onStdout,
+              onStderr: opts.onStderr,
+              timeoutMs: 0,
+              requestTimeoutMs: this.client.requestTimeoutMs,
+            }),
+          true,
+        );
+      } catch (err) {
+        if (err instanceof SandboxNotFoundError || Date.now() > giveUpAt) return undefined;
+        // envd or the API did not answer: the process may well still run; ask again.
+      }
+      delay = Math.min(REATTACH_MAX_DELAY_MS, delay * 2);
+    }
   }
 
   private appEnded(app: RunningApp, info: AppExit, onExit: StartAppOptions['onExit']): void {

@@ -74,7 +74,12 @@ export async function handleEnvd(
       if (!proc) {
         return sendJson(res, 404, { code: 'not_found', message: `process ${body.process?.pid} not found` });
       }
-      killProcess(proc, body.signal === 'SIGNAL_SIGTERM' ? 'SIGTERM' : 'SIGKILL');
+      // Like the real envd: the pid only, not its group (children it started go on running).
+      try {
+        process.kill(proc.pid, body.signal === 'SIGNAL_SIGTERM' ? 'SIGTERM' : 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
       return sendJson(res, 200, {});
     }
     case 'POST /filesystem.Filesystem/MakeDir': {

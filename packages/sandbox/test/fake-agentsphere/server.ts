@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,6 +21,10 @@ export interface FakeOptions {
   apiKey: string;
   domain: string;
   templates?: Record<string, FakeTemplate>;
+  /** The plan's maximum lifetime: a sandbox ends then, and keep-alives past it are refused (400). */
+  maxLifetimeMs?: number;
+  /** Concurrent sandboxes allowed; a create beyond answers 429 (E2B's answer to that quota). */
+  maxSandboxes?: number;
 }
 
 export interface FakeSandbox {
@@ -34,6 +38,8 @@ export interface FakeSandbox {
   root: string;
   timer?: NodeJS.Timeout;
   processes: Map<number, FakeProcess>;
+  /** Asked for with `secure: true`: envd then refuses requests without it (X-Access-Token). */
+  accessToken?: string;
 }
 
 export interface RecordedCall {
@@ -54,6 +60,10 @@ export interface FailureRule {
   hang?: boolean;
   /** How many matching calls fail (default 1). */
   count?: number;
+  /** The message of the answer (default "injected failure"). */
+  message?: string;
+  /** Do what was asked first, then fail or hang the answer (a create that "timed out" but happened). */
+  afterHandling?: boolean;
 }
 
 export const ENVD_PORT = 49983;
@@ -61,6 +71,8 @@ export const ENVD_PORT = 49983;
 export class FakeAgentSphere {
   readonly calls: RecordedCall[] = [];
   readonly sandboxes = new Map<string, FakeSandbox>();
+  /** envd requests refused for want of the sandbox's access token. */
+  refusedEnvdCalls = 0;
   private failures: FailureRule[] = [];
   private readonly api = createServer((req, res) => void this.dispatch('api', req, res));
   private readonly envd = createServer((req, res) => void this.dispatch('envd', req, res));
@@ -107,6 +119,22 @@ export class FakeAgentSphere {
     return { url: `http://127.0.0.1:${port}${path}`, headers: {} };
   }
 
+  /**
+   * Breaks every open Start/Connect stream of the sandbox's processes (their sockets are destroyed, as
+   * when the service's edge restarts); the processes go on running. Returns how many streams broke.
+   */
+  breakStreams(id: string): number {
+    let broken = 0;
+    for (const proc of this.sandboxes.get(id)?.processes.values() ?? []) {
+      for (const stream of proc.streams) {
+        stream.destroy();
+        broken++;
+      }
+      proc.streams.clear();
+    }
+    return broken;
+  }
+
   /** End a sandbox now, as if its timeout had passed. */
   async expire(id: string): Promise<void> {
     const sandbox = this.sandboxes.get(id);
@@ -149,13 +177,25 @@ export class FakeAgentSphere {
     if (failure) {
       failure.count = (failure.count ?? 1) - 1;
       if (failure.count <= 0) this.failures = this.failures.filter((f) => f !== failure);
+      if (failure.afterHandling && target === 'api') {
+        // Done for real; its answer is lost.
+        await this.handleApi(req, new ServerResponse(req), url, raw);
+      }
       if (failure.hang) return;
-      return sendJson(res, failure.status ?? 500, { code: failure.status, message: 'injected failure' });
+      return sendJson(res, failure.status ?? 500, {
+        code: failure.status,
+        message: failure.message ?? 'injected failure',
+      });
     }
     if (target === 'api') return this.handleApi(req, res, url, raw);
     const sandbox = this.sandboxes.get(sandboxId ?? '');
     // What AgentSphere's edge answers for a sandbox that is gone.
     if (!sandbox) return sendJson(res, 502, { code: 502, message: 'The sandbox was not found', sandboxId });
+    // A secured envd (created with `secure: true`) answers only requests with its access token.
+    if (sandbox.accessToken && req.headers['x-access-token'] !== sandbox.accessToken) {
+      this.refusedEnvdCalls++;
+      return sendJson(res, 401, { code: 'unauthenticated', message: 'missing or invalid access token' });
+    }
     await handleEnvd(sandbox, req, res, url, raw);
   }
 
@@ -166,7 +206,16 @@ export class FakeAgentSphere {
     const [collection, id, action] = url.pathname.split('/').filter(Boolean);
     const body = raw.length > 0 ? JSON.parse(raw.toString()) : {};
     if (collection !== 'sandboxes') return sendJson(res, 404, { code: 404, message: 'no such route' });
-    if (!id && req.method === 'POST') return sendJson(res, 201, await this.create(body));
+    if (!id && req.method === 'POST') {
+      const max = this.options.maxSandboxes;
+      if (max !== undefined && this.sandboxes.size >= max) {
+        return sendJson(res, 429, {
+          code: 429,
+          message: `You have reached the maximum number of concurrent sandboxes (${max})`,
+        });
+      }
+      return sendJson(res, 201, await this.create(body));
+    }
     if (!id && req.method === 'GET') return sendJson(res, 200, this.list(url.searchParams.get('metadata')));
 
     const sandbox = this.sandboxes.get(id ?? '');
@@ -182,7 +231,15 @@ export class FakeAgentSphere {
       return sendJson(res, 204);
     }
     if (action === 'timeout' && req.method === 'POST') {
-      this.schedule(sandbox, Number(body.timeout) * 1000);
+      const max = this.options.maxLifetimeMs;
+      const ms = Number(body.timeout) * 1000;
+      if (max !== undefined && Date.now() + ms > sandbox.startedAt.getTime() + max) {
+        return sendJson(res, 400, {
+          code: 400,
+          message: `sandbox ${sandbox.id} cannot be kept alive past its maximum lifetime (${max / 1000} s)`,
+        });
+      }
+      this.schedule(sandbox, ms);
       return sendJson(res, 204);
     }
     sendJson(res, 404, { code: 404, message: 'no such route' });
@@ -193,6 +250,7 @@ export class FakeAgentSphere {
     timeout: number;
     metadata?: Record<string, string>;
     envVars?: Record<string, string>;
+    secure?: boolean;
   }) {
     const [sandboxID, clientID] = [`i${randomBytes(6).toString('hex')}`, randomBytes(4).toString('hex')];
     const root = await mkdtemp(join(tmpdir(), 'fake-agentsphere-'));
@@ -215,10 +273,17 @@ export class FakeAgentSphere {
       endAt: now,
       root,
       processes: new Map(),
+      accessToken: body.secure ? randomBytes(16).toString('hex') : undefined,
     };
     this.sandboxes.set(sandbox.id, sandbox);
     this.schedule(sandbox, body.timeout * 1000);
-    return { sandboxID, clientID, templateID: body.templateID, envdVersion: '0.1.5' };
+    return {
+      sandboxID,
+      clientID,
+      templateID: body.templateID,
+      envdVersion: '0.1.5',
+      envdAccessToken: sandbox.accessToken,
+    };
   }
 
   /** `metadata` is what the SDK sends: URL-encoded `key=value` pairs, each key and value encoded again. */
@@ -234,8 +299,10 @@ export class FakeAgentSphere {
 
   private schedule(sandbox: FakeSandbox, ms: number): void {
     clearTimeout(sandbox.timer);
-    sandbox.endAt = new Date(Date.now() + ms);
-    sandbox.timer = setTimeout(() => void this.expire(sandbox.id), ms);
+    const max = this.options.maxLifetimeMs;
+    const end = Math.min(Date.now() + ms, max === undefined ? Infinity : sandbox.startedAt.getTime() + max);
+    sandbox.endAt = new Date(end);
+    sandbox.timer = setTimeout(() => void this.expire(sandbox.id), end - Date.now());
     sandbox.timer.unref();
   }
 }
@@ -250,6 +317,7 @@ function describe(s: FakeSandbox) {
     startedAt: s.startedAt.toISOString(),
     endAt: s.endAt.toISOString(),
     envdVersion: '0.1.5',
+    envdAccessToken: s.accessToken,
     cpuCount: 2,
     memoryMB: 512,
     state: 'running',
