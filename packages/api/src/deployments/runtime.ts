@@ -10,6 +10,7 @@ import { createListener, type Sequelize } from '@coderunner/db';
 import {
   APPS_ADDRESS,
   agentSphereConfigFromEnv,
+  BuildSlots,
   createAgentSphereProvider,
   createLocalDatabaseProvisioner,
   createLocalProvider,
@@ -57,6 +58,17 @@ export interface RuntimeConfig {
   sandboxUids?: UidRange;
   /** Local provider: a sandbox's limits by its owner's plan (CODERUNNER_LIMITS_*); unknown plans get the free plan's. */
   planLimits?: Partial<Record<string, ResourceLimits>>;
+  /**
+   * Local provider: memory and CPUs of installs and builds (when more than the plan's), and the
+   * machine's build queue (`slots` builds at once, shared through `dir` by every server here).
+   */
+  builds?: {
+    limits: { memoryMb: number; cpus: number };
+    slots: number;
+    slotsDir: string;
+  };
+  /** A project's build time limit and build cache cap by its owner's plan; unknown plans get the free plan's. */
+  planBuild?: Partial<Record<string, { timeLimitMs: number; cacheMb: number }>>;
   /** Local provider: CPUs all sandboxes may use together (default: the host's less a reserve for the control plane). */
   tenantCpus?: number;
   /** Engine settings; defaults as in the README's configuration table. */
@@ -142,6 +154,7 @@ function localSandboxes(
     // else on this machine; one without (whatever DATABASE_URL its owner set) reaches no port at all.
     databasePorts: async (metadata) =>
       (await deployments.usesDatabase(sequelize, metadata.deploymentId)) ? [appsDatabasePort] : [],
+    buildLimits: config.builds?.limits,
     limits: async (metadata) => {
       const row = await projects.ownerPlan(sequelize, metadata.projectId);
       const limits = config.planLimits ?? {};
@@ -277,6 +290,19 @@ export function createDeploymentRuntime(opts: {
     redeployDrainMs: 30_000,
     ...config.engine,
     database: createDatabaseHooks(databases, keyring),
+    ...(config.provider === 'local' && config.builds
+      ? { buildQueue: new BuildSlots(config.builds.slotsDir, config.builds.slots) }
+      : {}),
+    ...(config.planBuild
+      ? {
+          buildPolicy: async (projectId: string) => {
+            const plan = (await projects.ownerPlan(sequelize, projectId))?.plan_type ?? 'free';
+            const byPlan = config.planBuild ?? {};
+            const chosen = byPlan[plan] ?? byPlan.free;
+            return { plan, timeLimitMs: chosen?.timeLimitMs ?? 600_000, cacheMb: chosen?.cacheMb ?? 1024 };
+          },
+        }
+      : {}),
     logger,
     listenUrl: databaseUrl,
   });
