@@ -181,6 +181,8 @@ export interface SandboxProvider {
   kill(id: string): Promise<boolean>;
   /** Sandboxes whose metadata contains every given key/value. */
   list(filter?: { metadata?: Partial<SandboxMetadata> }): Promise<SandboxInfo[]>;
+  /** Forget the build cache of `key` (a project id: the project is deleted); optional. */
+  dropBuildCache?(key: string): Promise<void>;
 }
 
 export class SandboxError extends Error {

@@ -194,6 +194,10 @@ export class DeploymentService {
         if ((await deployments.liveOfProject(sequelize, projectId, transaction)).length) return 'again';
         return (await projects.destroyOwned(userId, projectId, transaction)) ? 'deleted' : 'gone';
       });
+      if (outcome === 'deleted')
+        await this.engine.provider
+          .dropBuildCache?.(projectId)
+          .catch((err: unknown) => this.deps.logError?.(err, {}));
       if (outcome !== 'again') return outcome === 'deleted';
     }
   }

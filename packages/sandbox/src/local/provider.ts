@@ -14,6 +14,7 @@ import {
   SandboxNotFoundError,
   type SandboxProvider,
 } from '../types';
+import { LocalBuildCache } from './build-cache';
 import {
   configureTenants,
   DEFAULT_LIMITS,
@@ -261,6 +262,12 @@ class LocalSandboxProvider implements LocalProvider {
       await removeSandboxFolder(root);
     }
     return true;
+  }
+
+  async dropBuildCache(key: string): Promise<void> {
+    const config = await this.getConfig();
+    const idle = { app: '', home: '', owner: undefined, assertIdle: () => {} };
+    await new LocalBuildCache(config.buildCacheDir, key, idle).drop();
   }
 
   async list(filter: { metadata?: Partial<SandboxMetadata> } = {}): Promise<SandboxInfo[]> {

@@ -430,13 +430,21 @@ export class LocalSandbox implements Sandbox {
   async endBuild(): Promise<void> {
     const iso = this.iso;
     if (!iso?.build) return;
-    try {
-      iso.cgroup.setLimits(iso.limits);
-    } catch (err) {
-      const used = Math.round(iso.cgroup.memoryUsage() / 1024 / 1024);
-      throw new SandboxError(
-        `cannot lower sandbox ${this.id} to its memory limit of ${iso.limits.memoryMb} MB after the build (it holds ${used} MB): ${(err as Error).message}`,
-      );
+    // The kernel reclaims what the build left (page cache) to fit; dirty pages may need a moment.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        iso.cgroup.setLimits(iso.limits);
+        break;
+      } catch (err) {
+        if (attempt < 5) {
+          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+          continue;
+        }
+        const used = Math.round(iso.cgroup.memoryUsage() / 1024 / 1024);
+        throw new SandboxError(
+          `cannot lower sandbox ${this.id} to its memory limit of ${iso.limits.memoryMb} MB after the build (it holds ${used} MB): ${(err as Error).message}`,
+        );
+      }
     }
     iso.build = null;
     updateRecord(this.paths.root, (r) =>
