@@ -8,7 +8,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { BENCH_DIR } from './services';
 
-export const MEASURES = ['overhead', 'argon2', 'growth', 'deploy', 'logs', 'tenant-cpu'] as const;
+export const MEASURES = [
+  'overhead',
+  'argon2',
+  'growth',
+  'deploy',
+  'logs',
+  'tenant-cpu',
+  'real-apps',
+] as const;
 export type MeasureName = (typeof MEASURES)[number];
 
 export interface MeasureResult {
