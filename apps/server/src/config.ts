@@ -1,3 +1,4 @@
+import path from 'node:path';
 import {
   API_CONFIG_VARIABLES,
   type ApiConfig,
@@ -160,8 +161,11 @@ const schema = z.object({
   CODERUNNER_BUILD_LIMITS: buildLimits('CODERUNNER_BUILD_LIMITS').default(DEFAULT_BUILD_LIMITS),
   /** Builds at once on this machine; default: half its memory over the build memory, at most its CPUs. */
   CODERUNNER_BUILD_SLOTS: z.coerce.number().int().min(1).max(1024).optional(),
-  /** Where the build slots are kept, shared by every server on this machine. */
-  CODERUNNER_BUILD_SLOTS_DIR: z.string().min(1).default(DEFAULT_BUILD_SLOTS_DIR),
+  /**
+   * Where the build slots are kept, shared by every server on this machine. Default: a folder of the
+   * machine's when the server runs as root (as it must to isolate apps), else one in its data folder.
+   */
+  CODERUNNER_BUILD_SLOTS_DIR: z.string().min(1).optional(),
   /** Build time limit and build cache cap by plan: MINUTES/CACHE_MB. */
   CODERUNNER_BUILD_LIMITS_FREE: planBuild('CODERUNNER_BUILD_LIMITS_FREE').default(DEFAULT_PLAN_BUILD.free),
   CODERUNNER_BUILD_LIMITS_PERSONAL: planBuild('CODERUNNER_BUILD_LIMITS_PERSONAL').default(
@@ -278,7 +282,9 @@ export function loadConfig(
   const builds = {
     limits: { memoryMb: buildMemoryMb, cpus: Math.min(buildCpus, cpu.tenants) },
     slots: parsed.data.CODERUNNER_BUILD_SLOTS ?? defaultBuildSlots(buildMemoryMb, 0.5, host.cpus),
-    slotsDir: parsed.data.CODERUNNER_BUILD_SLOTS_DIR,
+    slotsDir:
+      parsed.data.CODERUNNER_BUILD_SLOTS_DIR ??
+      (process.getuid?.() === 0 ? DEFAULT_BUILD_SLOTS_DIR : path.join(dataDir, 'build-slots')),
   };
   const planBuild = Object.fromEntries(
     PLANS.map((plan) => {
