@@ -84,7 +84,7 @@ http.createServer((q, r) => {
       logs = await logText(client, d.id);
     }
     expect(logs).toContain('out of memory (limit 256 MB)');
-  });
+  }, 300_000);
 });
 
 describe('build time limit and queue', () => {
@@ -123,7 +123,7 @@ describe('build time limit and queue', () => {
     );
     expect(waited).toHaveLength(1);
     expect(waited[0]).toMatch(/got a build slot after \d+\.\d s/);
-  });
+  }, 300_000);
 });
 
 describe('the build cache', () => {
@@ -186,6 +186,7 @@ describe('the build cache', () => {
     );
     const changedLog = await logText(client, changed.id);
     expect(changedLog).not.toContain('reusing node_modules');
+    expect(changedLog).toContain("reusing from the build cache: npm's cache");
     expect(changedLog).toContain('install: npm ci');
     expect((await curl(changed.publicUrl!)).body).toBe('tiny 1.0.1');
 
@@ -208,5 +209,13 @@ describe('the build cache', () => {
     const theirLog = await logText(stranger.client, theirs.id);
     expect(theirLog).not.toContain('reusing');
     expect(theirLog).toContain('install: npm ci');
-  });
+
+    // Kept where only root may enter; deleting the project drops it.
+    const store = path.join(ctx.dataDir, 'sandboxes', '.build-cache', projectId);
+    expect(fs.statSync(store).mode & 0o777).toBe(0o700);
+    // (--no-cache dropped the 1.0.0 and 1.0.1 ones; its own build kept one again.)
+    expect(fs.readdirSync(store).filter((n) => n.startsWith('node_modules-'))).toHaveLength(1);
+    await client.projects.delete.mutate({ id: projectId });
+    expect(fs.existsSync(store)).toBe(false);
+  }, 900_000);
 });

@@ -100,9 +100,11 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
       const cache = await useBuildCache(opts, id, row.projectId, sandbox, plan, facts, {
         fresh: opts.sources.readOptions(id).noCache === true,
         capMb: policy.cacheMb,
+        envs: appEnv,
       });
       await installAndBuild(opts, id, sandbox, plan, appEnv, checkpoint, {
         skipInstall: cache?.skipInstall ?? false,
+        installEnv: cache?.installEnv ?? {},
         deadline,
         policy,
       });
@@ -289,7 +291,7 @@ async function installAndBuild(
   plan: BuildPlan,
   envs: Record<string, string>,
   checkpoint: () => void,
-  limits: { skipInstall: boolean; deadline: number; policy: BuildPolicy },
+  limits: { skipInstall: boolean; installEnv: Record<string, string>; deadline: number; policy: BuildPolicy },
 ): Promise<void> {
   for (const [step, command, stepTimeoutMs] of [
     ['install', limits.skipInstall ? undefined : plan.install, opts.installTimeoutMs],
@@ -310,7 +312,13 @@ async function installAndBuild(
     const out = opts.logs.writer(id, 'build', 'stdout');
     const err = opts.logs.writer(id, 'build', 'stderr');
     const result = await sandbox
-      .run(command, { envs, timeoutMs, onStdout: out.write, onStderr: err.write })
+      .run(command, {
+        // The tenant's own variables win over the cache's hints.
+        envs: step === 'install' ? { ...limits.installEnv, ...envs } : envs,
+        timeoutMs,
+        onStdout: out.write,
+        onStderr: err.write,
+      })
       .catch(async (e: Error) => {
         out.flush();
         err.flush();
