@@ -200,6 +200,26 @@ describe('the build cache', () => {
     expect(freshLog).not.toContain('reusing');
     expect(freshLog).toContain('install: npm ci');
 
+    // A failed build gives npm's cache back: the next build still finds it.
+    const failingDir = appWithDependency('1.0.1');
+    const pkg = JSON.parse(fs.readFileSync(path.join(failingDir, 'package.json'), 'utf8'));
+    fs.writeFileSync(
+      path.join(failingDir, 'package.json'),
+      JSON.stringify({ ...pkg, scripts: { ...pkg.scripts, build: 'exit 3' } }),
+    );
+    const failing = await waitForStatus(
+      client,
+      (await deployFolder(client, projectId, failingDir)).id,
+      ['FAILED', 'RUNNING'],
+      180_000,
+    );
+    expect(failing.status).toBe('FAILED');
+    const after = await running(
+      client,
+      (await deployFolder(client, projectId, appWithDependency('1.0.1'))).id,
+    );
+    expect(await logText(client, after.id)).toContain("reusing from the build cache: npm's cache");
+
     // Another user's project, the same lockfile: nothing of this project's cache.
     const stranger = await userOn('team', 'stranger@example.com');
     const theirs = await running(
@@ -213,8 +233,8 @@ describe('the build cache', () => {
     // Kept where only root may enter; deleting the project drops it.
     const store = path.join(ctx.dataDir, 'sandboxes', '.build-cache', projectId);
     expect(fs.statSync(store).mode & 0o777).toBe(0o700);
-    // (--no-cache dropped the 1.0.0 and 1.0.1 ones; its own build kept one again.)
-    expect(fs.readdirSync(store).filter((n) => n.startsWith('node_modules-'))).toHaveLength(1);
+    // (--no-cache dropped the 1.0.0 and 1.0.1 ones; its own build and the last kept one each again.)
+    expect(fs.readdirSync(store).filter((n) => n.startsWith('node_modules-'))).toHaveLength(2);
     await client.projects.delete.mutate({ id: projectId });
     expect(fs.existsSync(store)).toBe(false);
   }, 900_000);

@@ -60,8 +60,11 @@ export interface BuildCacheUse {
   skipInstall: boolean;
   /** For the install: npm's cache is warm and a lockfile pins every package, so npm need not revalidate them online. */
   installEnv: Record<string, string>;
-  /** After a successful build: keep what it made for the next one. */
-  save(): Promise<void>;
+  /**
+   * After the build: keep what it made for the next one. After a failed one (`failed`), the tools'
+   * caches only (they were moved into the sandbox, which goes now), never its node_modules.
+   */
+  save(opts?: { failed?: boolean }): Promise<void>;
 }
 
 /**
@@ -126,9 +129,9 @@ export async function useBuildCache(
   return {
     skipInstall: reused,
     installEnv: warmNpm ? { npm_config_prefer_offline: 'true' } : {},
-    async save() {
-      // A node_modules restored is still in the cache: only a fresh install is worth a copy.
-      const keep = folders.filter((f) => f !== modules || !reused);
+    async save({ failed = false } = {}) {
+      // A node_modules restored is still in the cache: only a fresh, successful install is worth a copy.
+      const keep = folders.filter((f) => f !== modules || (!reused && !failed));
       const result = await cache.save(keep, settings.capMb);
       const mb = (b: number) => Math.round(b / 1024 / 1024);
       let line = `build cache kept for the next build (${mb(result.bytes)} MB of ${settings.capMb} MB)`;

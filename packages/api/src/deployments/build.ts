@@ -107,6 +107,10 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
         installEnv: cache?.installEnv ?? {},
         deadline,
         policy,
+      }).catch(async (err: unknown) => {
+        // npm's cache and the like went into this sandbox: a failed build must not lose them.
+        if (!signal.aborted) await cache?.save({ failed: true }).catch(() => {});
+        throw err;
       });
       checkpoint();
       await cache?.save().catch((err: Error) => systemLog(opts, id, `build cache not kept: ${err.message}`));
