@@ -579,10 +579,14 @@ describe('open --browser on a terminal', () => {
       `the project URL still serves the previous deployment ${current}: ${one.projectUrl}`,
     );
     expect((await curl(one.projectUrl)).body).toBe('one');
-    const again = await cli(['redeploy', twoId, '--detach', '--json']);
+    const again = await cli(['redeploy', twoId, '--no-cache', '--detach', '--json']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.json()).toMatchObject({ deployment: { status: 'PENDING' }, url: null, projectUrl: null });
+    // --no-cache reaches the build: the project's build cache is dropped first.
+    const againId = again.json().deployment.id as string;
+    await waitForStatus(againId, ['RUNNING', 'FAILED'], 120_000);
+    expect((await cli(['logs', againId])).stdout).toContain('build cache dropped (--no-cache)');
     const unknown = await cli(['rollback', '00000000']);
     expect(unknown.code).toBe(1);
-  });
+  }, 300_000);
 });

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import {
   API_CONFIG_VARIABLES,
   type ApiConfig,
@@ -12,7 +13,9 @@ import {
 import { defaultDataDir } from '@coderunner/db';
 import {
   APPS_ADDRESS,
+  DEFAULT_BUILD_SLOTS_DIR,
   DEFAULT_LIMITS,
+  defaultBuildSlots,
   defaultCpuReserve,
   hostCpus,
   isAppsAddress,
@@ -58,6 +61,22 @@ export const DEFAULT_PLAN_LIMITS: Record<Plan, string> = {
   personal: '512/256/1/2048',
   team: '1024/512/2/4096',
 };
+
+/** Each plan's build time limit (minutes, install and build together) and build cache cap (MB). */
+export const DEFAULT_PLAN_BUILD: Record<Plan, string> = {
+  free: '10/1024',
+  personal: '20/2048',
+  team: '30/4096',
+};
+/** Memory (MB) and CPUs of an install or build, whatever the plan (a plan with more keeps its own). */
+export const DEFAULT_BUILD_LIMITS = '2048/1';
+
+const buildLimits = (name: string) =>
+  z.string().regex(/^\d+\/\d+(\.\d+)?$/, `${name} must be MEMORY_MB/CPUS, e.g. 2048/1`);
+const planBuild = (name: string) =>
+  z.string().regex(/^\d+(\.\d+)?\/\d+$/, `${name} must be MINUTES/CACHE_MB, e.g. 10/1024`);
+const planBuildVariable = (plan: Plan) =>
+  `CODERUNNER_BUILD_LIMITS_${plan.toUpperCase() as Uppercase<Plan>}` as const;
 
 const planVariable = (plan: Plan) => `CODERUNNER_LIMITS_${plan.toUpperCase() as Uppercase<Plan>}` as const;
 
@@ -139,6 +158,21 @@ const schema = z.object({
   CODERUNNER_LIMITS_FREE: limits('CODERUNNER_LIMITS_FREE').default(DEFAULT_PLAN_LIMITS.free),
   CODERUNNER_LIMITS_PERSONAL: limits('CODERUNNER_LIMITS_PERSONAL').default(DEFAULT_PLAN_LIMITS.personal),
   CODERUNNER_LIMITS_TEAM: limits('CODERUNNER_LIMITS_TEAM').default(DEFAULT_PLAN_LIMITS.team),
+  /** Memory and CPUs of installs and builds: MEMORY_MB/CPUS (CPUs clamped like the plans'). */
+  CODERUNNER_BUILD_LIMITS: buildLimits('CODERUNNER_BUILD_LIMITS').default(DEFAULT_BUILD_LIMITS),
+  /** Builds at once on this machine; default: half its memory over the build memory, at most its CPUs. */
+  CODERUNNER_BUILD_SLOTS: z.coerce.number().int().min(1).max(1024).optional(),
+  /**
+   * Where the build slots are kept, shared by every server on this machine. Default: a folder of the
+   * machine's when the server runs as root (as it must to isolate apps), else one in its data folder.
+   */
+  CODERUNNER_BUILD_SLOTS_DIR: z.string().min(1).optional(),
+  /** Build time limit and build cache cap by plan: MINUTES/CACHE_MB. */
+  CODERUNNER_BUILD_LIMITS_FREE: planBuild('CODERUNNER_BUILD_LIMITS_FREE').default(DEFAULT_PLAN_BUILD.free),
+  CODERUNNER_BUILD_LIMITS_PERSONAL: planBuild('CODERUNNER_BUILD_LIMITS_PERSONAL').default(
+    DEFAULT_PLAN_BUILD.personal,
+  ),
+  CODERUNNER_BUILD_LIMITS_TEAM: planBuild('CODERUNNER_BUILD_LIMITS_TEAM').default(DEFAULT_PLAN_BUILD.team),
   /**
    * CPUs kept for the control plane (server, databases): sandboxes together get the host's CPUs
    * less this, and no plan more. Default: a quarter of the host's CPUs, at least 0.5.
@@ -183,6 +217,10 @@ export type Config = z.infer<typeof schema> & {
   planLimits: Record<Plan, ResourceLimits>;
   /** What to say at start-up: each plan configured above what sandboxes may use here. */
   planWarnings: string[];
+  /** Installs and builds: their memory and CPUs (clamped), and the builds this machine runs at once. */
+  builds: { limits: { memoryMb: number; cpus: number }; slots: number; slotsDir: string };
+  /** Each plan's build time limit and build cache cap. */
+  planBuild: Record<Plan, { timeLimitMs: number; cacheMb: number }>;
   /** The environment as given (the sandbox and key settings read their own variables from it). */
   env: NodeJS.ProcessEnv;
   /** Backups of a project's database kept for each plan (CODERUNNER_DB_BACKUPS_KEEP_*). */
@@ -246,6 +284,26 @@ export function loadConfig(
   const configured = Object.fromEntries(
     PLANS.map((plan) => [plan, parseLimits(parsed.data[planVariable(plan)])]),
   ) as Record<Plan, ResourceLimits>;
+  const [buildMemoryMb, buildCpus] = parsed.data.CODERUNNER_BUILD_LIMITS.split('/').map(Number) as [
+    number,
+    number,
+  ];
+  const builds = {
+    limits: { memoryMb: buildMemoryMb, cpus: Math.min(buildCpus, cpu.tenants) },
+    slots: parsed.data.CODERUNNER_BUILD_SLOTS ?? defaultBuildSlots(buildMemoryMb, 0.5, host.cpus),
+    slotsDir:
+      parsed.data.CODERUNNER_BUILD_SLOTS_DIR ??
+      (process.getuid?.() === 0 ? DEFAULT_BUILD_SLOTS_DIR : path.join(dataDir, 'build-slots')),
+  };
+  const planBuild = Object.fromEntries(
+    PLANS.map((plan) => {
+      const [minutes, cacheMb] = parsed.data[planBuildVariable(plan)].split('/').map(Number) as [
+        number,
+        number,
+      ];
+      return [plan, { timeLimitMs: Math.round(minutes * 60_000), cacheMb }];
+    }),
+  ) as Record<Plan, { timeLimitMs: number; cacheMb: number }>;
   return {
     ...parsed.data,
     dataDir,
@@ -253,6 +311,8 @@ export function loadConfig(
     env: present,
     backupsKept,
     cpu,
+    builds,
+    planBuild,
     ...clampPlanLimits(configured, cpu),
   };
 }
@@ -282,6 +342,8 @@ export function runtimeConfig(config: Config): RuntimeConfig {
     planLimits: config.planLimits,
     tenantCpus: config.cpu.tenants,
     backupsKept: config.backupsKept,
+    builds: config.builds,
+    planBuild: config.planBuild,
     engine: {
       concurrency: config.WORKER_CONCURRENCY,
       installTimeoutMs: config.CODERUNNER_INSTALL_TIMEOUT_S * 1000,

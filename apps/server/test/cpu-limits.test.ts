@@ -83,3 +83,35 @@ describe('the server says at start-up which plans it clamped', () => {
     }
   });
 });
+
+describe('build limits', () => {
+  it('builds get 2 GB and 1 CPU (no more than the tenants may use), a queue sized to the machine, a time limit and a cache by plan', () => {
+    const config = loadConfig({}, { cpus: 2 });
+    expect(config.builds.limits).toEqual({ memoryMb: 2048, cpus: 1 });
+    expect(config.builds.slots).toBeGreaterThanOrEqual(1);
+    expect(config.builds.slots).toBeLessThanOrEqual(2);
+    expect(config.planBuild).toEqual({
+      free: { timeLimitMs: 600_000, cacheMb: 1024 },
+      personal: { timeLimitMs: 1_200_000, cacheMb: 2048 },
+      team: { timeLimitMs: 1_800_000, cacheMb: 4096 },
+    });
+    const big = loadConfig(
+      {
+        CODERUNNER_BUILD_LIMITS: '4096/8',
+        CODERUNNER_BUILD_SLOTS: '3',
+        CODERUNNER_BUILD_LIMITS_FREE: '2.5/256',
+      },
+      { cpus: 2 },
+    );
+    expect(big.builds.limits).toEqual({ memoryMb: 4096, cpus: 1.5 });
+    expect(big.builds.slots).toBe(3);
+    expect(big.planBuild.free).toEqual({ timeLimitMs: 150_000, cacheMb: 256 });
+    expect(runtimeConfig(big).planBuild?.free).toEqual({ timeLimitMs: 150_000, cacheMb: 256 });
+  });
+
+  it('names a bad build variable with the form it takes', () => {
+    expect(() => loadConfig({ CODERUNNER_BUILD_LIMITS: '2GB', CODERUNNER_BUILD_LIMITS_TEAM: '30' })).toThrow(
+      /CODERUNNER_BUILD_LIMITS: CODERUNNER_BUILD_LIMITS must be MEMORY_MB\/CPUS, e\.g\. 2048\/1[\s\S]*CODERUNNER_BUILD_LIMITS_TEAM must be MINUTES\/CACHE_MB/,
+    );
+  });
+});

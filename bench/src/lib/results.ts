@@ -17,6 +17,7 @@ export const MEASURES = [
   'tenant-cpu',
   'project-database',
   'db-backup',
+  'real-apps',
 ] as const;
 export type MeasureName = (typeof MEASURES)[number];
 

@@ -8,10 +8,13 @@ export {
 export * from './database';
 export {
   APPS_ADDRESS,
+  BuildSlots,
   createLocalProvider,
+  DEFAULT_BUILD_SLOTS_DIR,
   DEFAULT_LIMITS,
   DEFAULT_SANDBOX_USER,
   DEFAULT_UID_RANGE,
+  defaultBuildSlots,
   defaultCpuReserve,
   detectIsolation,
   findFreePort,
@@ -27,6 +30,7 @@ export {
   MIN_TENANT_CPUS,
   parseUidRange,
   type ResourceLimits,
+  type SlotWait,
   tenantCpuBudget,
   type UidRange,
 } from './local';

@@ -91,6 +91,40 @@ export interface SandboxUsage {
   cpus: number | null;
 }
 
+/** A folder kept between a project's builds (see Sandbox.buildCache). */
+export interface CachedFolder {
+  /** Its name in the project's cache (letters, digits, `._-`), e.g. `npm` or `node_modules-<key>`. */
+  name: string;
+  /** Where it goes in the sandbox: `app/<path>` or `home/<path>`. */
+  at: string;
+  /** Copied in, so that the cache keeps it (node_modules: the app runs with it); else moved in and out. */
+  keep?: boolean;
+}
+
+export interface CacheSaveResult {
+  /** Folders now in the cache. */
+  saved: string[];
+  /** Folders dropped (least recently used first) to keep the project's cache within its cap. */
+  evicted: string[];
+  /** What the project's cache holds now, bytes. */
+  bytes: number;
+}
+
+/**
+ * A project's build cache as one sandbox sees it: used only while none of the sandbox's code runs
+ * (before its install, after its build); never shared between projects.
+ */
+export interface BuildCache {
+  /** Put the cached folders in place (those the sandbox does not have already); the names restored. */
+  restore(folders: CachedFolder[]): Promise<string[]>;
+  /** Take the folders back (those that exist), then keep the project's cache within `capMb`. */
+  save(folders: CachedFolder[], capMb: number): Promise<CacheSaveResult>;
+  /** Names of the folders cached now. */
+  names(): Promise<string[]>;
+  /** Forget everything cached for the project. */
+  drop(): Promise<void>;
+}
+
 export interface SandboxInfo {
   id: string;
   metadata: SandboxMetadata;
@@ -110,6 +144,13 @@ export interface Sandbox {
    * up what the app needs meanwhile (the local provider: its network helper). Optional; never needed.
    */
   prepareApp?(opts: { port: number; envs?: Record<string, string> }): Promise<void>;
+  /**
+   * The build is over: from now on the sandbox has its run limits (it may have built with more
+   * memory and CPU). startApp does it too. Optional: providers without build limits need none.
+   */
+  endBuild?(): Promise<void>;
+  /** The build cache of `key` (a project id) for this sandbox; optional (providers without one). */
+  buildCache?(key: string): BuildCache;
   /** Is the app started by startApp still running? */
   isAppRunning(): Promise<boolean>;
   /**
@@ -167,6 +208,8 @@ export interface SandboxProvider {
    * well before that. Undefined: sandboxes do not expire (local).
    */
   readonly sandboxTimeoutMs?: number;
+  /** Forget the build cache of `key` (a project id: the project is deleted); optional. */
+  dropBuildCache?(key: string): Promise<void>;
 }
 
 export class SandboxError extends Error {

@@ -24,6 +24,8 @@ interface DeployOptions {
   runtime?: RuntimeType;
   detach?: boolean;
   env?: string[];
+  /** commander's negation of --no-cache: false when given. */
+  cache?: boolean;
 }
 
 /** After RUNNING or FAILED, how long to wait for the log line that tells about it. */
@@ -175,6 +177,10 @@ export function registerDeployCommand(program: Command): void {
     .addOption(new Option('--database <kind>', 'give the deployment its own database').choices(['postgres']))
     .option('-d, --detach', 'return right after the upload, printing the deployment id')
     .option(
+      '--no-cache',
+      "build without the project's build cache (it is dropped; this build fills it again)",
+    )
+    .option(
       '-e, --env <NAME=value>',
       "a variable for this deployment only, over the project's (`coderunner env`); repeatable",
       (value: string, previous: string[] = []) => [...previous, value],
@@ -249,6 +255,7 @@ Exit codes: 0 running (or queued, with --detach); 1 the deployment failed (the r
       form.set('projectId', project.id);
       if (opts.runtime) form.set('runtime', opts.runtime);
       if (opts.database) form.set('database', opts.database);
+      if (opts.cache === false) form.set('noCache', 'true');
       if (Object.keys(envOverrides).length) form.set('env', JSON.stringify(envOverrides));
       form.set('source', new Blob([new Uint8Array(packed.archive)]), 'source.tar.gz');
       const created = await client.deployments.create.mutate(form);

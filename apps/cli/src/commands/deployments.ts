@@ -295,6 +295,10 @@ export function registerReleaseCommands(program: Command): void {
         .description(kinds[kind].description)
         .argument('<deployment>', DEPLOYMENT_ARG)
         .option('-d, --detach', 'return right after it is queued, printing the new deployment id')
+        .option(
+          '--no-cache',
+          "build without the project's build cache (it is dropped; this build fills it again)",
+        )
         .addHelpText(
           'after',
           `
@@ -305,13 +309,14 @@ The project's database is not rolled back: the new deployment uses it with today
         ),
       [...kinds[kind].examples],
     ).action(
-      handler<{ detach?: boolean }>(async (ctx, [ref], opts) => {
+      handler<{ detach?: boolean; cache?: boolean }>(async (ctx, [ref], opts) => {
         const client = ctx.client();
         const earlier = await resolveDeployment(client, ref!);
+        const input = { id: earlier.id, ...(opts.cache === false ? { noCache: true } : {}) };
         const created =
           kind === 'rollback'
-            ? await client.deployments.rollback.mutate({ id: earlier.id })
-            : await client.deployments.redeploy.mutate({ id: earlier.id });
+            ? await client.deployments.rollback.mutate(input)
+            : await client.deployments.redeploy.mutate(input);
         if (kind === 'rollback' && earlier.hasDatabase && !ctx.json)
           ctx.out.info(
             `Rolling back the code only: the project's database keeps today's data (it is not rolled back)`,

@@ -5,10 +5,24 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { type BuildPlan, detectRuntime, extractTarGz, type Sandbox } from '@coderunner/sandbox';
+import {
+  type BuildPlan,
+  CommandTimeoutError,
+  detectRuntime,
+  extractTarGz,
+  type Sandbox,
+} from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
 import * as projects from '../tables/projects';
-import { type EngineOptions, markFailed, systemEvent, systemFailure, systemLog } from './context';
+import { dependencyFacts, useBuildCache } from './build-cache';
+import {
+  type BuildPolicy,
+  type EngineOptions,
+  markFailed,
+  systemEvent,
+  systemFailure,
+  systemLog,
+} from './context';
 import { databaseRefusal } from './database-hooks';
 import { outputDetails } from './failure-details';
 import { setFields, transition } from './lifecycle';
@@ -78,10 +92,39 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     if (!(await transition(opts.sequelize, id, ['PROVISIONING'], 'BUILDING'))) throw new LostRace();
     systemLog(opts, id, 'uploading the source to the sandbox');
     await sandbox.writeFiles(await readFilesForUpload(scratch));
+    const facts = dependencyFacts(scratch);
     fs.rmSync(scratch, { recursive: true, force: true });
     scratch = undefined;
 
-    await installAndBuild(opts, id, sandbox, plan, appEnv, checkpoint);
+    const policy = await buildPolicy(opts, row.projectId);
+    const release = await waitForBuildSlot(opts, id, signal);
+    try {
+      // The time limit counts from the slot: waiting for one is not the tenant's compute.
+      const deadline = Date.now() + policy.timeLimitMs;
+      const cache = await useBuildCache(opts, id, row.projectId, sandbox, plan, facts, {
+        fresh: opts.sources.readOptions(id).noCache === true,
+        capMb: policy.cacheMb,
+        envs: appEnv,
+      });
+      await installAndBuild(opts, id, sandbox, plan, appEnv, checkpoint, {
+        skipInstall: cache?.skipInstall ?? false,
+        installEnv: cache?.installEnv ?? {},
+        deadline,
+        policy,
+      }).catch(async (err: unknown) => {
+        // npm's cache and the like went into this sandbox: a failed build must not lose them.
+        if (!signal.aborted) await cache?.save({ failed: true }).catch(() => {});
+        throw err;
+      });
+      checkpoint();
+      await cache?.save().catch((err: Error) => systemLog(opts, id, `build cache not kept: ${err.message}`));
+    } finally {
+      await release();
+    }
+    // The app runs within its plan's limits, whatever the build had.
+    await sandbox.endBuild?.().catch((err: Error) => {
+      throw new DeploymentFailure(err.message);
+    });
 
     checkpoint();
     systemLog(opts, id, `starting: ${plan.start} (PORT=${port})`);
@@ -253,6 +296,43 @@ async function backupBeforeRelease(
   }
 }
 
+/** The project's build policy (its owner's plan), or the engine's own timeouts when none is wired. */
+async function buildPolicy(opts: EngineOptions, projectId: string): Promise<BuildPolicy> {
+  if (opts.buildPolicy) return opts.buildPolicy(projectId);
+  return { plan: 'free', timeLimitMs: opts.installTimeoutMs + opts.buildTimeoutMs, cacheMb: 1024 };
+}
+
+/** A slot of the machine's build queue; the log says when and why the build waits. */
+async function waitForBuildSlot(
+  opts: EngineOptions,
+  id: string,
+  signal: AbortSignal,
+): Promise<() => Promise<void>> {
+  const queue = opts.buildQueue;
+  if (!queue) return async () => {};
+  const asked = Date.now();
+  let waited = false;
+  const release = await queue
+    .acquire({
+      label: id,
+      signal,
+      onWait: ({ ahead, slots }) => {
+        waited = true;
+        systemLog(
+          opts,
+          id,
+          `waiting for a build slot: ${ahead} build${ahead === 1 ? '' : 's'} ahead (${slots} slot${slots === 1 ? '' : 's'} on this machine, all in use)`,
+        );
+      },
+    })
+    .catch((err: unknown) => {
+      if (signal.aborted) throw new LostRace();
+      throw err;
+    });
+  if (waited) systemLog(opts, id, `got a build slot after ${((Date.now() - asked) / 1000).toFixed(1)} s`);
+  return release;
+}
+
 async function installAndBuild(
   opts: EngineOptions,
   id: string,
@@ -260,21 +340,41 @@ async function installAndBuild(
   plan: BuildPlan,
   envs: Record<string, string>,
   checkpoint: () => void,
+  limits: { skipInstall: boolean; installEnv: Record<string, string>; deadline: number; policy: BuildPolicy },
 ): Promise<void> {
-  for (const [step, command, timeoutMs] of [
-    ['install', plan.install, opts.installTimeoutMs],
+  for (const [step, command, stepTimeoutMs] of [
+    ['install', limits.skipInstall ? undefined : plan.install, opts.installTimeoutMs],
     ['build', plan.build, opts.buildTimeoutMs],
   ] as const) {
     if (!command) continue;
     checkpoint();
+    const left = limits.deadline - Date.now();
+    const timeLimit = () =>
+      new DeploymentFailure(
+        `build time limit reached: install and build may take ${formatMinutes(limits.policy.timeLimitMs)} on the ${limits.policy.plan} plan (\`${command}\` was stopped)`,
+        [],
+      );
+    if (left <= 0) throw timeLimit();
+    const byPlan = left < stepTimeoutMs;
+    const timeoutMs = Math.max(1, Math.min(left, stepTimeoutMs));
     systemLog(opts, id, `${step}: ${command}`);
     const out = opts.logs.writer(id, 'build', 'stdout');
     const err = opts.logs.writer(id, 'build', 'stderr');
     const result = await sandbox
-      .run(command, { envs, timeoutMs, onStdout: out.write, onStderr: err.write })
+      .run(command, {
+        // The tenant's own variables win over the cache's hints.
+        envs: step === 'install' ? { ...limits.installEnv, ...envs } : envs,
+        timeoutMs,
+        onStdout: out.write,
+        onStderr: err.write,
+      })
       .catch(async (e: Error) => {
         out.flush();
         err.flush();
+        if (e instanceof CommandTimeoutError && byPlan) {
+          const failure = timeLimit();
+          throw new DeploymentFailure(failure.message, await outputDetails(opts.logs, id, 'build'));
+        }
         throw new DeploymentFailure(
           `${step} failed: ${e.message}`,
           await outputDetails(opts.logs, id, 'build'),
@@ -290,6 +390,11 @@ async function installAndBuild(
         await outputDetails(opts.logs, id, 'build'),
       );
   }
+}
+
+function formatMinutes(ms: number): string {
+  const minutes = ms / 60_000;
+  return minutes >= 1 ? `${Number(minutes.toFixed(1))} min` : `${Math.round(ms / 1000)} s`;
 }
 
 /** The build stopped because the deployment moved on, or because this process is shutting down. */

@@ -41,6 +41,25 @@ export interface DatabaseHooks {
   ): Promise<{ id: string; sizeBytes: number } | undefined>;
 }
 
+/** What a project's builds may use, by its owner's plan. */
+export interface BuildPolicy {
+  plan: string;
+  /** Install and build together, from when the build has its slot. */
+  timeLimitMs: number;
+  /** The project's build cache cap (0: none kept). */
+  cacheMb: number;
+}
+
+/** The machine's build queue (see the local provider's build-slots.ts). */
+export interface BuildQueue {
+  readonly slots: number;
+  acquire(opts: {
+    label: string;
+    signal?: AbortSignal;
+    onWait?: (wait: { ahead: number; slots: number }) => void;
+  }): Promise<() => Promise<void>>;
+}
+
 /** The engine's settings and collaborators, shared read-only by its parts (worker, build, apps, reconciler). */
 export interface EngineOptions {
   sequelize: Sequelize;
@@ -70,6 +89,10 @@ export interface EngineOptions {
   /** A sandbox younger than this is never swept as an orphan (its row may not be written yet). Default 60 s. */
   orphanGraceMs?: number;
   database?: DatabaseHooks;
+  /** Builds wait for a slot of this queue; unset: they never wait. */
+  buildQueue?: BuildQueue;
+  /** A project's build time limit and cache cap; unset: the install and build timeouts, a 1 GB cache. */
+  buildPolicy?: (projectId: string) => Promise<BuildPolicy>;
   logger: EngineLogger;
   /** URL for a dedicated LISTEN connection (not from the pool) that wakes the workers; unset: poll only. */
   listenUrl?: string;

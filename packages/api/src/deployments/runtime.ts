@@ -10,6 +10,7 @@ import { createListener, type Sequelize } from '@coderunner/db';
 import {
   APPS_ADDRESS,
   agentSphereConfigFromEnv,
+  BuildSlots,
   createAgentSphereProvider,
   createLocalDatabaseProvisioner,
   createLocalProvider,
@@ -62,6 +63,17 @@ export interface RuntimeConfig {
   sandboxUids?: UidRange;
   /** Local provider: a sandbox's limits by its owner's plan (CODERUNNER_LIMITS_*); unknown plans get the free plan's. */
   planLimits?: Partial<Record<string, ResourceLimits>>;
+  /**
+   * Local provider: memory and CPUs of installs and builds (when more than the plan's), and the
+   * machine's build queue (`slots` builds at once, shared through `dir` by every server here).
+   */
+  builds?: {
+    limits: { memoryMb: number; cpus: number };
+    slots: number;
+    slotsDir: string;
+  };
+  /** A project's build time limit and build cache cap by its owner's plan; unknown plans get the free plan's. */
+  planBuild?: Partial<Record<string, { timeLimitMs: number; cacheMb: number }>>;
   /** Local provider: CPUs all sandboxes may use together (default: the host's less a reserve for the control plane). */
   tenantCpus?: number;
   /** Backups of a project's own database kept per project, by the owner's plan (default free 3, personal 7, team 30). */
@@ -185,6 +197,7 @@ function localSandboxes(
       if (databaseOptions.adminUrl) ports.add(appsDatabasePort);
       return [...ports];
     },
+    buildLimits: config.builds?.limits,
     limits: (metadata) => planLimits(metadata.projectId),
   });
   // CODERUNNER_ISOLATION=sandbox without what it needs: this throws, and the server does not start.
@@ -399,6 +412,19 @@ export function createDeploymentRuntime(opts: {
     redeployDrainMs: 30_000,
     ...config.engine,
     database: createDatabaseHooks(databases, keyring, backups),
+    ...(config.provider === 'local' && config.builds
+      ? { buildQueue: new BuildSlots(config.builds.slotsDir, config.builds.slots) }
+      : {}),
+    ...(config.planBuild
+      ? {
+          buildPolicy: async (projectId: string) => {
+            const plan = (await projects.ownerPlan(sequelize, projectId))?.plan_type ?? 'free';
+            const byPlan = config.planBuild ?? {};
+            const chosen = byPlan[plan] ?? byPlan.free;
+            return { plan, timeLimitMs: chosen?.timeLimitMs ?? 600_000, cacheMb: chosen?.cacheMb ?? 1024 };
+          },
+        }
+      : {}),
     logger,
     listenUrl: databaseUrl,
   });

@@ -84,7 +84,7 @@ export class DeploymentService {
       this.storeSource(
         created.id,
         upload.archive,
-        { runtime: upload.runtime, database: upload.database },
+        { runtime: upload.runtime, database: upload.database, ...(upload.noCache ? { noCache: true } : {}) },
         requestId,
         envSnapshot,
       );
@@ -132,6 +132,7 @@ export class DeploymentService {
     row: DeploymentRow,
     kind: 'rollback' | 'redeploy',
     requestId?: string,
+    options: { noCache?: boolean } = {},
   ): Promise<DeploymentRow> {
     const { sequelize } = this.deps;
     if (!this.sources.exists(row.id))
@@ -148,7 +149,7 @@ export class DeploymentService {
       try {
         // Rollback: the environment `row` ran with; redeploy: the project's variables now.
         const env = kind === 'redeploy' ? this.projectEnv.snapshot(row.projectId) : undefined;
-        this.sources.copy(row.id, pending.id, env);
+        this.sources.copy(row.id, pending.id, env, options.noCache ? { noCache: true } : {});
       } catch (err) {
         if (err instanceof TRPCError) throw err;
         if ((err as NodeJS.ErrnoException).code === 'ENOENT')
@@ -206,6 +207,10 @@ export class DeploymentService {
         if ((await deployments.liveOfProject(sequelize, projectId, transaction)).length) return 'again';
         return (await projects.destroyOwned(userId, projectId, transaction)) ? 'deleted' : 'gone';
       });
+      if (outcome === 'deleted')
+        await this.engine.provider
+          .dropBuildCache?.(projectId)
+          .catch((err: unknown) => this.deps.logError?.(err, {}));
       if (outcome !== 'again') return outcome === 'deleted';
     }
   }

@@ -6,6 +6,8 @@ import { isSealedBox, type Keyring, needsRotation, open, type SealedBox, seal } 
 export interface SourceOptions {
   runtime?: 'nodejs' | 'python' | 'manifest';
   database?: 'postgres';
+  /** Build without the project's build cache (dropped first); the build after it fills it again. */
+  noCache?: boolean;
 }
 
 /** What `<deploymentId>.json` holds: the options, and the environment snapshot sealed to the deployment. */
@@ -98,8 +100,9 @@ export class SourceStore {
    * sealed again, to `toId`; or, with `env` (a redeploy: the project's variables now), replaced by
    * it. Throws ENOENT when `fromId` has no stored source.
    */
-  copy(fromId: string, toId: string, env?: Record<string, string>): void {
-    const stored = this.readStored(fromId);
+  copy(fromId: string, toId: string, env?: Record<string, string>, options: SourceOptions = {}): void {
+    const { noCache: _noCache, ...earlier } = this.readStored(fromId);
+    const stored: StoredOptions = { ...earlier, ...options };
     if (env) {
       if (Object.keys(env).length) stored.env = seal(this.requireKeyring(), env, toId);
       else delete stored.env;

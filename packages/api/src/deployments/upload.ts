@@ -32,6 +32,7 @@ const fields = z.strictObject({
   runtime: z.enum(RUNTIME_TYPES).optional(),
   database: z.enum(['postgres']).optional(),
   env: z.string().optional(),
+  noCache: z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).optional(),
 });
 
 /**
@@ -53,6 +54,8 @@ export interface Upload {
   database?: 'postgres';
   /** Variables for this deployment only, over the project's (`deploy --env`). */
   env?: Record<string, string>;
+  /** Build without the project's build cache (`deploy --no-cache`). */
+  noCache?: boolean;
   archive: Buffer;
 }
 
@@ -77,7 +80,8 @@ function parseEnvField(text: string): Record<string, string> {
 
 /**
  * `deployments.create`'s FormData: `projectId`, optional `runtime`/`database`, optional `env` (a JSON
- * object of variables for this deployment only), and `source` (a .tar.gz).
+ * object of variables for this deployment only), optional `noCache` (`true`: build without the
+ * project's build cache), and `source` (a .tar.gz).
  */
 export async function readUpload(form: UploadForm, limits: UploadLimits): Promise<Upload> {
   const values: Record<string, string> = {};
@@ -104,9 +108,10 @@ export async function readUpload(form: UploadForm, limits: UploadLimits): Promis
       message: uploadTooLargeMessage(source.size, limits.maxUploadBytes),
     });
   }
-  const { env, ...rest } = parsed.data;
+  const { env, noCache, ...rest } = parsed.data;
   return {
     ...rest,
+    ...(noCache === 'true' ? { noCache: true } : {}),
     ...(env === undefined ? {} : { env: parseEnvField(env) }),
     archive: Buffer.from(await source.arrayBuffer()),
   };

@@ -73,6 +73,11 @@ export const ownedDeploymentProcedure = protectedProcedure
   .input(z.object({ id: z.uuid('must be a deployment id (UUID)') }))
   .use(async ({ ctx, input, next }) => next({ ctx: { deployment: await loadOwned(ctx, input.id) } }));
 
+/** `deployments.rollback`/`redeploy` options, beside the id. */
+const releaseOptions = z.object({
+  noCache: z.boolean({ error: 'noCache must be true or false' }).optional(),
+});
+
 /** `deployments.create` input: FormData with `projectId`, optional `runtime`/`database`, and `source` (a .tar.gz). */
 const createInput = z.custom<UploadForm>((v) => v instanceof FormData, {
   message: 'send multipart form data (the CLI and createClient do)',
@@ -170,15 +175,28 @@ export const deploymentsRouter = router({
    * A new deployment from this one's stored source and the environment it ran with; the project URL
    * serves it once it is RUNNING (the deployment it replaces drains, then stops).
    */
-  rollback: ownedDeploymentProcedure.mutation(
-    async ({ ctx }): Promise<DeploymentDto> =>
-      deploymentDto(ctx, await services(ctx).release(ctx.user.id, ctx.deployment, 'rollback', ctx.requestId)),
+  rollback: ownedDeploymentProcedure.input(releaseOptions).mutation(
+    async ({ ctx, input }): Promise<DeploymentDto> =>
+      deploymentDto(
+        ctx,
+        await services(ctx).release(ctx.user.id, ctx.deployment, 'rollback', ctx.requestId, {
+          noCache: input.noCache,
+        }),
+      ),
   ),
 
-  /** A new deployment from this one's stored source, with the project's variables as they are now. */
-  redeploy: ownedDeploymentProcedure.mutation(
-    async ({ ctx }): Promise<DeploymentDto> =>
-      deploymentDto(ctx, await services(ctx).release(ctx.user.id, ctx.deployment, 'redeploy', ctx.requestId)),
+  /**
+   * A new deployment from this one's stored source, with the project's variables as they are now.
+   * `noCache`: build without the project's build cache (it is dropped; this build fills it again).
+   */
+  redeploy: ownedDeploymentProcedure.input(releaseOptions).mutation(
+    async ({ ctx, input }): Promise<DeploymentDto> =>
+      deploymentDto(
+        ctx,
+        await services(ctx).release(ctx.user.id, ctx.deployment, 'redeploy', ctx.requestId, {
+          noCache: input.noCache,
+        }),
+      ),
   ),
 
   destroy: ownedDeploymentProcedure.mutation(async ({ ctx }) => {

@@ -241,6 +241,39 @@ export class SandboxCgroup {
     }
   }
 
+  /**
+   * Change the sandbox's memory and CPU (the end of its build: the app's run limits). Lowering memory
+   * below what the group holds makes the kernel reclaim first (page cache left by the build), and
+   * fails (EBUSY on v1) only when it cannot: then the caller is told, with what the group uses.
+   */
+  setLimits(limits: Pick<ResourceLimits, 'memoryMb' | 'cpus'>): void {
+    const bytes = String(limits.memoryMb * 1024 * 1024);
+    const cap = tenantsQuota(this.layout);
+    const quota = String(cap === null ? cpuQuota(limits.cpus) : Math.min(cap, cpuQuota(limits.cpus)));
+    if (this.layout.version === 2) {
+      const dir = groupDirs(this.layout, this.sandboxId)[0]!;
+      fs.writeFileSync(path.join(dir, 'memory.max'), bytes);
+      fs.writeFileSync(path.join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
+      fs.writeFileSync(path.join(dir, 'cpu.weight'), String(sandboxCpuWeight(limits.cpus)));
+      return;
+    }
+    const memory = path.join(this.layout.memory, this.sandboxId);
+    const limit = path.join(memory, 'memory.limit_in_bytes');
+    const memsw = path.join(memory, 'memory.memsw.limit_in_bytes');
+    // v1 keeps memory ≤ memory+swap: lower memory first, raise memory+swap first.
+    const lowering = Number(bytes) < Number(readText(limit) ?? 0);
+    if (lowering) {
+      fs.writeFileSync(limit, bytes);
+      tryWrite(memsw, bytes);
+    } else {
+      tryWrite(memsw, bytes);
+      fs.writeFileSync(limit, bytes);
+    }
+    const cpu = path.join(this.layout.cpu, this.sandboxId);
+    fs.writeFileSync(path.join(cpu, 'cpu.cfs_quota_us'), quota);
+    fs.writeFileSync(path.join(cpu, 'cpu.shares'), String(sandboxCpuShares(limits.cpus)));
+  }
+
   /** Create a leaf for one process; returns the `cgroup.procs` files its process must join. */
   leaf(name: string): string[] {
     const dirs = groupDirs(this.layout, path.join(this.sandboxId, name));

@@ -1,3 +1,4 @@
+export { BuildSlots, DEFAULT_BUILD_SLOTS_DIR, defaultBuildSlots, type SlotWait } from './build-slots';
 export {
   DEFAULT_LIMITS,
   defaultCpuReserve,

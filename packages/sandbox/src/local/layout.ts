@@ -72,6 +72,8 @@ const isolationSchema = z.object({
   uid: z.number().int().min(1000),
   netns: z.string().regex(/^cr-[0-9a-f]{12}$/),
   limits: limitsSchema,
+  /** While it builds: the build's memory and CPUs, in force instead of `limits`' until endBuild. */
+  build: z.object({ memoryMb: z.number(), cpus: z.number() }).nullish(),
   outbound: pastaSchema.nullable(),
   inbound: pastaSchema.nullable(),
 });

@@ -14,6 +14,7 @@ import {
   SandboxNotFoundError,
   type SandboxProvider,
 } from '../types';
+import { LocalBuildCache } from './build-cache';
 import {
   configureTenants,
   DEFAULT_LIMITS,
@@ -64,6 +65,14 @@ export interface LocalProviderOptions {
    * CPUs less a reserve for the control plane (tenantCpuBudget). No sandbox gets more than this.
    */
   tenantCpus?: number;
+  /**
+   * Memory and CPUs of a sandbox while it builds (install, build), when more than its plan's: in
+   * force from its creation until `endBuild` (or its app's start) lowers them to its limits.
+   * CPUs are clamped to the tenants' quota like every other. Unset: builds get the plan's limits.
+   */
+  buildLimits?: { memoryMb: number; cpus: number };
+  /** Where projects' build caches are kept (default `<rootDir>/.build-cache`, on the same file system). */
+  buildCacheDir?: string;
   /** Limits of a new sandbox (by its owner's plan); default DEFAULT_LIMITS (the free plan's). */
   limits?: (metadata: SandboxMetadata) => ResourceLimits | Promise<ResourceLimits>;
   /**
@@ -188,7 +197,14 @@ class LocalSandboxProvider implements LocalProvider {
       metadata: { ...opts.metadata },
       envs: { ...opts.envs },
       app: null,
-      isolation: { uid, netns, limits, outbound: null, inbound: null },
+      isolation: {
+        uid,
+        netns,
+        limits,
+        build: buildPhase(limits, this.options.buildLimits),
+        outbound: null,
+        inbound: null,
+      },
     };
     try {
       await iso.uids.addPath(uid, paths.root);
@@ -209,7 +225,7 @@ class LocalSandboxProvider implements LocalProvider {
         `root:x:0:\napp:x:${uid}:\nnogroup:x:65534:\n`,
         { mode: 0o644 },
       );
-      cgroup.create(limits);
+      cgroup.create({ ...limits, ...record.isolation!.build });
       await netnsMade;
       writeRecord(building, record);
       await fs.promises.rename(building, paths.root);
@@ -246,6 +262,12 @@ class LocalSandboxProvider implements LocalProvider {
       await removeSandboxFolder(root);
     }
     return true;
+  }
+
+  async dropBuildCache(key: string): Promise<void> {
+    const config = await this.getConfig();
+    const idle = { app: '', home: '', owner: undefined, assertIdle: () => {} };
+    await new LocalBuildCache(config.buildCacheDir, key, idle).drop();
   }
 
   async list(filter: { metadata?: Partial<SandboxMetadata> } = {}): Promise<SandboxInfo[]> {
@@ -318,6 +340,7 @@ class LocalSandboxProvider implements LocalProvider {
         killGraceMs: this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
         logMaxBytes: this.options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
         outputRate: this.options.outputRate ?? DEFAULT_OUTPUT_RATE,
+        buildCacheDir: this.options.buildCacheDir ?? path.join(this.rootDir, '.build-cache'),
       };
     })();
     // A failed lookup is retried by the next call.
@@ -326,6 +349,15 @@ class LocalSandboxProvider implements LocalProvider {
     });
     return this.config;
   }
+}
+
+/** A new sandbox's build limits: the larger of its plan's and the build's, or null when the plan's suffice. */
+function buildPhase(
+  limits: ResourceLimits,
+  build: LocalProviderOptions['buildLimits'],
+): { memoryMb: number; cpus: number } | null {
+  if (!build || (build.memoryMb <= limits.memoryMb && build.cpus <= limits.cpus)) return null;
+  return { memoryMb: Math.max(build.memoryMb, limits.memoryMb), cpus: Math.max(build.cpus, limits.cpus) };
 }
 
 /**

@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { waitForApp } from '../readiness';
 import {
   type AppHandle,
+  type BuildCache,
   type CommandOptions,
   type CommandResult,
   CommandTimeoutError,
@@ -23,6 +24,7 @@ import {
   type SandboxUsage,
   type StartAppOptions,
 } from '../types';
+import { LocalBuildCache } from './build-cache';
 import { type ResourceLimits, SandboxCgroup } from './cgroups';
 import { markerEntries, type ProcessKind, sandboxEnvironment } from './environment';
 import {
@@ -103,6 +105,8 @@ export interface LocalConfig {
   logMaxBytes: number;
   /** How fast a command's or app's output is read (see OutputBudget). */
   outputRate: OutputRate;
+  /** Where projects' build caches are kept. */
+  buildCacheDir: string;
 }
 
 interface RunningApp {
@@ -159,7 +163,15 @@ export class LocalSandbox implements Sandbox {
   private readonly state: LiveState;
   /** Set for an isolated sandbox. */
   private readonly iso:
-    | { config: IsolatedConfig; record: IsolationRecord; cgroup: SandboxCgroup; limits: ResourceLimits }
+    | {
+        config: IsolatedConfig;
+        record: IsolationRecord;
+        cgroup: SandboxCgroup;
+        /** The run limits (its plan's). */
+        limits: ResourceLimits;
+        /** While it builds: the build's memory and CPUs, in force instead of the run limits'. */
+        build: { memoryMb: number; cpus: number } | null;
+      }
     | undefined;
 
   constructor(
@@ -197,6 +209,7 @@ export class LocalSandbox implements Sandbox {
         record: record.isolation,
         cgroup: new SandboxCgroup(config.isolation.tools.cgroups, record.id),
         limits: record.isolation.limits,
+        build: record.isolation.build ?? null,
       };
     }
   }
@@ -416,6 +429,51 @@ export class LocalSandbox implements Sandbox {
     return { exitCode: exitCode(result), stdout: stdout.text, stderr: stderr.text };
   }
 
+  async endBuild(): Promise<void> {
+    const iso = this.iso;
+    if (!iso?.build) return;
+    // The kernel reclaims what the build left (page cache) to fit; dirty pages may need a moment.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        iso.cgroup.setLimits(iso.limits);
+        break;
+      } catch (err) {
+        if (attempt < 5) {
+          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+          continue;
+        }
+        const used = Math.round(iso.cgroup.memoryUsage() / 1024 / 1024);
+        throw new SandboxError(
+          `cannot lower sandbox ${this.id} to its memory limit of ${iso.limits.memoryMb} MB after the build (it holds ${used} MB): ${(err as Error).message}`,
+        );
+      }
+    }
+    iso.build = null;
+    updateRecord(this.paths.root, (r) =>
+      r.isolation ? { ...r, isolation: { ...r.isolation, build: null } } : r,
+    );
+  }
+
+  buildCache(key: string): BuildCache {
+    return new LocalBuildCache(this.config.buildCacheDir, key, {
+      app: this.paths.app,
+      home: this.paths.home,
+      owner: this.iso
+        ? { uid: this.iso.record.uid, gid: this.iso.record.uid }
+        : this.config.runAs
+          ? { uid: this.config.runAs.uid, gid: this.config.runAs.gid }
+          : undefined,
+      assertIdle: () => {
+        this.assertExists();
+        const running = this.state.children.size > 0 || (this.iso?.cgroup.members().length ?? 0) > 0;
+        if (running || this.state.app)
+          throw new SandboxError(
+            `sandbox ${this.id} runs processes: its build cache is used only between them`,
+          );
+      },
+    });
+  }
+
   /**
    * Isolated: the network helper the app will need (its database port out, its port in) comes up
    * now, while the files are written and the install runs; startApp then finds it ready.
@@ -433,6 +491,7 @@ export class LocalSandbox implements Sandbox {
     this.assertExists();
     if (await this.isAppRunning())
       throw new SandboxError(`sandbox ${this.id} already runs an app; stop it first`);
+    await this.endBuild();
     const cwd = await this.workDir(opts.cwd);
     const budget = new OutputBudget(this.config.outputRate);
     const followers = [
@@ -783,7 +842,7 @@ export class LocalSandbox implements Sandbox {
   /** Log lines for limits hit since `before`. */
   private limitLines(before: { oom: number; pids: number }): string[] {
     const now = this.limitCounters();
-    const limits = this.iso!.limits;
+    const limits = { ...this.iso!.limits, ...this.iso!.build };
     const lines: string[] = [];
     if (now.oom > before.oom)
       lines.push(`[coderunner: out of memory (limit ${limits.memoryMb} MB): the process was killed]\n`);
