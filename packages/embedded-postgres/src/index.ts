@@ -21,8 +21,8 @@ export {
   type EmbeddedPostgresMode,
   type EmbeddedPostgresOptions,
   type EmbeddedPostgresSettingNames,
-  initEmbeddedPostgres,
   embeddedBinaries,
+  initEmbeddedPostgres,
   type SuperviseEvent,
   startEmbeddedPostgres,
 } from './cluster';
