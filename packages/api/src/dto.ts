@@ -21,6 +21,23 @@ export interface ProjectDto {
   updatedAt: Date;
 }
 
+/** A project's database as `projects.get` shows it. */
+export interface ProjectDatabaseDto {
+  /** `own`: a PostgreSQL cluster of the project's own; `shared`: a database on the apps' shared cluster (older releases, or the operator's); `cloud`: a sandbox of the cloud provider. */
+  kind: 'own' | 'shared' | 'cloud';
+  /** The deployment holding it now (the newest that asked for one). */
+  deploymentId: string;
+  /** Bytes its data folder takes (own clusters only; else null). */
+  sizeBytes: number | null;
+  /** Its limits (the owner's plan's; own clusters only). */
+  limits: { memoryMb: number; cpus: number; diskMb: number } | null;
+  /** Its newest backup, and how many there are (own clusters only have backups). */
+  lastBackup: { id: string; createdAt: Date; reason: string; sizeBytes: number } | null;
+  backups: number;
+}
+
+export type ProjectDetailDto = ProjectDto & { database: ProjectDatabaseDto | null };
+
 export function toUserDto(u: {
   id: string;
   email: string;

@@ -76,6 +76,8 @@ export type {
   DeploymentDetailDto,
   DeploymentDto,
   DeploymentUsageDto,
+  ProjectDatabaseDto,
+  ProjectDetailDto,
   ProjectDto,
   UsageFiguresDto,
   UserDto,

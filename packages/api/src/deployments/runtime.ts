@@ -40,7 +40,7 @@ import { createDatabaseHooks, type DatabaseBackend, databaseRefusal } from './da
 import { DeploymentEngine } from './engine';
 import { parseStatusNotification, STATUS_CHANNEL } from './lifecycle';
 import { LogStore } from './log-store';
-import { DeploymentService } from './service';
+import { DeploymentService, type DeploymentServiceDeps } from './service';
 import { SourceStore } from './source-store';
 import { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB } from './upload';
 import { UsageSampler } from './usage';
@@ -147,6 +147,8 @@ interface Sandboxes {
   publicUrlFor: EngineOptions['publicUrlFor'];
   /** A project's own database cluster, for its backups (undefined: the project has none). */
   clusterOf?: ClusterOf;
+  /** Where the project's database runs, its size and limits. */
+  databaseOf(projectId: string): ReturnType<NonNullable<DeploymentServiceDeps['databaseOf']>>;
 }
 
 /** Local apps listen on a free port of this machine and are reached through the server's proxy. */
@@ -295,6 +297,20 @@ function localSandboxes(
     // Isolated apps are published on APPS_ADDRESS (not the dashboard's): a port free there.
     appPort: () => findFreePort(status.mode === 'sandbox' ? APPS_ADDRESS : '127.0.0.1'),
     publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
+    databaseOf: async (projectId) => {
+      const held = await deployments.projectDatabase(sequelize, projectId);
+      if (!held) return null;
+      if (!isProjectDatabaseSandboxId(held.dbSandboxId)) {
+        return { kind: 'shared', deploymentId: held.id, sizeBytes: null, limits: null };
+      }
+      const limits = await planLimits(projectId);
+      return {
+        kind: 'own',
+        deploymentId: held.id,
+        sizeBytes: await clusters.sizeOf(held.dbSandboxId).catch(() => null),
+        limits: { memoryMb: limits.memoryMb, cpus: limits.cpus, diskMb: limits.diskMb },
+      };
+    },
     // Backups are physical copies of a whole cluster: only a project's own cluster has them (not a
     // database on the shared cluster, nor on the operator's).
     clusterOf: async (projectId) => {
@@ -317,7 +333,7 @@ function localSandboxes(
  * changes when the deployment moves to a new sandbox (the service's maximum lifetime), and a
  * deployment's public URL never changes once given.
  */
-function agentSphereSandboxes(config: RuntimeConfig, baseUrl: () => string): Sandboxes {
+function agentSphereSandboxes(config: RuntimeConfig, baseUrl: () => string, sequelize: Sequelize): Sandboxes {
   // Throws a clear message when AGENTSPHERE_API_KEY is missing: the SDK would only fail at the first call.
   const provider = createAgentSphereProvider(agentSphereConfigFromEnv(config.env));
   const databases: Databases = {
@@ -336,6 +352,10 @@ function agentSphereSandboxes(config: RuntimeConfig, baseUrl: () => string): San
     databases,
     // Each sandbox is a machine of its own there.
     isolation: { mode: 'sandbox', missing: [] },
+    databaseOf: async (projectId) => {
+      const held = await deployments.projectDatabase(sequelize, projectId);
+      return held ? { kind: 'cloud', deploymentId: held.id, sizeBytes: null, limits: null } : null;
+    },
     appPort: async (plan) => plan.port ?? 8080,
     publicUrlFor: (id) => publicUrlFor(baseUrl(), id),
   };
@@ -360,7 +380,7 @@ export function createDeploymentRuntime(opts: {
   let projectBase = { of: '', before: '', after: '' };
   const sandboxes =
     config.provider === 'agentsphere'
-      ? agentSphereSandboxes(config, baseUrl)
+      ? agentSphereSandboxes(config, baseUrl, sequelize)
       : localSandboxes(config, sequelize, logger, baseUrl);
   const { provider, databases } = sandboxes;
   const backups = sandboxes.clusterOf
@@ -468,6 +488,7 @@ export function createDeploymentRuntime(opts: {
     logError: opts.logError,
     usage,
     backups,
+    databaseOf: sandboxes.databaseOf,
   });
   const daily = backups ? dailyBackups(backups, sequelize, logger) : null;
   return {

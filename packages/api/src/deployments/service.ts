@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import type { Sequelize, Transaction } from '@coderunner/db';
 import { TRPCError } from '@trpc/server';
 import { lockUser } from '../accounts';
+import type { ProjectDatabaseDto } from '../dto';
 import type { ProjectEnvStore } from '../env-store';
 import { quotaFor } from '../quotas';
 import type { Keyring } from '../secrets';
@@ -39,6 +40,8 @@ export interface DeploymentServiceDeps {
   usage?: UsageSampler | null;
   /** Backups of projects' own databases: one is taken before a reset. */
   backups?: DatabaseBackups | null;
+  /** The project's database: where it runs, its size and limits (null: the project has none). */
+  databaseOf?: (projectId: string) => Promise<Omit<ProjectDatabaseDto, 'lastBackup' | 'backups'> | null>;
 }
 
 const conflict = (message: string) => new TRPCError({ code: 'CONFLICT', message });
@@ -219,6 +222,21 @@ export class DeploymentService {
    * Empties the project's database (a new, empty one with the same credentials); the deployment the
    * project URL serves is built again on it. There is no backup to come back to.
    */
+  /** The project's database with its newest backup, or null when it has none. */
+  async database(projectId: string): Promise<ProjectDatabaseDto | null> {
+    const db = await this.deps.databaseOf?.(projectId);
+    if (!db) return null;
+    const backups = db.kind === 'own' && this.deps.backups ? this.deps.backups.list(projectId) : [];
+    const newest = backups[0];
+    return {
+      ...db,
+      lastBackup: newest
+        ? { id: newest.id, createdAt: newest.createdAt, reason: newest.reason, sizeBytes: newest.sizeBytes }
+        : null,
+      backups: backups.length,
+    };
+  }
+
   async resetDatabase(
     projectId: string,
   ): Promise<{ restarted: string | null; backup: { id: string; sizeBytes: number } | null }> {

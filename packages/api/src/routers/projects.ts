@@ -8,7 +8,7 @@ import {
   DatabaseBackupError,
   type DatabaseBackups,
 } from '../deployments/database-backups';
-import { type ProjectDto, toProjectDto } from '../dto';
+import { type ProjectDetailDto, type ProjectDto, toProjectDto } from '../dto';
 import { pageInput, toPage } from '../pagination';
 import { quotaFor } from '../quotas';
 import * as deployments from '../tables/deployments';
@@ -140,7 +140,13 @@ export const projectsRouter = router({
       );
     }),
 
-  get: ownedProjectProcedure.query(({ ctx }) => projectDto(ctx, ctx.project)),
+  /** The project, with its database (where it runs, its size, limits and newest backup) or null. */
+  get: ownedProjectProcedure.query(
+    async ({ ctx }): Promise<ProjectDetailDto> => ({
+      ...(await projectDto(ctx, ctx.project)),
+      database: (await ctx.deps.deployments?.database(ctx.project.id)) ?? null,
+    }),
+  ),
 
   update: ownedProjectProcedure
     .input(z.strictObject({ id: z.uuid(), name: name.optional(), description: description.optional() }))
