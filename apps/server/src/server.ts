@@ -70,6 +70,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       {
         deployment: (id) => runtime!.engine.resolveApp(id),
         project: (key) => runtime!.engine.resolveProject(key),
+        restarting: (route) => runtime!.engine.restartingIn(route),
       },
       { trustProxy: config.TRUST_PROXY },
     );

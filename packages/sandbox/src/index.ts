@@ -37,6 +37,9 @@ export {
   MANIFEST_FILE,
   type Manifest,
   parseManifest,
+  RESTART_POLICIES,
+  type RestartLimit,
+  type RestartPolicy,
   RuntimeDetectionError,
   type RuntimeType,
 } from './runtime';

@@ -72,6 +72,7 @@ export interface RuntimeConfig {
       | 'reconcileIntervalMs'
       | 'orphanGraceMs'
       | 'redeployDrainMs'
+      | 'restarts'
     >
   >;
 }

@@ -484,18 +484,23 @@ export class LocalSandbox implements Sandbox {
     app.ended = exit
       .then(async ({ code, signal }) => {
         app.exited = true;
+        let outOfMemory: { limitMb: number } | undefined;
         // Leftovers of its group would hold its port; its last output reaches the callbacks before onExit.
         if (this.iso) {
           watch?.stop();
           await this.endLeaf('app');
           await this.releaseInbound();
-          if (before) await this.appendAppLines(this.limitLines(before));
+          if (before) {
+            if (this.limitCounters().oom > before.oom) outOfMemory = { limitMb: this.iso.limits.memoryMb };
+            await this.appendAppLines(this.limitLines(before));
+          }
         } else {
           await terminate({ groups: [pid] }, this.config.killGraceMs);
         }
         await Promise.all(followers.map((f) => f.stop()));
         updateRecord(this.paths.root, (r) => (r.app?.pid === pid ? { ...r, app: null } : r));
-        if (!app.stopping && !this.state.killed) safeCall(() => opts.onExit?.({ exitCode: code, signal }));
+        if (!app.stopping && !this.state.killed)
+          safeCall(() => opts.onExit?.({ exitCode: code, signal, ...(outOfMemory && { outOfMemory }) }));
       })
       .catch(() => {});
     // The server may exit while the app runs on.
@@ -557,6 +562,7 @@ export class LocalSandbox implements Sandbox {
     const recorded = readRecord(this.paths.root)?.app;
     if (!recorded || !isRunning(recorded)) return false;
     this.stopKeeper(); // the followers keep the files bounded now
+    const counters = this.iso ? this.limitCounters() : undefined;
     const budget = new OutputBudget(this.config.outputRate);
     const followers = [
       new LogFollower(this.paths.appStdout, this.config.logMaxBytes, opts.onStdout, budget),
@@ -578,7 +584,9 @@ export class LocalSandbox implements Sandbox {
       adopted.unwatch?.();
       ended = (async () => {
         // Not our child: its exit status is not ours to read. Leftovers of its group would hold its port.
+        let outOfMemory: { limitMb: number } | undefined;
         if (this.iso) {
+          if (this.limitCounters().oom > counters!.oom) outOfMemory = { limitMb: this.iso.limits.memoryMb };
           await this.endLeaf('app');
           await this.releaseInbound();
         } else {
@@ -588,14 +596,16 @@ export class LocalSandbox implements Sandbox {
         updateRecord(this.paths.root, (r) => (r.app?.pid === recorded.pid ? { ...r, app: null } : r));
         if (this.state.adopted === adopted) this.state.adopted = undefined;
         if (!adopted.stopping && !this.state.killed)
-          safeCall(() => opts.onExit?.({ exitCode: null, signal: null }));
+          safeCall(() =>
+            opts.onExit?.({ exitCode: null, signal: null, ...(outOfMemory && { outOfMemory }) }),
+          );
       })().catch(() => {});
       return ended;
     };
     adopted.check = check;
     this.state.adopted = adopted;
     // After a restart, the limit counters are read from now on (earlier hits were reported already).
-    const watch = this.iso ? this.watchApp(this.limitCounters()) : undefined;
+    const watch = this.iso && counters ? this.watchApp(counters) : undefined;
     adopted.unwatch = () => watch?.stop();
     return true;
   }
