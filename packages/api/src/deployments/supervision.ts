@@ -5,7 +5,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { type AppExit, detectRuntime, extractTarGz, type Sandbox } from '@coderunner/sandbox';
+import {
+  type AppExit,
+  detectRuntime,
+  extractTarGz,
+  type Sandbox,
+  SandboxNotFoundError,
+} from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
 import { type EngineOptions, markFailed, systemEvent, systemFailure, systemLog } from './context';
 import { notReadyReason, outputDetails } from './failure-details';
@@ -218,6 +224,15 @@ export class AppSupervisor {
       await this.fail(id, sandboxId, `${how}${why}`, from);
       return;
     }
+    // Its sandbox is gone (expired, killed): nothing to restart in.
+    const gone = await this.opts.provider
+      .connect(sandboxId)
+      .then(() => false)
+      .catch((err: unknown) => err instanceof SandboxNotFoundError);
+    if (gone) {
+      await this.fail(id, sandboxId, `${how}, and the sandbox running it no longer exists`, from);
+      return;
+    }
     const exits = (await restartState(this.opts.logs, id, policy.windowMs)).recent + 1;
     if (exits >= policy.maxExits) {
       const verb = wantsRestart('on-failure', exit) ? 'crashed' : 'exited';
@@ -311,6 +326,11 @@ export class AppSupervisor {
       });
     } catch (e) {
       if (signal.aborted) return;
+      if (e instanceof SandboxNotFoundError) {
+        this.endRestart(id, state);
+        await this.fail(id, sandbox.id, 'the sandbox running the app no longer exists', 'BUILDING');
+        return;
+      }
       // Exited before it answered: one more exit in the window. Else it runs but does not answer.
       const exit =
         state.exit ?? (await Promise.race([exited, new Promise<null>((r) => setTimeout(r, 3_000, null))]));
