@@ -5,6 +5,7 @@ import { restartState, UNISOLATED_OPEN_SIGNUP_ACCEPTANCE } from '@coderunner/api
 import { type CodeRunnerClient, createClient } from '@coderunner/api/client';
 import { User } from '@coderunner/db';
 import { createTestDatabase, freePort, type TestDatabase } from '@coderunner/db/testing';
+import { detectIsolation } from '@coderunner/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
@@ -204,6 +205,27 @@ describe('the restart policy', () => {
     );
     await client.deployments.destroy.mutate({ id: created.id });
   });
+
+  it.skipIf(detectIsolation('auto').mode !== 'sandbox')(
+    'an isolated app that says nothing: where it listens is read from its sandbox’s socket table',
+    async () => {
+      const { id: projectId } = await client.projects.create.mutate({ name: 'quiet-port' });
+      const created = await deployFolder(
+        client,
+        projectId,
+        appFolder({
+          'coderunner.json': JSON.stringify({ start: 'node server.js' }),
+          'server.js': `require('http').createServer((q, s) => s.end('hi')).listen(4173, '127.0.0.1');`,
+        }),
+      );
+      const failed = await waitForStatus(client, created.id, ['RUNNING', 'FAILED']);
+      expect(failed.status).toBe('FAILED');
+      expect(failed.failureReason).toMatch(
+        /^listened on 4173, not on \$PORT \(\d+\): make it listen on the PORT variable/,
+      );
+      await client.deployments.destroy.mutate({ id: created.id });
+    },
+  );
 });
 
 /** GET through this server's proxy, with the Retry-After header. */

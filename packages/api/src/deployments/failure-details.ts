@@ -95,7 +95,7 @@ export async function notReadyReason(
   port: number,
   message: string,
 ): Promise<string> {
-  if (!/did not listen on port|it never answered/.test(message)) return message;
+  if (!/did not listen on port/.test(message)) return message;
   const lines = await logs.read(id, null, 300).catch(() => []);
   let start = lines.length;
   while (start > 0 && lines[start - 1]!.source !== 'system') start--;

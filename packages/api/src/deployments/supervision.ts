@@ -357,7 +357,10 @@ export class AppSupervisor {
     // It exited between answering and RUNNING being recorded: that exit was kept for now.
     if (state.exit) {
       this.apps.delete(id);
-      await this.crashed(id, sandbox.id, state.exit, 'RUNNING');
+      this.handling.add(sandbox.id);
+      await this.crashed(id, sandbox.id, state.exit, 'RUNNING').finally(() =>
+        this.handling.delete(sandbox.id),
+      );
     }
   }
 

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { waitForApp } from '../readiness';
+import { AppNotReadyError, waitForApp } from '../readiness';
 import {
   type AppHandle,
   type CommandOptions,
@@ -53,6 +53,7 @@ import {
   netnsPath,
   networkSpec,
   type PastaProcess,
+  portsListeningInside,
   startPasta,
   stopPasta,
 } from './network';
@@ -657,6 +658,19 @@ export class LocalSandbox implements Sandbox {
             listenIntervalMs: LISTEN_POLL_MS,
           }
         : {}),
+    }).catch((err: unknown) => {
+      // Isolated: its namespace's socket table says where it listens instead (a dev server's own port).
+      if (!(err instanceof AppNotReadyError) || !iso || pid === undefined) throw err;
+      if (!/did not listen on port/.test(err.message)) throw err;
+      // Ports the network helper forwards out of the namespace (the database's) listen there too.
+      const spec = readRecord(this.paths.root)?.isolation?.outbound?.spec ?? '';
+      const helper = new Set((/^out:([\d,]*)/.exec(spec)?.[1] ?? '').split(',').filter(Boolean).map(Number));
+      const listening = portsListeningInside(pid, iso.record.netns).filter((p) => !helper.has(p));
+      const other = listening.filter((p) => p !== app.port);
+      if (!other.length || listening.includes(app.port)) throw err;
+      throw new AppNotReadyError(
+        `listened on ${other.join(', ')}, not on $PORT (${app.port}): make it listen on the PORT variable`,
+      );
     });
     // What the app printed until now (e.g. "listening on …") reaches onStdout/onStderr before its
     // readiness is reported, rather than at the followers' next poll.
