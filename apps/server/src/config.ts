@@ -6,6 +6,7 @@ import {
   backupsKeptFromEnv,
   DEFAULT_MAX_FILES,
   DEFAULT_MAX_UPLOAD_MB,
+  DEFAULT_RESTARTS,
   type RuntimeConfig,
   UNISOLATED_OPEN_SIGNUP_ACCEPTANCE,
   UNISOLATED_OPEN_SIGNUP_VARIABLE,
@@ -134,6 +135,23 @@ const schema = z.object({
   /** How many times a build whose worker died is started again before the deployment FAILS. */
   CODERUNNER_BUILD_RETRIES: z.coerce.number().int().min(0).max(100).default(1),
   CODERUNNER_RECONCILE_INTERVAL_S: z.coerce.number().int().min(1).default(15),
+  /** Pauses before an app that exited is started again (ms, comma-separated; the last repeats). */
+  CODERUNNER_RESTART_BACKOFF_MS: z
+    .string()
+    .regex(
+      /^\d+(,\d+)*$/,
+      'CODERUNNER_RESTART_BACKOFF_MS must be milliseconds separated by commas, e.g. 1000,2000,4000',
+    )
+    .default(DEFAULT_RESTARTS.backoffMs.join(','))
+    .transform((v) => v.split(',').map(Number)),
+  /** An app that exits this many times within CODERUNNER_RESTART_WINDOW_S is not restarted (the manifest may say otherwise). */
+  CODERUNNER_RESTART_MAX_EXITS: z.coerce.number().int().min(1).max(100).default(DEFAULT_RESTARTS.maxExits),
+  CODERUNNER_RESTART_WINDOW_S: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(86_400)
+    .default(DEFAULT_RESTARTS.windowMs / 1000),
   /** How long a deployment replaced by a redeploy keeps serving requests in flight before it is stopped. */
   CODERUNNER_REDEPLOY_DRAIN_S: z.coerce.number().min(0).max(3600).default(30),
   /** Tenant isolation of the local provider: auto (when this machine can), sandbox (required), none. */
@@ -353,6 +371,12 @@ export function runtimeConfig(config: Config): RuntimeConfig {
       maxRetries: config.CODERUNNER_BUILD_RETRIES,
       reconcileIntervalMs: config.CODERUNNER_RECONCILE_INTERVAL_S * 1000,
       redeployDrainMs: config.CODERUNNER_REDEPLOY_DRAIN_S * 1000,
+      restarts: {
+        policy: DEFAULT_RESTARTS.policy,
+        backoffMs: config.CODERUNNER_RESTART_BACKOFF_MS,
+        maxExits: config.CODERUNNER_RESTART_MAX_EXITS,
+        windowMs: config.CODERUNNER_RESTART_WINDOW_S * 1000,
+      },
     },
   };
 }

@@ -26,6 +26,8 @@ export interface AppRoutes {
   deployment(id: string): Promise<string | null>;
   /** The app of the project's current deployment (its key: see @coderunner/api's projectKey), or null. */
   project(key: string): Promise<string | null>;
+  /** With no app to send to: seconds until the app is tried again when it is restarting, else null. */
+  restarting?(route: { kind: 'deployment' | 'project'; name: string }): Promise<number | null>;
 }
 
 /**
@@ -98,7 +100,17 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       : { target };
   // Upgraded sockets are no longer the HTTP server's connections: closeAllConnections() leaves them be.
   const upgraded = new Set<Duplex>();
-  const notRunning = (res: http.ServerResponse, route: { kind: string; name: string }) => {
+  const notRunning = async (
+    res: http.ServerResponse,
+    route: { kind: 'deployment' | 'project'; name: string },
+  ) => {
+    const restartIn = await routes.restarting?.(route).catch(() => null);
+    if (res.headersSent || res.destroyed) return;
+    if (restartIn) {
+      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': String(restartIn) });
+      res.end(`the app exited and is restarting; try again in ${restartIn} s\n`);
+      return;
+    }
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '5' });
     res.end(
       route.kind === 'deployment'

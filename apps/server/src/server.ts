@@ -93,6 +93,7 @@ export async function startServer(
       {
         deployment: (id) => runtime!.engine.resolveApp(id),
         project: (key) => runtime!.engine.resolveProject(key),
+        restarting: (route) => runtime!.engine.restartingIn(route),
       },
       { trustProxy: config.TRUST_PROXY },
     );

@@ -178,7 +178,8 @@ require('http').createServer((req, res) => {
       client,
       projectId,
       appFolder({
-        'package.json': JSON.stringify({ scripts: { start: 'node server.js' } }),
+        // Not restarted (restarts: restarts.test.ts): its first exit is final.
+        'coderunner.json': JSON.stringify({ start: 'node server.js', restart: 'never' }),
         'server.js': `require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT, '127.0.0.1', () => {
   setTimeout(() => { console.error('fatal: out of cheese'); process.exit(7); }, 4000);
 });`,

@@ -149,7 +149,7 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
 }
 
 describe('an app that keeps running through a server restart', () => {
-  it('its new output reaches the deployment log again, and its exit fails the deployment', async () => {
+  it('its new output reaches the deployment log again, and its exit fails the deployment (restart: never)', async () => {
     for (const c of children.filter((c) => c.exitCode === null && c.signalCode === null)) {
       c.kill('SIGKILL'); // the previous test's server holds the port
       await new Promise((r) => c.once('exit', r));
@@ -166,7 +166,7 @@ describe('an app that keeps running through a server restart', () => {
       client,
       project.id,
       appFolder({
-        'coderunner.json': JSON.stringify({ start: 'node server.js' }),
+        'coderunner.json': JSON.stringify({ start: 'node server.js', restart: 'never' }),
         'server.js': `require('http').createServer((q, s) => {
   console.log('hit ' + q.url);
   s.end('ok');
@@ -207,4 +207,63 @@ describe('an app that keeps running through a server restart', () => {
     expect(finalLog, finalLog).toMatch(/FAILED: the app exited/);
     await client.deployments.destroy.mutate({ id: d.id });
   });
+});
+
+describe('the restart count across a server restart', () => {
+  it('a new server process counts the exits the old one restarted, from the log, and restarts in the same sandbox itself', async () => {
+    for (const c of children.filter((c) => c.exitCode === null && c.signalCode === null)) {
+      c.kill('SIGKILL'); // the previous test's server holds the port
+      await new Promise((r) => c.once('exit', r));
+    }
+    const first = await startServerProcess();
+    const url = `http://127.0.0.1:${port}/trpc`;
+    const { token } = await createClient({ url }).auth.register.mutate({
+      email: 'counted@example.com',
+      password: 'counted password',
+    });
+    const client = createClient({ url, token });
+    const project = await client.projects.create.mutate({ name: 'counted' });
+    const d = await deployFolder(
+      client,
+      project.id,
+      appFolder({
+        'coderunner.json': JSON.stringify({
+          start: 'node server.js',
+          restartLimit: { exits: 3, withinMinutes: 10 },
+        }),
+        'server.js': `const fs = require('fs');
+fs.appendFileSync('starts.txt', 'x');
+const starts = fs.readFileSync('starts.txt', 'utf8').length;
+require('http').createServer((q, s) => {
+  s.end('starts=' + starts);
+  if (q.url === '/crash') setTimeout(() => process.exit(3), 50);
+}).listen(process.env.PORT, '127.0.0.1');`,
+      }),
+    );
+    const running = await waitForStatus(client, d.id, ['RUNNING', 'FAILED'], 60_000);
+    expect(running.status).toBe('RUNNING');
+    const app = running.publicUrl!;
+    await curl(`${app}crash`);
+    await eventually(async () => (await curl(app)).body === 'starts=2', 20_000, 'the first restart');
+
+    first.kill('SIGTERM'); // the app keeps running; the next process follows it
+    await new Promise((r) => first.once('exit', r));
+    await startServerProcess();
+    await eventually(
+      async () => (await logText(client, d.id)).includes("following the app's output again"),
+      15_000,
+      'the restarted server to follow the app',
+    );
+    // Restarted by the new process in the same sandbox (its file of starts kept): the 2nd restart.
+    await curl(`${app}crash`);
+    await eventually(async () => (await curl(app)).body === 'starts=3', 20_000, 'the second restart');
+    expect(await logText(client, d.id)).toMatch(/the app exited; restarting it in 2 s \(restart 2;/);
+    // The 3rd exit within the window, of which this process saw two: FAILED.
+    await curl(`${app}crash`);
+    const failed = await waitForStatus(client, d.id, ['FAILED'], 20_000);
+    expect(failed.failureReason).toMatch(
+      /^the app exited with code 3: it crashed 3 times in 10 minutes; not restarting/,
+    );
+    await client.deployments.destroy.mutate({ id: d.id });
+  }, 180_000);
 });

@@ -50,6 +50,7 @@ export {
   LogStore,
   type LogStoreOptions,
 } from './deployments/log-store';
+export { DEFAULT_RESTARTS, type RestartDefaults, restartState } from './deployments/restart-policy';
 export {
   createDeploymentRuntime,
   type DeploymentRuntime,

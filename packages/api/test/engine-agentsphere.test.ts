@@ -136,7 +136,7 @@ describe('the engine on AgentSphere (fake)', () => {
     expect(after.appSandboxId).toBeNull();
     // Whichever notices first: the app's process ending, or the reconciler finding the sandbox gone.
     expect((await logs.read(id, null)).map((l) => l.text).join('\n')).toMatch(
-      /FAILED: the (sandbox running the app no longer exists|app was killed by SIG\w+|app exited with code)/,
+      /FAILED: the (sandbox running the app no longer exists|app (was killed by SIG\w+|exited with code \d+|exited),? and the sandbox running it no longer exists)/,
     );
   });
 

@@ -34,9 +34,9 @@ describe('the deployment state machine', () => {
       PENDING: ['PROVISIONING', 'FAILED', 'DESTROYED'],
       PROVISIONING: ['BUILDING', 'PENDING', 'FAILED', 'DESTROYED'],
       BUILDING: ['RUNNING', 'PENDING', 'FAILED', 'DESTROYED'],
-      RUNNING: ['STOPPED', 'PENDING', 'FAILED', 'DESTROYED'],
+      RUNNING: ['STOPPED', 'PENDING', 'BUILDING', 'FAILED', 'DESTROYED'],
       STOPPED: ['PENDING', 'DESTROYED'],
-      FAILED: ['DESTROYED'],
+      FAILED: ['PENDING', 'DESTROYED'],
       DESTROYED: [],
     });
   });

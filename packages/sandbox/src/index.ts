@@ -41,6 +41,9 @@ export {
   MANIFEST_FILE,
   type Manifest,
   parseManifest,
+  RESTART_POLICIES,
+  type RestartLimit,
+  type RestartPolicy,
   RuntimeDetectionError,
   type RuntimeType,
 } from './runtime';

@@ -23,6 +23,19 @@ export interface BuildPlan {
   /** GET this path for readiness (2xx/3xx) instead of a bare TCP connect. */
   healthcheckPath?: string;
   database?: 'postgres';
+  /** When the app is started again after it exits on its own (manifest only; the engine's default otherwise). */
+  restart?: RestartPolicy;
+  /** After this many exits within the window the app is not restarted (manifest only). */
+  restartLimit?: RestartLimit;
+}
+
+/** `on-failure`: restart after a crash (non-zero exit, a signal, out of memory); `always`: after exit 0 too. */
+export type RestartPolicy = 'on-failure' | 'always' | 'never';
+export const RESTART_POLICIES: readonly RestartPolicy[] = ['on-failure', 'always', 'never'];
+
+export interface RestartLimit {
+  exits: number;
+  withinMinutes: number;
 }
 
 /** The project cannot be deployed as it is; the message says why and what to change. */
@@ -73,6 +86,30 @@ const manifestSchema = z.strictObject(
       .optional(),
     database: z
       .literal('postgres', { error: 'database must be "postgres" (the only database offered)' })
+      .optional(),
+    restart: z
+      .enum(RESTART_POLICIES, { error: 'restart must be "on-failure", "always" or "never"' })
+      .optional(),
+    restartLimit: z
+      .strictObject(
+        {
+          exits: z
+            .number({ error: 'restartLimit.exits must be a number' })
+            .int('restartLimit.exits must be a whole number')
+            .min(1, 'restartLimit.exits must be between 1 and 100')
+            .max(100, 'restartLimit.exits must be between 1 and 100'),
+          withinMinutes: z
+            .number({ error: 'restartLimit.withinMinutes must be a number' })
+            .positive('restartLimit.withinMinutes must be more than 0')
+            .max(1440, 'restartLimit.withinMinutes must be at most 1440 (a day)'),
+        },
+        {
+          error: (issue) =>
+            issue.code === 'unrecognized_keys'
+              ? `restartLimit: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: exits, withinMinutes)`
+              : 'restartLimit must be an object like {"exits": 5, "withinMinutes": 10}',
+        },
+      )
       .optional(),
   },
   { error: `${MANIFEST_FILE} must be a JSON object` },
@@ -148,6 +185,8 @@ async function manifestPlan(appDir: string): Promise<BuildPlan> {
     env: manifest.env ?? {},
     healthcheckPath: manifest.healthcheckPath,
     database: manifest.database,
+    restart: manifest.restart,
+    restartLimit: manifest.restartLimit,
   });
 }
 
@@ -156,7 +195,7 @@ export function parseManifest(value: unknown): Manifest {
   const result = manifestSchema.safeParse(value);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
-    if (issue.code === 'unrecognized_keys') {
+    if (issue.code === 'unrecognized_keys' && issue.path.length === 0) {
       return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: ${Object.keys(manifestSchema.shape).join(', ')})`;
     }
     // Messages name their field already, except those about one variable of env.

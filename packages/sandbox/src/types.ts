@@ -45,7 +45,15 @@ export interface StartAppOptions extends Omit<CommandOptions, 'timeoutMs'> {
   /** Port the app must listen on; it also receives it as PORT. */
   port: number;
   /** Called once when the app process exits on its own (not when stopApp/kill ended it). */
-  onExit?: (info: { exitCode: number | null; signal: string | null }) => void;
+  onExit?: (info: AppExit) => void;
+}
+
+/** How an app ended on its own. */
+export interface AppExit {
+  exitCode: number | null;
+  signal: string | null;
+  /** Killed for using more memory than its limit (when the provider can tell). */
+  outOfMemory?: { limitMb: number };
 }
 
 export interface AppHandle {

@@ -84,9 +84,36 @@ describe('detectRuntime: manifest', () => {
     ],
     [{ start: 'x', env: ['A=1'] }, 'coderunner.json: env must be an object of string values'],
     [{ start: 'x', strat: 'y' }, 'coderunner.json: unknown field "strat"'],
+    [
+      { start: 'x', restart: 'sometimes' },
+      'coderunner.json: restart must be "on-failure", "always" or "never"',
+    ],
+    [
+      { start: 'x', restartLimit: { exits: 0, withinMinutes: 10 } },
+      'coderunner.json: restartLimit.exits must be between 1 and 100',
+    ],
+    [
+      { start: 'x', restartLimit: { exits: 3, withinMinutes: 0 } },
+      'coderunner.json: restartLimit.withinMinutes must be more than 0',
+    ],
+    [
+      { start: 'x', restartLimit: { exits: 3, withinMinutes: 10, max: 1 } },
+      'coderunner.json: restartLimit: unknown field "max" (known: exits, withinMinutes)',
+    ],
+    [
+      { start: 'x', restartLimit: 5 },
+      'coderunner.json: restartLimit must be an object like {"exits": 5, "withinMinutes": 10}',
+    ],
     [[], 'coderunner.json must be a JSON object'],
   ])('refuses %j with a clear message', async (fields, message) => {
     expect(await detectError(manifest(fields))).toContain(message);
+  });
+
+  it('takes a restart policy and its limit', async () => {
+    const plan = await detectRuntime(
+      manifest({ start: 'x', restart: 'always', restartLimit: { exits: 3, withinMinutes: 1.5 } }),
+    );
+    expect(plan).toMatchObject({ restart: 'always', restartLimit: { exits: 3, withinMinutes: 1.5 } });
   });
 
   it('names bad env variable names', async () => {

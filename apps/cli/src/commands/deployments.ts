@@ -228,7 +228,7 @@ export function registerDeploymentCommands(program: Command): void {
     deployments
       .command('start')
       .description(
-        'start a stopped deployment again from its stored source (queued; follow it with `coderunner logs <deployment> --follow`)',
+        'start a stopped or failed deployment again from its stored source, its restart count afresh (queued; follow it with `coderunner logs <deployment> --follow`)',
       )
       .argument('<deployment>', DEPLOYMENT_ARG),
     ['coderunner deployments start 3f0c2a1b', 'coderunner deployments start 3f0c && coderunner logs 3f0c -f'],

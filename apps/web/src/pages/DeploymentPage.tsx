@@ -123,9 +123,10 @@ export function DeploymentPage({ id }: { id: string }) {
               onConfirm={() => stop.mutate({ id })}
             />
           )}
-          {d.status === 'STOPPED' && (
+          {/* FAILED too: built again from its source, its restart count afresh. */}
+          {(d.status === 'STOPPED' || d.status === 'FAILED') && (
             <button type="button" onClick={() => start.mutate({ id })} disabled={start.isPending}>
-              {start.isPending ? 'Starting…' : 'Start'}
+              {start.isPending ? 'Starting…' : d.status === 'FAILED' ? 'Start again' : 'Start'}
             </button>
           )}
           <ConfirmButton

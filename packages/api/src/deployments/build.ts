@@ -24,9 +24,10 @@ import {
   systemLog,
 } from './context';
 import { databaseRefusal } from './database-hooks';
-import { outputDetails } from './failure-details';
+import { notReadyReason, outputDetails } from './failure-details';
 import { setFields, transition } from './lifecycle';
 import type { Releases } from './releases';
+import { DEFAULT_RESTARTS, restartPolicyOf } from './restart-policy';
 import type { DeploymentRow } from './row';
 import { readFilesForUpload } from './source-store';
 import type { AppSupervisor } from './supervision';
@@ -128,13 +129,22 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
 
     checkpoint();
     systemLog(opts, id, `starting: ${plan.start} (PORT=${port})`);
-    const app = await ctx.apps.start(id, sandbox, plan.start, port, appEnv);
+    const app = await ctx.apps.start(id, sandbox, {
+      command: plan.start,
+      port,
+      envs: appEnv,
+      healthcheckPath: plan.healthcheckPath,
+      policy: restartPolicyOf(plan, opts.restarts ?? DEFAULT_RESTARTS),
+    });
     await sandbox
       .waitUntilReady(app, { healthcheckPath: plan.healthcheckPath, timeoutMs: opts.startTimeoutMs, signal })
       .catch(async (e: Error) => {
         if (signal.aborted) throw new LostRace();
         // What the app printed says why (a crash, or where it listened instead).
-        throw new DeploymentFailure(e.message, await outputDetails(opts.logs, id, 'app'));
+        throw new DeploymentFailure(
+          await notReadyReason(opts.logs, id, port, e.message),
+          await outputDetails(opts.logs, id, 'app'),
+        );
       });
 
     const publicUrl = opts.publicUrlFor(id, sandbox, port);

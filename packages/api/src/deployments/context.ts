@@ -3,6 +3,7 @@ import type { BuildPlan, Sandbox, SandboxProvider } from '@coderunner/sandbox';
 import { transition } from './lifecycle';
 import type { LogEvent } from './log-events';
 import type { LogStore } from './log-store';
+import type { RestartDefaults } from './restart-policy';
 import type { SourceStore } from './source-store';
 
 export interface EngineLogger {
@@ -94,6 +95,8 @@ export interface EngineOptions {
   /** A project's build time limit and cache cap; unset: the install and build timeouts, a 1 GB cache. */
   buildPolicy?: (projectId: string) => Promise<BuildPolicy>;
   logger: EngineLogger;
+  /** When apps that exit on their own are started again (default: DEFAULT_RESTARTS in restart-policy.ts). */
+  restarts?: RestartDefaults;
   /** URL for a dedicated LISTEN connection (not from the pool) that wakes the workers; unset: poll only. */
   listenUrl?: string;
 }

@@ -12,6 +12,7 @@ import { type EngineOptions, systemEvent } from './context';
 import { transition } from './lifecycle';
 import { Reconciler } from './reconciler';
 import { Releases } from './releases';
+import { restartState } from './restart-policy';
 import type { DeploymentRow } from './row';
 import { AppSupervisor } from './supervision';
 import { Worker } from './worker';
@@ -32,7 +33,13 @@ export class DeploymentEngine {
     this.apps = new AppSupervisor(opts, isBuilding);
     this.releases = new Releases(opts, this.apps, (row) => this.stopDeployment(row));
     this.worker = new Worker(opts, this.apps, this.releases);
-    this.reconciler = new Reconciler(opts, this.apps, this.releases, isBuilding);
+    // A BUILDING row is this process's while it builds it or restarts its app.
+    this.reconciler = new Reconciler(
+      opts,
+      this.apps,
+      this.releases,
+      (id) => isBuilding(id) || this.apps.isRestarting(id),
+    );
   }
 
   get provider(): SandboxProvider {
@@ -55,6 +62,7 @@ export class DeploymentEngine {
     this.started = false;
     clearInterval(this.timer);
     this.releases.close();
+    this.apps.close();
     await this.worker.stop();
   }
 
@@ -83,6 +91,23 @@ export class DeploymentEngine {
   /** Where the local proxy should send a request for this deployment's public URL. */
   resolveApp(id: string): Promise<string | null> {
     return this.apps.resolve(id);
+  }
+
+  /**
+   * Whether the app behind a deployment's or a project's URL (`key`) is being restarted after it
+   * exited, and in how many seconds it is tried again (for the proxy's 503 and Retry-After); null: not.
+   */
+  async restartingIn(route: { kind: 'deployment' | 'project'; name: string }): Promise<number | null> {
+    const { sequelize, logs } = this.opts;
+    let id: string | null = route.name;
+    if (route.kind === 'project') {
+      const projectId = await this.releases.projectOfKey(route.name);
+      id = projectId ? await deployments.newestBuildingOf(sequelize, projectId) : null;
+    } else if ((await deployments.statusOf(sequelize, route.name))?.status !== 'BUILDING') id = null;
+    if (!id) return null;
+    const { pending } = await restartState(logs, id, Number.POSITIVE_INFINITY);
+    if (!pending) return null;
+    return Math.max(1, Math.ceil((pending.at.getTime() + pending.delayMs - Date.now()) / 1000));
   }
 
   /** The project's stable URL (its slug remembered by id and name: projects.list asks for a page of them per call). */

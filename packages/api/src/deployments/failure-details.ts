@@ -61,3 +61,49 @@ export async function outputDetails(logs: LogStore, id: string, source: 'build' 
   const lines = await logs.read(id, null, 300).catch(() => []);
   return stepDetails(lines, source);
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes are control characters
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
+/** Where servers say they listen: "http://localhost:5173/", "0.0.0.0:8000", "listening on port 3000". */
+const LISTEN_MENTIONS = [
+  /(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1?\]|\[::ffff:127\.0\.0\.1\]):(\d{2,5})\b/g,
+  /\b(?:listening|listens|running|started|serving|server)\b[^\n]{0,40}?\bport\s*:?\s*(\d{2,5})\b/gi,
+];
+
+/** The last port other than `port` that the app's output says it listens on, if any. */
+export function portListenedOn(lines: readonly string[], port: number): number | null {
+  let found: number | null = null;
+  for (const raw of lines) {
+    const line = raw.replace(ANSI, '');
+    for (const re of LISTEN_MENTIONS) {
+      for (const m of line.matchAll(re)) {
+        const n = Number(m[1]);
+        if (n !== port && n > 0 && n < 65536) found = n;
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * Why a started app was not ready: the readiness message, or, when it never listened on its port
+ * but its output says it listens on another, that (a dev server on its own port is the usual case).
+ */
+export async function notReadyReason(
+  logs: LogStore,
+  id: string,
+  port: number,
+  message: string,
+): Promise<string> {
+  if (!/did not listen on port/.test(message)) return message;
+  const lines = await logs.read(id, null, 300).catch(() => []);
+  let start = lines.length;
+  while (start > 0 && lines[start - 1]!.source !== 'system') start--;
+  const other = portListenedOn(
+    lines.slice(start).map((l) => l.text),
+    port,
+  );
+  return other === null
+    ? message
+    : `listened on ${other}, not on $PORT (${port}): make it listen on the PORT variable`;
+}

@@ -18,17 +18,18 @@ export {
 
 /**
  * Allowed transitions: the deployment lifecycle, whole (this table is its one statement). `start`
- * re-queues a STOPPED deployment as PENDING so that whichever worker is free rebuilds it from its
- * stored source; the reconciler also sends a deployment back to PENDING when its worker died or its
- * local app vanished with a host reboot.
+ * re-queues a STOPPED or FAILED deployment as PENDING so that whichever worker is free rebuilds it
+ * from its stored source; the reconciler also sends a deployment back to PENDING when its worker
+ * died or its local app vanished with a host reboot. RUNNING → BUILDING: its app exited and is being
+ * started again in its sandbox (supervision.ts), RUNNING again once it answers.
  */
 export const TRANSITIONS: Record<DeploymentStatus, readonly DeploymentStatus[]> = {
   PENDING: ['PROVISIONING', 'FAILED', 'DESTROYED'],
   PROVISIONING: ['BUILDING', 'PENDING', 'FAILED', 'DESTROYED'],
   BUILDING: ['RUNNING', 'PENDING', 'FAILED', 'DESTROYED'],
-  RUNNING: ['STOPPED', 'PENDING', 'FAILED', 'DESTROYED'],
+  RUNNING: ['STOPPED', 'PENDING', 'BUILDING', 'FAILED', 'DESTROYED'],
   STOPPED: ['PENDING', 'DESTROYED'],
-  FAILED: ['DESTROYED'],
+  FAILED: ['PENDING', 'DESTROYED'],
   DESTROYED: [],
 };
 

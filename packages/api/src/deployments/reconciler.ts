@@ -29,8 +29,8 @@ export const rebuildLine = (retry: number, of: number) =>
  * How many times the current series of builds of `id` was interrupted by a dead worker, read from
  * the deployment's log (shared by every replica through the data folder, and kept across restarts),
  * so "retried once" means once, whichever process noticed. Each retry's `retry` event carries its
- * number, so only the newest one is needed, however much output came after it; a `queued` or
- * `running` event starts a new series. `null` when the bounded log no
+ * number, so only the newest one is needed, however much output came after it; a `queued`, `start`
+ * or `running` event starts a new series. `null` when the bounded log no
  * longer reaches back to the series' start or to a retry (more output than it keeps): unknown.
  */
 export async function buildInterruptions(opts: EngineOptions, id: string): Promise<number | null> {
@@ -38,7 +38,7 @@ export async function buildInterruptions(opts: EngineOptions, id: string): Promi
   for (let i = lines.length - 1; i >= 0; i--) {
     const event = lines[i]!.event;
     if (event?.type === 'retry') return event.n;
-    if (event?.type === 'queued' || event?.type === 'running') return 0;
+    if (event?.type === 'queued' || event?.type === 'start' || event?.type === 'running') return 0;
   }
   return lines.length && lines[0]!.id > 1 ? null : 0;
 }
@@ -110,7 +110,7 @@ export class Reconciler {
         sandbox = undefined; // a cached connect that turned out gone: the sandbox, not just the app
       }
       // An app whose exit handler is ours reports its own end, with its exit code: leave it to that.
-      if (!alive && sandbox && this.apps.watches(row.id, sandbox.id)) continue;
+      if (!alive && this.apps.watches(row.id, sandbox?.id ?? row.appSandboxId)) continue;
       if (alive) {
         // Cloud sandboxes expire without it; an app this process runs is kept alive by its keeper already.
         const timeoutMs = provider.sandboxTimeoutMs;

@@ -55,7 +55,7 @@ export class Releases {
     return id;
   }
 
-  private async projectOfKey(key: string): Promise<string | null> {
+  async projectOfKey(key: string): Promise<string | null> {
     const known = this.projects.get(key);
     if (known) return known.id;
     const ids = await projects.idsWithKey(this.opts.sequelize, key);

@@ -91,6 +91,7 @@ export interface RuntimeConfig {
       | 'reconcileIntervalMs'
       | 'orphanGraceMs'
       | 'redeployDrainMs'
+      | 'restarts'
     >
   >;
 }

@@ -104,7 +104,10 @@ export class DeploymentService {
     return row;
   }
 
-  /** STOPPED → PENDING: rebuilt from the stored source by whichever worker is free. */
+  /**
+   * STOPPED or FAILED → PENDING: rebuilt from the stored source by whichever worker is free, with its
+   * environment snapshot and the project's database. Its restart count starts over (a `start` event).
+   */
   async start(userId: string, row: DeploymentRow): Promise<DeploymentRow> {
     if (!this.sources.exists(row.id))
       throw conflict('the stored source of this deployment is gone; deploy again');
@@ -116,11 +119,30 @@ export class DeploymentService {
         throw conflict(
           `deployment ${newer.id} is newer and running; to serve this version again, roll back to it (coderunner rollback ${row.id})`,
         );
-      const pending = await transition(this.deps.sequelize, row.id, ['STOPPED'], 'PENDING', {}, transaction);
-      if (!pending) throw conflict(`only a STOPPED deployment can be started; this one is ${row.status}`);
+      const pending = await transition(
+        this.deps.sequelize,
+        row.id,
+        ['STOPPED', 'FAILED'],
+        'PENDING',
+        { appSandboxId: null },
+        transaction,
+      );
+      if (!pending) {
+        const now = await deployments.statusOf(this.deps.sequelize, row.id);
+        throw conflict(
+          `only a STOPPED or FAILED deployment can be started; this one is ${now?.status ?? row.status}`,
+        );
+      }
       return pending;
     });
-    this.logs.append(row.id, 'system', 'info', 'starting again from the stored source', { type: 'queued' });
+    // `start` (not `queued`): also where the restart policy's count starts over.
+    this.logs.append(
+      row.id,
+      'system',
+      'info',
+      `starting again from the stored source (it was ${row.status}); restarts are counted afresh`,
+      { type: 'start' },
+    );
     this.engine.poke();
     return moved;
   }

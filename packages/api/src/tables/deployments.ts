@@ -293,6 +293,16 @@ export async function currentOf(
   return row?.id ?? null;
 }
 
+/** The project's newest deployment whose app is being (re)started (BUILDING), or null. */
+export async function newestBuildingOf(sequelize: Sequelize, projectId: string): Promise<string | null> {
+  const [row] = await sequelize.query<{ id: string }>(
+    `SELECT id FROM deployments WHERE project_id = :projectId AND status = 'BUILDING'
+     ORDER BY created_at DESC, id DESC LIMIT 1`,
+    { type: QueryTypes.SELECT, replacements: { projectId } },
+  );
+  return row?.id ?? null;
+}
+
 /** A RUNNING deployment of the project newer than deployment `id`, if any. */
 export async function newerRunning(
   sequelize: Sequelize,

@@ -198,6 +198,27 @@ export function listensInside(pid: number, port: number, netns: string): boolean
   return false;
 }
 
+/** The TCP ports something listens on in namespace `netns`, seen through process `pid` (as listensInside). */
+export function portsListeningInside(pid: number, netns: string): number[] {
+  if (!inNamespace(pid, netns)) return [];
+  const ports = new Set<number>();
+  for (const file of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${pid}/net/${file}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[3] !== '0A') continue; // LISTEN
+      const port = Number.parseInt((fields[1] ?? '').split(':')[1] ?? '', 16);
+      if (port > 0) ports.add(port);
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
 /** TCP sockets in use in the namespace of `pid` (IPv4 and IPv6 counters; a listen adds one). */
 function tcpInUse(pid: number): string | null {
   try {

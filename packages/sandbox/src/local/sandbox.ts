@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { waitForApp } from '../readiness';
+import { AppNotReadyError, waitForApp } from '../readiness';
 import {
   type AppHandle,
   type BuildCache,
@@ -56,6 +56,7 @@ import {
   netnsPath,
   networkSpec,
   type PastaProcess,
+  portsListeningInside,
   startPasta,
   stopPasta,
 } from './network';
@@ -547,18 +548,23 @@ export class LocalSandbox implements Sandbox {
     app.ended = exit
       .then(async ({ code, signal }) => {
         app.exited = true;
+        let outOfMemory: { limitMb: number } | undefined;
         // Leftovers of its group would hold its port; its last output reaches the callbacks before onExit.
         if (this.iso) {
           watch?.stop();
           await this.endLeaf('app');
           await this.releaseInbound();
-          if (before) await this.appendAppLines(this.limitLines(before));
+          if (before) {
+            if (this.limitCounters().oom > before.oom) outOfMemory = { limitMb: this.iso.limits.memoryMb };
+            await this.appendAppLines(this.limitLines(before));
+          }
         } else {
           await terminate({ groups: [pid] }, this.config.killGraceMs);
         }
         await Promise.all(followers.map((f) => f.stop()));
         updateRecord(this.paths.root, (r) => (r.app?.pid === pid ? { ...r, app: null } : r));
-        if (!app.stopping && !this.state.killed) safeCall(() => opts.onExit?.({ exitCode: code, signal }));
+        if (!app.stopping && !this.state.killed)
+          safeCall(() => opts.onExit?.({ exitCode: code, signal, ...(outOfMemory && { outOfMemory }) }));
       })
       .catch(() => {});
     // The server may exit while the app runs on.
@@ -620,6 +626,7 @@ export class LocalSandbox implements Sandbox {
     const recorded = readRecord(this.paths.root)?.app;
     if (!recorded || !isRunning(recorded)) return false;
     this.stopKeeper(); // the followers keep the files bounded now
+    const counters = this.iso ? this.limitCounters() : undefined;
     const budget = new OutputBudget(this.config.outputRate);
     const followers = [
       new LogFollower(this.paths.appStdout, this.config.logMaxBytes, opts.onStdout, budget),
@@ -641,7 +648,9 @@ export class LocalSandbox implements Sandbox {
       adopted.unwatch?.();
       ended = (async () => {
         // Not our child: its exit status is not ours to read. Leftovers of its group would hold its port.
+        let outOfMemory: { limitMb: number } | undefined;
         if (this.iso) {
+          if (this.limitCounters().oom > counters!.oom) outOfMemory = { limitMb: this.iso.limits.memoryMb };
           await this.endLeaf('app');
           await this.releaseInbound();
         } else {
@@ -651,14 +660,16 @@ export class LocalSandbox implements Sandbox {
         updateRecord(this.paths.root, (r) => (r.app?.pid === recorded.pid ? { ...r, app: null } : r));
         if (this.state.adopted === adopted) this.state.adopted = undefined;
         if (!adopted.stopping && !this.state.killed)
-          safeCall(() => opts.onExit?.({ exitCode: null, signal: null }));
+          safeCall(() =>
+            opts.onExit?.({ exitCode: null, signal: null, ...(outOfMemory && { outOfMemory }) }),
+          );
       })().catch(() => {});
       return ended;
     };
     adopted.check = check;
     this.state.adopted = adopted;
     // After a restart, the limit counters are read from now on (earlier hits were reported already).
-    const watch = this.iso ? this.watchApp(this.limitCounters()) : undefined;
+    const watch = this.iso && counters ? this.watchApp(counters) : undefined;
     adopted.unwatch = () => watch?.stop();
     return true;
   }
@@ -710,6 +721,19 @@ export class LocalSandbox implements Sandbox {
             listenIntervalMs: LISTEN_POLL_MS,
           }
         : {}),
+    }).catch((err: unknown) => {
+      // Isolated: its namespace's socket table says where it listens instead (a dev server's own port).
+      if (!(err instanceof AppNotReadyError) || !iso || pid === undefined) throw err;
+      if (!/did not listen on port/.test(err.message)) throw err;
+      // Ports the network helper forwards out of the namespace (the database's) listen there too.
+      const spec = readRecord(this.paths.root)?.isolation?.outbound?.spec ?? '';
+      const helper = new Set((/^out:([\d,]*)/.exec(spec)?.[1] ?? '').split(',').filter(Boolean).map(Number));
+      const listening = portsListeningInside(pid, iso.record.netns).filter((p) => !helper.has(p));
+      const other = listening.filter((p) => p !== app.port);
+      if (!other.length || listening.includes(app.port)) throw err;
+      throw new AppNotReadyError(
+        `listened on ${other.join(', ')}, not on $PORT (${app.port}): make it listen on the PORT variable`,
+      );
     });
     // What the app printed until now (e.g. "listening on …") reaches onStdout/onStderr before its
     // readiness is reported, rather than at the followers' next poll.
