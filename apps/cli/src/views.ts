@@ -7,7 +7,32 @@ import type { RouterOutputs } from '@coderunner/api';
 import type { LogEvent } from '@coderunner/api/client';
 
 export type User = RouterOutputs['auth']['me'];
-export type Project = RouterOutputs['projects']['get'];
+export type Project = RouterOutputs['projects']['list']['items'][number];
+/** `projects.get`: a project with its database. */
+export type ProjectDetail = RouterOutputs['projects']['get'];
+export type ProjectDatabase = NonNullable<ProjectDetail['database']>;
+
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
+
+/** `own PostgreSQL, 12.3 MB of 1024 MB (256 MB memory, 0.5 CPU) · last backup … (release), 3 kept` */
+export function databaseText(db: ProjectDatabase): string {
+  const where =
+    db.kind === 'own'
+      ? 'its own PostgreSQL'
+      : db.kind === 'shared'
+        ? 'PostgreSQL on the shared cluster (no backups)'
+        : 'PostgreSQL in a cloud sandbox';
+  const size =
+    db.sizeBytes === null ? '' : `, ${mb(db.sizeBytes)}${db.limits ? ` of ${db.limits.diskMb} MB` : ''}`;
+  const limits = db.limits ? ` (${db.limits.memoryMb} MB memory, ${db.limits.cpus} CPU)` : '';
+  const backup =
+    db.kind !== 'own'
+      ? ''
+      : db.lastBackup
+        ? ` · last backup ${db.lastBackup.createdAt.toISOString().replace(/\.\d+Z$/, 'Z')} (${db.lastBackup.reason}, ${mb(db.lastBackup.sizeBytes)}), ${db.backups} kept`
+        : ' · no backup yet';
+  return `${where}${size}${limits}${backup}`;
+}
 
 export interface UserJson {
   id: string;

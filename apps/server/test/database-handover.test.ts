@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { sweepDeletedProjects } from '@coderunner/api';
 import type { CodeRunnerClient } from '@coderunner/api/client';
 import { freePort } from '@coderunner/db/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,10 +135,29 @@ describe("a project's database across releases", () => {
     const folder = path.join(ctx.dataDir, 'databases', rows[0]!.db);
     expect(fs.existsSync(folder)).toBe(true);
     expect(await listening(creds.port)).toBe(true);
-    // The project's own cluster goes with it: stopped, its folder removed.
+    // projects.get says where the database is, how big, its limits (the team plan's) and backups.
+    const shown = (await client.projects.get.query({ id: project })).database!;
+    expect(shown).toMatchObject({
+      kind: 'own',
+      deploymentId: next.id,
+      limits: { memoryMb: 1024, cpus: 1, diskMb: 4096 },
+    });
+    expect(shown.sizeBytes).toBeGreaterThan(1024 * 1024);
+    expect(shown.lastBackup?.reason).toBe('release'); // the second deploy took it over
+    // The project's own cluster goes with it: stopped, its folder removed; a last backup is kept.
     await client.projects.delete.mutate({ id: project });
     expect(fs.existsSync(folder)).toBe(false);
     expect(await listening(creds.port)).toBe(false);
+    const backups = ctx.server.deps.databaseBackups!;
+    expect(backups.list(project)[0]?.reason).toBe('before-delete');
+    const log = { info() {}, warn() {}, debug() {}, error() {} };
+    const { sequelize } = ctx.server.deps;
+    // Kept for 7 days after the deletion (its newest backup), then swept; a live project's never.
+    expect(await sweepDeletedProjects(backups, sequelize, log, Date.now() + 6 * 86_400_000)).toEqual([]);
+    expect(await sweepDeletedProjects(backups, sequelize, log, Date.now() + 8 * 86_400_000)).toEqual([
+      project,
+    ]);
+    expect(backups.list(project)).toEqual([]);
   }, 900_000);
 
   it('two deployments of one project built at once get one database', async () => {

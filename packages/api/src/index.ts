@@ -53,9 +53,11 @@ export {
 export { DEFAULT_RESTARTS, type RestartDefaults, restartState } from './deployments/restart-policy';
 export {
   createDeploymentRuntime,
+  DELETED_PROJECT_BACKUPS_DAYS,
   type DeploymentRuntime,
   publicUrlFor,
   type RuntimeConfig,
+  sweepDeletedProjects,
 } from './deployments/runtime';
 export { DeploymentService } from './deployments/service';
 export {

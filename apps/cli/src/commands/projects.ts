@@ -4,7 +4,7 @@ import { handler } from '../context';
 import { cell, printable, shortDate } from '../output';
 import { confirmOrRefuse } from '../prompt';
 import { allProjects, resolveProject } from '../resolve';
-import { type Project, projectJson } from '../views';
+import { databaseText, type Project, projectJson } from '../views';
 import { examples } from './help';
 
 function positiveInt(value: string): number {
@@ -81,9 +81,10 @@ export function registerProjectCommands(program: Command): void {
     ['coderunner projects show web', 'coderunner projects show 3f0c…-uuid --json'],
   ).action(
     handler(async (ctx, [ref]) => {
-      const project = await resolveProject(ctx.client(), ref!);
+      const client = ctx.client();
+      const project = await client.projects.get.query({ id: (await resolveProject(client, ref!)).id });
       if (ctx.json) {
-        ctx.out.printJson(projectJson(project));
+        ctx.out.printJson({ ...projectJson(project), database: project.database });
         return;
       }
       ctx.out.fields([
@@ -97,6 +98,7 @@ export function registerProjectCommands(program: Command): void {
             ? `deployment ${project.currentDeploymentId}`
             : '- (no deployment is running: the URL answers 503)',
         ],
+        ['database', project.database ? databaseText(project.database) : '-'],
         ['created', shortDate(project.createdAt)],
         ['updated', shortDate(project.updatedAt)],
       ]);
@@ -131,11 +133,16 @@ export function registerProjectCommands(program: Command): void {
   ).action(
     handler<{ yes?: boolean }>(async (ctx, [ref], opts) => {
       const client = ctx.client();
-      const project = await resolveProject(client, ref!);
+      const project = await client.projects.get.query({ id: (await resolveProject(client, ref!)).id });
+      const db = project.database;
+      // The database is what a deletion loses for good: name it, with its size.
+      const withDatabase = db
+        ? `, including its database (${databaseText(db)})${db.kind === 'own' ? '; a last backup is kept for 7 days, for the operator' : ''}`
+        : '';
       await confirmOrRefuse({
         yes: opts.yes,
         refused: `not deleting project "${printable(project.name)}"`,
-        question: `Delete project ${printable(project.name)} (${project.id}) and everything in it?`,
+        question: `Delete project ${printable(project.name)} (${project.id}) and everything in it${withDatabase}?`,
         declined: 'not deleted',
       });
       await client.projects.delete.mutate({ id: project.id });

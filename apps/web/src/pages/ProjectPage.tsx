@@ -1,3 +1,4 @@
+import type { RouterOutputs } from '@coderunner/api/client';
 import { isCodeRunnerError } from '@coderunner/api/client';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useEffect, useId, useState } from 'react';
@@ -44,9 +45,72 @@ export function ProjectPage({ id }: { id: string }) {
       {p.description && <p>{p.description}</p>}
       <ProjectSettings project={p} />
       <ProjectUrl project={p} />
+      <ProjectDatabase database={p.database} />
       <DeployForm projectId={p.id} />
       <EnvVars projectId={p.id} currentDeploymentId={p.currentDeploymentId} />
       <Deployments projectId={p.id} currentDeploymentId={p.currentDeploymentId} />
+    </section>
+  );
+}
+
+type Database = NonNullable<RouterOutputs['projects']['get']['database']>;
+
+const megabytes = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
+
+/** What the project's database is, for the page and the delete question. */
+function databaseSummary(db: Database): string {
+  const where =
+    db.kind === 'own'
+      ? 'its own PostgreSQL'
+      : db.kind === 'shared'
+        ? 'a PostgreSQL database on the shared cluster'
+        : 'a PostgreSQL sandbox';
+  return db.sizeBytes === null ? where : `${where}, ${megabytes(db.sizeBytes)}`;
+}
+
+/** The project's database: where it runs, its size against its cap, its limits and newest backup. */
+function ProjectDatabase({ database }: { database: Database | null }) {
+  const id = useId();
+  if (!database) return null;
+  return (
+    <section className="card project-database" aria-labelledby={`${id}-title`}>
+      <h2 id={`${id}-title`}>Database</h2>
+      <p>
+        {database.kind === 'own'
+          ? "A PostgreSQL of the project's own, kept across releases: every deploy, redeploy and rollback uses the same data."
+          : database.kind === 'shared'
+            ? 'A database on the shared PostgreSQL cluster (made by an earlier release): kept across releases, without backups.'
+            : 'A PostgreSQL sandbox of the cloud provider, kept across releases.'}
+      </p>
+      <dl className="facts">
+        {database.sizeBytes !== null && (
+          <>
+            <dt>Size</dt>
+            <dd>
+              {megabytes(database.sizeBytes)}
+              {database.limits && ` of ${database.limits.diskMb} MB`}
+            </dd>
+          </>
+        )}
+        {database.limits && (
+          <>
+            <dt>Limits</dt>
+            <dd>
+              {database.limits.memoryMb} MB memory, {database.limits.cpus} CPU
+            </dd>
+          </>
+        )}
+        {database.kind === 'own' && (
+          <>
+            <dt>Last backup</dt>
+            <dd>
+              {database.lastBackup
+                ? `${database.lastBackup.createdAt.toLocaleString()} (${database.lastBackup.reason}, ${megabytes(database.lastBackup.sizeBytes)}); ${database.backups} kept`
+                : 'none yet (one is taken before each release, daily, and with coderunner db backup)'}
+            </dd>
+          </>
+        )}
+      </dl>
     </section>
   );
 }
@@ -141,7 +205,11 @@ function Deployments({
   );
 }
 
-function ProjectSettings({ project }: { project: { id: string; name: string; description: string | null } }) {
+function ProjectSettings({
+  project,
+}: {
+  project: { id: string; name: string; description: string | null; database: Database | null };
+}) {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const id = useId();
@@ -178,7 +246,11 @@ function ProjectSettings({ project }: { project: { id: string; name: string; des
         <ConfirmButton
           label="Delete project"
           confirmLabel="Delete it for good"
-          question={`Delete ${project.name} and all its deployments? This cannot be undone.`}
+          question={`Delete ${project.name} and all its deployments${
+            project.database
+              ? `, including its database (${databaseSummary(project.database)})${project.database.kind === 'own' ? '; a last backup is kept for 7 days, for the operator' : ''}`
+              : ''
+          }? This cannot be undone.`}
           danger
           pending={remove.isPending}
           onConfirm={() => remove.mutate({ id: project.id })}

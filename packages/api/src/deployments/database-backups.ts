@@ -30,7 +30,14 @@ export interface BackupTarget {
 /** The project's cluster, or undefined when the project has no database. */
 export type ClusterOf = (projectId: string) => Promise<BackupTarget | undefined>;
 
-export const BACKUP_REASONS = ['manual', 'release', 'daily', 'before-restore', 'before-reset'] as const;
+export const BACKUP_REASONS = [
+  'manual',
+  'release',
+  'daily',
+  'before-restore',
+  'before-reset',
+  'before-delete',
+] as const;
 export type BackupReason = (typeof BACKUP_REASONS)[number];
 
 export const DEFAULT_BACKUPS_KEPT: Record<PlanType, number> = { free: 3, personal: 7, team: 30 };
@@ -112,6 +119,20 @@ export class DatabaseBackups {
   /** Where project `projectId`'s backups are. */
   folderOf(projectId: string): string {
     return path.join(this.root, projectId);
+  }
+
+  /** Projects that have a backup folder (deleted ones included, until `removeAll`). */
+  projectIds(): string[] {
+    try {
+      return fs.readdirSync(this.root).filter((name) => /^[0-9a-f-]{36}$/.test(name));
+    } catch {
+      return [];
+    }
+  }
+
+  /** Deletes every backup of a project (one deleted long enough ago). */
+  removeAll(projectId: string): void {
+    fs.rmSync(this.folderOf(projectId), { recursive: true, force: true });
   }
 
   list(projectId: string): DatabaseBackup[] {

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createListener, type Sequelize } from '@coderunner/db';
+import { createListener, QueryTypes, type Sequelize } from '@coderunner/db';
 import {
   APPS_ADDRESS,
   agentSphereConfigFromEnv,
@@ -521,6 +521,38 @@ export function createDeploymentRuntime(opts: {
   };
 }
 
+/** How long the backups of a deleted project's database are kept (for the operator: the API no longer shows them). */
+export const DELETED_PROJECT_BACKUPS_DAYS = 7;
+
+/** Removes the backups of projects deleted more than DELETED_PROJECT_BACKUPS_DAYS ago (by their newest backup). */
+export async function sweepDeletedProjects(
+  backups: DatabaseBackups,
+  sequelize: Sequelize,
+  logger: EngineLogger,
+  now = Date.now(),
+): Promise<string[]> {
+  const ids = backups.projectIds();
+  if (!ids.length) return [];
+  const alive = new Set(
+    (
+      await sequelize.query<{ id: string }>('SELECT id FROM projects WHERE id = ANY(:ids::uuid[])', {
+        type: QueryTypes.SELECT,
+        replacements: { ids: `{${ids.join(',')}}` },
+      })
+    ).map((r) => r.id),
+  );
+  const removed: string[] = [];
+  for (const id of ids) {
+    if (alive.has(id)) continue;
+    const newest = backups.list(id)[0];
+    if (newest && now - newest.createdAt.getTime() < DELETED_PROJECT_BACKUPS_DAYS * DAY_MS) continue;
+    backups.removeAll(id);
+    removed.push(id);
+    logger.info({ projectId: id }, "the backups of a deleted project's database were removed");
+  }
+  return removed;
+}
+
 /** How often the server looks for project databases whose newest backup is a day old. */
 const DAILY_CHECK_MS = 60 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -534,6 +566,7 @@ function dailyBackups(backups: DatabaseBackups, sequelize: Sequelize, logger: En
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   const check = async () => {
+    await sweepDeletedProjects(backups, sequelize, logger);
     for (const projectId of await deployments.projectsWithLiveDatabase(sequelize)) {
       if (!timer) return; // stopping
       const newest = backups.list(projectId)[0];

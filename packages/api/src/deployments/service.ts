@@ -225,7 +225,9 @@ export class DeploymentService {
     const { sequelize } = this.deps;
     for (;;) {
       for (const row of await deployments.liveOfProject(sequelize, projectId)) await this.destroy(row);
-      // The project's database outlives its deployments, not the project.
+      // The project's database outlives its deployments, not the project: a last backup of it is
+      // kept for DELETED_PROJECT_BACKUPS_DAYS (for the operator: the project is gone from the API).
+      await this.backupBeforeDelete(projectId);
       await this.engine.dropProjectDatabases(projectId);
       const outcome = await sequelize.transaction(async (transaction) => {
         if (!(await projects.lockOwned(sequelize, projectId, userId, transaction))) return 'gone';
@@ -244,6 +246,16 @@ export class DeploymentService {
    * Empties the project's database (a new, empty one with the same credentials); the deployment the
    * project URL serves is built again on it. There is no backup to come back to.
    */
+  private async backupBeforeDelete(projectId: string): Promise<void> {
+    if (!this.deps.backups) return;
+    try {
+      await this.deps.backups.backup(projectId, 'before-delete');
+    } catch (err) {
+      // A database that cannot be backed up (its cluster broken) does not keep its project alive.
+      if (!(err instanceof DatabaseBackupError && err.code === 'NO_DATABASE')) this.deps.logError?.(err, {});
+    }
+  }
+
   /** The project's database with its newest backup, or null when it has none. */
   async database(projectId: string): Promise<ProjectDatabaseDto | null> {
     const db = await this.deps.databaseOf?.(projectId);
