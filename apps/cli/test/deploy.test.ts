@@ -509,7 +509,17 @@ describe("the project's database", () => {
 
     const reset = await cli(['db', 'reset', 'data', '--yes', '--json']);
     expect(reset.code, reset.stderr).toBe(0);
-    expect(reset.json()).toMatchObject({ reset: true });
+    expect(reset.json()).toMatchObject({ reset: true, backupId: expect.stringMatching(/-before-reset$/) });
+
+    // projects show: where the database runs, its size against its cap, limits, newest backup.
+    const shown = await cli(['projects', 'show', 'data']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(
+      /database +its own PostgreSQL, [\d.]+ MB of \d+ MB \(\d+ MB memory, [\d.]+ CPU\) · last backup \S+ \((release|before-reset), [\d.]+ MB\), \d+ kept\n/,
+    );
+    expect((await cli(['projects', 'show', 'data', '--json'])).json().database).toMatchObject({
+      kind: 'own',
+    });
   });
 });
 
