@@ -50,6 +50,7 @@ export {
   SourceStore,
   writeAtomically,
 } from './deployments/source-store';
+export { staticDirOf } from './deployments/static-sites';
 export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
 export type { DeploymentDto, ProjectDto, UserDto } from './dto';
 export { type EnvVars, ProjectEnvStore } from './env-store';

@@ -30,13 +30,25 @@ export {
   tenantCpuBudget,
   type UidRange,
 } from './local';
+export { devServerOf } from './node-frameworks';
+export {
+  type NodeChoice,
+  NodeVersionError,
+  NodeVersions,
+  type NodeVersionsOptions,
+  newestLts,
+  nodePackageName,
+  pick as pickNodeVersion,
+} from './node-versions';
 export { AppNotReadyError, type WaitForAppOptions, waitForApp } from './readiness';
 export {
   type BuildPlan,
   detectRuntime,
   MANIFEST_FILE,
   type Manifest,
+  type NodeRequest,
   parseManifest,
+  type RequestedRuntime,
   RuntimeDetectionError,
   type RuntimeType,
 } from './runtime';

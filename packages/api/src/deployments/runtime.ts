@@ -20,6 +20,7 @@ import {
   isolationWarning,
   LOCAL_DATABASE_SANDBOX_PREFIX,
   localDatabaseOptionsFromEnv,
+  NodeVersions,
   provisionAgentSphereDatabase,
   type ResourceLimits,
   resetAgentSphereDatabase,
@@ -37,6 +38,7 @@ import { parseStatusNotification, STATUS_CHANNEL } from './lifecycle';
 import { LogStore } from './log-store';
 import { DeploymentService } from './service';
 import { SourceStore } from './source-store';
+import { StaticSites } from './static-sites';
 import { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB } from './upload';
 
 export interface RuntimeConfig {
@@ -59,6 +61,11 @@ export interface RuntimeConfig {
   planLimits?: Partial<Record<string, ResourceLimits>>;
   /** Local provider: CPUs all sandboxes may use together (default: the host's less a reserve for the control plane). */
   tenantCpus?: number;
+  /**
+   * The Node.js apps run on: `registry` (default) fetches what they ask for, else the newest LTS,
+   * into `cacheDir` (default `<dataDir>/node`); `host` gives every app the host's Node.
+   */
+  nodeVersions?: { mode?: 'registry' | 'host'; cacheDir?: string | undefined; registry?: string };
   /** Engine settings; defaults as in the README's configuration table. */
   engine?: Partial<
     Pick<
@@ -259,6 +266,12 @@ export function createDeploymentRuntime(opts: {
     logs,
     sources,
     workDir,
+    staticSites: new StaticSites(path.join(dataDir, 'static')),
+    nodeVersions: new NodeVersions({
+      mode: config.nodeVersions?.mode,
+      cacheDir: config.nodeVersions?.cacheDir ?? path.join(dataDir, 'node'),
+      registry: config.nodeVersions?.registry,
+    }),
     publicUrlFor: sandboxes.publicUrlFor,
     // Project URLs are served by this server's proxy on every provider.
     projectUrlFor: (slug) => {

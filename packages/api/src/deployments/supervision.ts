@@ -6,6 +6,7 @@ import type { Sandbox } from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
 import { type EngineOptions, markFailed, systemFailure, systemLog } from './context';
 import { outputDetails } from './failure-details';
+import { staticTarget } from './static-sites';
 
 export class AppSupervisor {
   /** Apps we started or follow: deployment id → internal URL (the local proxy's routing table). */
@@ -98,6 +99,14 @@ export class AppSupervisor {
     const known = this.apps.get(id);
     if (known) return known.internalUrl;
     const row = await deployments.runningApp(this.opts.sequelize, id);
+    if (row?.runtime_type === 'static') {
+      // A static site: its files, served by the proxy (no sandbox behind it).
+      const dir = this.opts.staticSites?.existing(id);
+      if (!dir) return null;
+      const target = staticTarget(dir);
+      this.apps.set(id, { internalUrl: target, sandboxId: '' });
+      return target;
+    }
     if (!row?.app_sandbox_id) return null;
     try {
       const sandbox = await this.opts.provider.connect(row.app_sandbox_id);

@@ -23,7 +23,8 @@ import {
   type StartAppOptions,
 } from '../types';
 import { type ResourceLimits, SandboxCgroup } from './cgroups';
-import { markerEntries, type ProcessKind, sandboxEnvironment } from './environment';
+import { type CopyOutLimits, type CopyOutResult, copyTreeOut } from './copy-out';
+import { markerEntries, type ProcessKind, SANDBOX_PATH, sandboxEnvironment } from './environment';
 import {
   bwrapArgs,
   ENV_FD,
@@ -32,6 +33,7 @@ import {
   INSIDE_HOME,
   type IsolationTools,
   isolatedCommand,
+  NODE_INSIDE,
 } from './isolation';
 import {
   type AppRecord,
@@ -154,6 +156,8 @@ export class LocalSandbox implements Sandbox {
   readonly id: string;
   readonly metadata: SandboxMetadata;
   private readonly envs: Record<string, string>;
+  /** A Node.js folder of this machine, first on PATH (isolated: mounted at NODE_INSIDE). */
+  private readonly node: string | undefined;
   private readonly state: LiveState;
   /** Set for an isolated sandbox. */
   private readonly iso:
@@ -168,6 +172,7 @@ export class LocalSandbox implements Sandbox {
     this.id = record.id;
     this.metadata = record.metadata as SandboxMetadata;
     this.envs = record.envs;
+    this.node = record.node;
     let state = live.get(paths.root);
     if (!state) {
       state = {
@@ -663,6 +668,14 @@ export class LocalSandbox implements Sandbox {
     // Local sandboxes do not expire.
   }
 
+  /** Only once nothing of the sandbox runs (after the build; see copy-out.ts). */
+  async copyOut(dir: string, dest: string, limits: CopyOutLimits): Promise<CopyOutResult> {
+    this.assertExists();
+    if (this.state.app && !this.state.app.exited)
+      throw new SandboxError(`sandbox ${this.id} runs an app: its files may change while they are copied`);
+    return copyTreeOut(resolveInside(this.paths.app, dir, 'folder'), dest, limits);
+  }
+
   async kill(): Promise<void> {
     const state = this.state;
     state.killed = true;
@@ -986,14 +999,19 @@ export class LocalSandbox implements Sandbox {
   }): { child: ChildProcess; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
     const runAs = this.config.runAs;
     const iso = this.iso;
+    const nodeBin = this.node ? path.join(iso ? NODE_INSIDE : this.node, 'bin') : undefined;
     const env = sandboxEnvironment({
       sandboxId: this.id,
       kind: opts.kind,
       home: iso ? INSIDE_HOME : this.paths.home,
       user: iso ? 'app' : runAs?.name,
-      layers: [this.envs, opts.envs],
+      layers: [nodeBin ? { PATH: `${nodeBin}:${SANDBOX_PATH}` } : undefined, this.envs, opts.envs],
       forced: opts.forced,
     });
+    const readOnly = [
+      ...(opts.readOnly ?? []),
+      ...(iso && this.node ? [[this.node, NODE_INSIDE] as [string, string]] : []),
+    ];
     let file = opts.file;
     let args = opts.args;
     let spawnEnv = env;
@@ -1029,7 +1047,7 @@ export class LocalSandbox implements Sandbox {
           passwd: this.paths.passwd,
           group: this.paths.group,
           tmpBytes: iso.limits.tmpMb * 1024 * 1024,
-          readOnly: opts.readOnly,
+          readOnly,
         }),
         iso.record.uid,
         inside,
