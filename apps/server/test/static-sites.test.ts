@@ -205,6 +205,24 @@ describe('a static site', () => {
   });
 });
 
+describe('the Vite React starter (create-vite react-ts, as generated)', () => {
+  it('builds, and is served as a static site with no app process', async () => {
+    const dir = path.join(__dirname, 'fixtures/starters/vite-react');
+    const { d, log } = await deployAndRun(dir);
+    expect(d.runtimeType).toBe('static');
+    expect(log).toContain('runtime static (React (Vite)): provisioning a sandbox');
+    expect(processesOfSandbox(d.id)).toEqual([]);
+    const index = await get(d.publicUrl!, '/');
+    expect(index.body.toString()).toContain('<div id="root"></div>');
+    const asset = /src="(\/assets\/index-[\w-]+\.js)"/.exec(index.body.toString())?.[1];
+    expect(asset).toBeDefined();
+    const js = await get(d.publicUrl!, asset!);
+    expect(js.status).toBe(200);
+    expect(js.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    await client.deployments.destroy.mutate({ id: d.id });
+  });
+});
+
 describe('Node versions', () => {
   it('an app with engines.node >=22 runs on Node >= 22, and the log names it', async () => {
     const dir = appFolder({
