@@ -206,7 +206,7 @@ describe('a static site', () => {
 });
 
 describe('the Vite React starter (create-vite react-ts, as generated)', () => {
-  it('builds, and is served as a static site with no app process', async () => {
+  it('builds, and is served as a static site with no app process', { timeout: 600_000 }, async () => {
     const dir = path.join(__dirname, 'fixtures/starters/vite-react');
     const { d, log } = await deployAndRun(dir);
     expect(d.runtimeType).toBe('static');

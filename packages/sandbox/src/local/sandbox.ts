@@ -1005,7 +1005,7 @@ export class LocalSandbox implements Sandbox {
       kind: opts.kind,
       home: iso ? INSIDE_HOME : this.paths.home,
       user: iso ? 'app' : runAs?.name,
-      layers: [nodeBin ? { PATH: `${nodeBin}:${SANDBOX_PATH}` } : undefined, this.envs, opts.envs],
+      layers: [nodeBin ? nodeEnvironment(nodeBin) : undefined, this.envs, opts.envs],
       forced: opts.forced,
     });
     const readOnly = [
@@ -1125,6 +1125,21 @@ class OutputTail {
 }
 
 /** Absolute path of `relative` inside `base`; refuses paths that would leave it. */
+/** The system's CA bundle (mounted read-only in every sandbox). */
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * A Node.js of the registry's (not the system's) first on PATH. Such a build trusts only the CAs
+ * compiled into it, where Debian's node trusts the system's: without the system bundle, npm fails
+ * behind a TLS-inspecting proxy (SELF_SIGNED_CERT_IN_CHAIN) where the host's Node succeeds.
+ */
+function nodeEnvironment(nodeBin: string): Record<string, string> {
+  return {
+    PATH: `${nodeBin}:${SANDBOX_PATH}`,
+    ...(fs.existsSync(SYSTEM_CA_BUNDLE) ? { NODE_EXTRA_CA_CERTS: SYSTEM_CA_BUNDLE } : {}),
+  };
+}
+
 function resolveInside(base: string, relative: string, what: string, allowBase = false): string {
   const resolved = path.resolve(base, relative);
   if ((resolved === base && allowBase) || resolved.startsWith(`${base}${path.sep}`)) return resolved;
