@@ -31,7 +31,7 @@ afterAll(() => ctx?.close());
 describe.each([
   ['express-app', 'nodejs', 'Express', '<title>Express</title>'],
   ['nest-app', 'nodejs', 'NestJS', 'Hello World!'],
-  ['next-app', 'nodejs', 'Next.js', 'To get started, edit the page.tsx file'],
+  ['next-app', 'nodejs', 'Next.js', '<title>Create Next App</title>'],
   ['vue-app', 'static', 'Vue (Vite)', '<div id="app"></div>'],
   ['sveltekit-node', 'nodejs', 'SvelteKit (adapter-node)', 'Welcome to SvelteKit'],
 ])('the %s starter', (name, runtime, framework, page) => {
