@@ -5,7 +5,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     globalSetup: ['@coderunner/db/testing-global-setup'],
-    exclude: [...configDefaults.exclude, 'test/load/**'],
+    exclude: [...configDefaults.exclude, 'test/load/**', 'test/frameworks/**', 'test/fixtures/starters/**'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
   },

@@ -199,6 +199,16 @@ const schema = z.object({
     .number({ error: 'CODERUNNER_CPU_RESERVE must be a number of CPUs, e.g. 0.5' })
     .min(0, 'CODERUNNER_CPU_RESERVE must be 0 or more')
     .optional(),
+  /** Which Node.js apps run on: `registry` (what they ask for, else the newest LTS, from the npm registry) or `host`. */
+  CODERUNNER_NODE_VERSIONS: z
+    .enum(['registry', 'host'], { error: 'CODERUNNER_NODE_VERSIONS must be registry or host' })
+    .default('registry'),
+  /** Where fetched Node.js versions are kept (default `<data dir>/node`). */
+  CODERUNNER_NODE_CACHE: z.string().min(1).optional(),
+  /** The npm registry Node.js versions come from. */
+  CODERUNNER_NPM_REGISTRY: z
+    .url('CODERUNNER_NPM_REGISTRY must be a URL')
+    .default('https://registry.npmjs.org/'),
   /**
    * Proxies whose X-Forwarded-For is believed (Express "trust proxy": addresses, CIDRs, or
    * loopback/linklocal/uniquelocal), comma-separated. Default none: the client is the TCP peer.
@@ -362,6 +372,11 @@ export function runtimeConfig(config: Config): RuntimeConfig {
     backupsKept: config.backupsKept,
     builds: config.builds,
     planBuild: config.planBuild,
+    nodeVersions: {
+      mode: config.CODERUNNER_NODE_VERSIONS,
+      cacheDir: config.CODERUNNER_NODE_CACHE,
+      registry: config.CODERUNNER_NPM_REGISTRY,
+    },
     engine: {
       concurrency: config.WORKER_CONCURRENCY,
       installTimeoutMs: config.CODERUNNER_INSTALL_TIMEOUT_S * 1000,

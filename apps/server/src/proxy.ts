@@ -1,10 +1,11 @@
 import type http from 'node:http';
 import type https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { projectKeyOfHost } from '@coderunner/api';
+import { projectKeyOfHost, staticDirOf } from '@coderunner/api';
 import { createProxyServer } from 'http-proxy-3';
 import proxyAddr from 'proxy-addr';
 import { dropSessionSetCookie, stripSessionCookie } from './proxy-cookies';
+import { serveStaticSite } from './static-site';
 
 const DEPLOYMENT_HOST = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\./i;
 
@@ -129,7 +130,13 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       dropUntrustedForwarding(req);
       stripSessionCookie(req);
       resolve(route)
-        .then((target) => (target ? proxy.web(req, res, upstream(target)) : notRunning(res, route)))
+        .then((target) => {
+          if (!target) return notRunning(res, route);
+          // A static site: its files, served here (no app behind it).
+          const dir = staticDirOf(target);
+          if (dir) serveStaticSite(dir, req, res);
+          else proxy.web(req, res, upstream(target));
+        })
         // Never an unhandled rejection (the end of the process): whatever failed, this request ends.
         .catch(() => res.destroy());
     },
@@ -144,7 +151,7 @@ export function createAppProxy(routes: AppRoutes, opts: AppProxyOptions = {}) {
       void (async () => {
         const target = route ? await resolve(route) : null;
         if (socket.destroyed) return; // the client left during the lookup
-        if (!target) {
+        if (!target || staticDirOf(target)) {
           socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
           return;
         }

@@ -66,6 +66,7 @@ export {
   SourceStore,
   writeAtomically,
 } from './deployments/source-store';
+export { staticDirOf } from './deployments/static-sites';
 export { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, uploadTooLargeMessage } from './deployments/upload';
 export {
   USAGE_INTERVAL_MS,

@@ -56,6 +56,8 @@ export function testDeploymentRuntime(
       env: options.env,
       provider: options.provider,
       appsBaseUrl: 'http://localhost:1',
+      // Shared by the tests (see apps/server/test/fixtures/deploy-helpers.ts).
+      nodeVersions: { cacheDir: path.join(os.tmpdir(), 'coderunner-test-node-cache') },
       maxUploadMb: 5,
       maxFiles: 1000,
       engine: {

@@ -18,6 +18,8 @@ export const DEPLOYMENT_STATUSES = [
 ] as const;
 export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
 
-/** `deployments.runtime_type`. */
+/** The runtimes a deploy may ask for. */
 export const RUNTIME_TYPES = ['nodejs', 'python', 'manifest'] as const;
 export type RuntimeType = (typeof RUNTIME_TYPES)[number];
+/** `deployments.runtime_type`: what was asked for or detected; `static` is a site of files CodeRunner serves. */
+export type DeployedRuntimeType = RuntimeType | 'static';

@@ -22,6 +22,7 @@ export { createListener, type Listener, type ListenerOptions } from './listen';
 export { LEDGER_TABLE, migrateDown, migrateUp, migrationStatus } from './migrator';
 export {
   DEPLOYMENT_STATUSES,
+  type DeployedRuntimeType,
   Deployment,
   type DeploymentStatus,
   initModels,

@@ -10,10 +10,11 @@ import {
   type Sequelize,
 } from 'sequelize';
 
-import { DEPLOYMENT_STATUSES, type DeploymentStatus, type PlanType, type RuntimeType } from './enums';
+import { DEPLOYMENT_STATUSES, type DeployedRuntimeType, type DeploymentStatus, type PlanType } from './enums';
 
 export {
   DEPLOYMENT_STATUSES,
+  type DeployedRuntimeType,
   type DeploymentStatus,
   PLAN_TYPES,
   type PlanType,
@@ -57,7 +58,7 @@ export class Deployment extends Model<InferAttributes<Deployment>, InferCreation
   /** Encrypted connection info (a sealed box), never plaintext. */
   declare dbConnectionInfo: CreationOptional<Record<string, unknown> | null>;
   declare status: CreationOptional<DeploymentStatus>;
-  declare runtimeType: CreationOptional<RuntimeType | null>;
+  declare runtimeType: CreationOptional<DeployedRuntimeType | null>;
   declare createdAt: CreationOptional<Date>;
   declare updatedAt: CreationOptional<Date>;
   declare project?: NonAttribute<Project>;

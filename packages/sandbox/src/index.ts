@@ -34,14 +34,26 @@ export {
   tenantCpuBudget,
   type UidRange,
 } from './local';
+export { devServerOf } from './node-frameworks';
+export {
+  type NodeChoice,
+  NodeVersionError,
+  NodeVersions,
+  type NodeVersionsOptions,
+  newestLts,
+  nodePackageName,
+  pick as pickNodeVersion,
+} from './node-versions';
 export { AppNotReadyError, type WaitForAppOptions, waitForApp } from './readiness';
 export {
   type BuildPlan,
   detectRuntime,
   MANIFEST_FILE,
   type Manifest,
+  type NodeRequest,
   parseManifest,
   RESTART_POLICIES,
+  type RequestedRuntime,
   type RestartLimit,
   type RestartPolicy,
   RuntimeDetectionError,

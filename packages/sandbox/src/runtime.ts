@@ -6,16 +6,37 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { detectFramework, FrameworkError } from './node-frameworks';
 
-export type RuntimeType = 'nodejs' | 'python' | 'manifest';
+/** What a deployment runs as (`runtime_type`): `static` is a site of files CodeRunner serves itself. */
+export type RuntimeType = 'nodejs' | 'python' | 'manifest' | 'static';
+/** The runtimes a deploy may ask for (`static` follows from the source, it is not asked for). */
+export type RequestedRuntime = Exclude<RuntimeType, 'static'>;
+
+/** The Node.js version a project asks for, and where it said so (for the build log). */
+export interface NodeRequest {
+  /** A semver range (`>=22`, `22.x`, `22.18.0`), or `lts` for the newest LTS. */
+  range: string;
+  /** `engines.node in package.json`, `.nvmrc`, `.node-version` */
+  source: string;
+}
 
 export interface BuildPlan {
   runtime: RuntimeType;
+  /** The framework detected (for the log), e.g. "Next.js". */
+  framework?: string;
   /** Run once in the app folder before `build` (dependencies). */
   install?: string;
   build?: string;
-  /** The long-running command; it receives PORT. */
-  start: string;
+  /** The long-running command; it receives PORT. Absent for a static site. */
+  start?: string;
+  /**
+   * A static site: folders (relative to the app) where the build leaves its files, the first that
+   * exists wins; CodeRunner serves them itself, with no app process.
+   */
+  static?: string[];
+  /** The Node.js version asked for (engines.node, .nvmrc, .node-version), when any. */
+  node?: NodeRequest;
   /** The port the app listens on when it cannot take PORT (manifest only). */
   port?: number;
   /** Extra environment for install, build and start. */
@@ -53,75 +74,103 @@ const command = (field: string) =>
     .trim()
     .min(1, `${field} must be a non-empty string`);
 
-const manifestSchema = z.strictObject(
-  {
-    install: command('install').optional(),
-    build: command('build').optional(),
-    start: command('start'),
-    port: z
-      .number({ error: 'port must be a number' })
-      .int('port must be a whole number')
-      .min(1, 'port must be between 1 and 65535')
-      .max(65535, 'port must be between 1 and 65535')
-      .optional(),
-    env: z
-      .record(
-        z
-          .string()
-          .regex(
-            /^[A-Za-z_][A-Za-z0-9_]*$/,
-            'is not a valid variable name (letters, digits and _, not starting with a digit)',
-          ),
-        z.string({ error: 'must be a string (quote numbers and booleans)' }),
-        // Only for env itself; the messages of its keys and values come from above.
-        {
-          error: (issue) =>
-            issue.code === 'invalid_type' ? 'env must be an object of string values' : undefined,
-        },
-      )
-      .optional(),
-    healthcheckPath: z
-      .string({ error: 'healthcheckPath must be a string' })
-      .startsWith('/', 'healthcheckPath must start with "/"')
-      .optional(),
-    database: z
-      .literal('postgres', { error: 'database must be "postgres" (the only database offered)' })
-      .optional(),
-    restart: z
-      .enum(RESTART_POLICIES, { error: 'restart must be "on-failure", "always" or "never"' })
-      .optional(),
-    restartLimit: z
-      .strictObject(
-        {
-          exits: z
-            .number({ error: 'restartLimit.exits must be a number' })
-            .int('restartLimit.exits must be a whole number')
-            .min(1, 'restartLimit.exits must be between 1 and 100')
-            .max(100, 'restartLimit.exits must be between 1 and 100'),
-          withinMinutes: z
-            .number({ error: 'restartLimit.withinMinutes must be a number' })
-            .positive('restartLimit.withinMinutes must be more than 0')
-            .max(1440, 'restartLimit.withinMinutes must be at most 1440 (a day)'),
-        },
-        {
-          error: (issue) =>
-            issue.code === 'unrecognized_keys'
-              ? `restartLimit: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: exits, withinMinutes)`
-              : 'restartLimit must be an object like {"exits": 5, "withinMinutes": 10}',
-        },
-      )
-      .optional(),
-  },
-  { error: `${MANIFEST_FILE} must be a JSON object` },
-);
+const manifestSchema = z
+  .strictObject(
+    {
+      install: command('install').optional(),
+      build: command('build').optional(),
+      start: command('start').optional(),
+      static: z
+        .string({ error: 'static must be a folder (relative to the project), e.g. "dist"' })
+        .trim()
+        .min(1, 'static must be a folder (relative to the project), e.g. "dist"')
+        .refine((dir) => insideFolder(dir), 'static must be a folder inside the project, e.g. "dist"')
+        .optional(),
+      port: z
+        .number({ error: 'port must be a number' })
+        .int('port must be a whole number')
+        .min(1, 'port must be between 1 and 65535')
+        .max(65535, 'port must be between 1 and 65535')
+        .optional(),
+      env: z
+        .record(
+          z
+            .string()
+            .regex(
+              /^[A-Za-z_][A-Za-z0-9_]*$/,
+              'is not a valid variable name (letters, digits and _, not starting with a digit)',
+            ),
+          z.string({ error: 'must be a string (quote numbers and booleans)' }),
+          // Only for env itself; the messages of its keys and values come from above.
+          {
+            error: (issue) =>
+              issue.code === 'invalid_type' ? 'env must be an object of string values' : undefined,
+          },
+        )
+        .optional(),
+      healthcheckPath: z
+        .string({ error: 'healthcheckPath must be a string' })
+        .startsWith('/', 'healthcheckPath must start with "/"')
+        .optional(),
+      database: z
+        .literal('postgres', { error: 'database must be "postgres" (the only database offered)' })
+        .optional(),
+      restart: z
+        .enum(RESTART_POLICIES, { error: 'restart must be "on-failure", "always" or "never"' })
+        .optional(),
+      restartLimit: z
+        .strictObject(
+          {
+            exits: z
+              .number({ error: 'restartLimit.exits must be a number' })
+              .int('restartLimit.exits must be a whole number')
+              .min(1, 'restartLimit.exits must be between 1 and 100')
+              .max(100, 'restartLimit.exits must be between 1 and 100'),
+            withinMinutes: z
+              .number({ error: 'restartLimit.withinMinutes must be a number' })
+              .positive('restartLimit.withinMinutes must be more than 0')
+              .max(1440, 'restartLimit.withinMinutes must be at most 1440 (a day)'),
+          },
+          {
+            error: (issue) =>
+              issue.code === 'unrecognized_keys'
+                ? `restartLimit: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: exits, withinMinutes)`
+                : 'restartLimit must be an object like {"exits": 5, "withinMinutes": 10}',
+          },
+        )
+        .optional(),
+    },
+    { error: `${MANIFEST_FILE} must be a JSON object` },
+  )
+  .check((ctx) => {
+    const { start, static: dir } = ctx.value;
+    if (start === undefined && dir === undefined)
+      ctx.issues.push({
+        code: 'custom',
+        input: ctx.value,
+        message:
+          'start must be a non-empty string (the command that runs the app), or give "static" (the folder of a static site)',
+      });
+    if (start !== undefined && dir !== undefined)
+      ctx.issues.push({
+        code: 'custom',
+        input: ctx.value,
+        message: 'give "start" (an app) or "static" (a static site served by CodeRunner), not both',
+      });
+  });
 
 export type Manifest = z.infer<typeof manifestSchema>;
+
+function insideFolder(dir: string): boolean {
+  const normal = path.posix.normalize(dir);
+  return !normal.startsWith('/') && normal !== '..' && !normal.startsWith('../');
+}
 
 /**
  * The build plan for the project in `appDir`. With `requested`, that runtime is used (and its files
  * must be there); without it, a manifest wins over package.json, which wins over Python files.
  */
-export async function detectRuntime(appDir: string, requested?: RuntimeType): Promise<BuildPlan> {
+export async function detectRuntime(appDir: string, requested?: RequestedRuntime): Promise<BuildPlan> {
   const files = new Set(await fs.readdir(appDir).catch(() => [] as string[]));
   const hasManifest = files.has(MANIFEST_FILE);
   const hasPackage = files.has('package.json');
@@ -177,10 +226,12 @@ async function readJson(appDir: string, file: string): Promise<unknown> {
 async function manifestPlan(appDir: string): Promise<BuildPlan> {
   const manifest = parseManifest(await readJson(appDir, MANIFEST_FILE));
   return withoutUndefined({
-    runtime: 'manifest',
+    runtime: manifest.static ? 'static' : 'manifest',
     install: manifest.install,
     build: manifest.build,
     start: manifest.start,
+    static: manifest.static ? [path.posix.normalize(manifest.static).replace(/(.)\/+$/, '$1')] : undefined,
+    node: await nodeRequest(appDir, await readPackage(appDir)),
     port: manifest.port,
     env: manifest.env ?? {},
     healthcheckPath: manifest.healthcheckPath,
@@ -214,7 +265,65 @@ export function parseManifest(value: unknown): Manifest {
 const packageSchema = z.looseObject({
   main: z.string().optional().catch(undefined),
   scripts: z.record(z.string(), z.unknown()).optional().catch(undefined),
+  engines: z
+    .looseObject({ node: z.string().optional().catch(undefined) })
+    .optional()
+    .catch(undefined),
 });
+type PackageJson = z.infer<typeof packageSchema>;
+
+/** package.json when there is one (for a manifest's project: only its engines matter). */
+async function readPackage(appDir: string): Promise<PackageJson | undefined> {
+  if (!(await exists(appDir, 'package.json'))) return undefined;
+  const parsed = packageSchema.safeParse(await readJson(appDir, 'package.json'));
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** nvm's names of LTS lines (`lts/jod` in .nvmrc). */
+const LTS_NAMES: Record<string, number> = {
+  argon: 4,
+  boron: 6,
+  carbon: 8,
+  dubnium: 10,
+  erbium: 12,
+  fermium: 14,
+  gallium: 16,
+  hydrogen: 18,
+  iron: 20,
+  jod: 22,
+  krypton: 24,
+};
+
+/**
+ * The Node.js version the project asks for: `.node-version`, else `.nvmrc` (nvm's forms: `22`,
+ * `v22.18.0`, `lts/*`, `lts/jod`, `node`), else package.json's `engines.node`.
+ */
+async function nodeRequest(appDir: string, pkg: PackageJson | undefined): Promise<NodeRequest | undefined> {
+  for (const file of ['.node-version', '.nvmrc']) {
+    const text = await fs.readFile(path.join(appDir, file), 'utf8').catch(() => null);
+    const line = text
+      ?.split('\n')
+      .map((l) => l.replace(/#.*$/, '').trim())
+      .find((l) => l !== '');
+    if (!line) continue;
+    const word = line.toLowerCase();
+    if (word === 'lts/*' || word === 'lts') return { range: 'lts', source: file };
+    if (word === 'node' || word === 'latest' || word === 'current' || word === 'stable')
+      return { range: '*', source: file };
+    if (word.startsWith('lts/')) {
+      const major = LTS_NAMES[word.slice(4)];
+      if (!major)
+        throw new RuntimeDetectionError(
+          `${file}: unknown LTS name "${line}" (known: ${Object.keys(LTS_NAMES).join(', ')}); write a version such as 22`,
+        );
+      return { range: `${major}.x`, source: file };
+    }
+    return { range: line.replace(/^v(?=\d)/, ''), source: file };
+  }
+  const engines = pkg?.engines?.node?.trim();
+  if (engines) return { range: engines, source: 'engines.node in package.json' };
+  return undefined;
+}
 
 const DEPENDENCY_FIELDS = [
   'dependencies',
@@ -229,22 +338,46 @@ async function nodePlan(appDir: string): Promise<BuildPlan> {
   const parsed = packageSchema.safeParse(await readJson(appDir, 'package.json'));
   if (!parsed.success) throw new RuntimeDetectionError('package.json must be a JSON object');
   const pkg = parsed.data;
-  const script = (name: string) => {
-    const value = pkg.scripts?.[name];
-    return typeof value === 'string' && value.trim() !== '';
-  };
+  const scripts: Record<string, string> = {};
+  for (const [name, value] of Object.entries(pkg.scripts ?? {}))
+    if (typeof value === 'string' && value.trim() !== '') scripts[name] = value.trim();
+  const script = (name: string) => scripts[name] !== undefined;
   const locked = (await exists(appDir, 'package-lock.json')) || (await exists(appDir, 'npm-shrinkwrap.json'));
   // `npm install` of nothing still costs about half a second (over half of a small deploy): skip it
   // when package.json declares no dependency of any kind and no install hook.
   const declaresSomething =
     DEPENDENCY_FIELDS.some((f) => Object.keys(asRecord(pkg[f])).length > 0) ||
     ['preinstall', 'install', 'postinstall', 'prepare'].some(script);
+  const deps = new Set(['dependencies', 'devDependencies'].flatMap((f) => Object.keys(asRecord(pkg[f]))));
+  const framework = await detectFramework(appDir, { scripts, deps }).catch((err: Error) => {
+    throw err instanceof FrameworkError ? new RuntimeDetectionError(err.message) : err;
+  });
+  const build = [script('build') ? 'npm run build' : undefined, framework?.build]
+    .filter(Boolean)
+    .join(' && ');
+  let start = framework?.start;
+  let staticDirs = framework?.static;
+  if (!start && !staticDirs) {
+    if (script('start')) start = 'npm start';
+    else {
+      const entry = await nodeEntry(appDir, pkg.main).catch((err: Error) => {
+        // No server, but a build: its output may be a static site (checked after the build).
+        if (script('build')) return null;
+        throw err;
+      });
+      if (entry === null) staticDirs = ['dist', 'build', 'out'];
+      else start = `node ${shellWord(entry)}`;
+    }
+  }
   return withoutUndefined({
-    runtime: 'nodejs',
+    runtime: staticDirs ? 'static' : 'nodejs',
+    framework: framework?.name,
     install:
       declaresSomething || locked ? `${locked ? 'npm ci' : 'npm install'} --no-audit --no-fund` : undefined,
-    build: script('build') ? 'npm run build' : undefined,
-    start: script('start') ? 'npm start' : `node ${shellWord(await nodeEntry(appDir, pkg.main))}`,
+    build: build || undefined,
+    start,
+    static: staticDirs,
+    node: await nodeRequest(appDir, pkg),
     env: {},
   });
 }

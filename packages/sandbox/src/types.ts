@@ -21,6 +21,11 @@ export interface CreateSandboxOptions {
   envs?: Record<string, string>;
   /** How long the sandbox lives without a keep-alive (cloud providers); default 5 minutes. */
   timeoutMs?: number;
+  /**
+   * A folder of this machine holding a Node.js build (bin/node), put first on PATH for every command
+   * and the app (local provider: mounted read-only when isolated). Cloud providers ignore it.
+   */
+  node?: string;
 }
 
 export interface CommandOptions {
@@ -191,6 +196,16 @@ export interface Sandbox {
    * Cheap (a few small reads): callers may sample it every few seconds. Optional.
    */
   usage?(): Promise<SandboxUsage | null>;
+  /**
+   * Copy the folder `dir` (relative to the app folder) onto this machine at `dest`: folders and
+   * regular files only, never following links; bounded by `limits`. Providers that cannot
+   * (cloud sandboxes) leave it out.
+   */
+  copyOut?(
+    dir: string,
+    dest: string,
+    limits: { maxBytes: number; maxFiles: number },
+  ): Promise<{ files: number; bytes: number; skipped: string[] }>;
   /** Extend the sandbox's life by `ms` from now (no-op for the local provider). */
   keepAlive(ms: number): Promise<void>;
   /** Kill everything and free the sandbox; idempotent. */

@@ -49,7 +49,7 @@ describe('local provider: npm', () => {
       if (isRoot) expect(fs.statSync(path.join(folder, 'app/node_modules')).uid).not.toBe(0);
 
       const port = await findFreePort();
-      const app = await sandbox.startApp({ command: plan.start, port, envs: plan.env });
+      const app = await sandbox.startApp({ command: plan.start!, port, envs: plan.env });
       await sandbox.waitUntilReady(app, { timeoutMs: 30_000 });
       const body = (await (await fetch(app.internalUrl)).json()) as { isNumber: boolean; uid: number };
       expect(body.isNumber).toBe(true);

@@ -102,7 +102,7 @@ describe('local provider: apps', () => {
     const plan = await detectRuntime(fixtureDir('node-hello'));
     expect(plan.start).toBe('node server.js');
     const lines: string[] = [];
-    const app = await startAndWait(sandbox, plan.start, {
+    const app = await startAndWait(sandbox, plan.start!, {
       envs: { APP_LEVEL: 'from-start' },
       onStdout: (text) => lines.push(text),
     });
@@ -130,7 +130,7 @@ describe('local provider: apps', () => {
     const plan = await detectRuntime(fixtureDir('python-hello'));
     expect(plan).toMatchObject({ runtime: 'python', start: 'python3 main.py' });
     expect(plan.install).toBeUndefined();
-    const app = await startAndWait(sandbox, plan.start, { envs: plan.env });
+    const app = await startAndWait(sandbox, plan.start!, { envs: plan.env });
     const body = await getJson(app.internalUrl);
     expect(body.runtime).toBe('python');
     if (isRoot) expect(body.uid).not.toBe(0);

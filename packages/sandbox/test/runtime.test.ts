@@ -124,7 +124,7 @@ describe('detectRuntime: manifest', () => {
 
   it('reports every problem at once', async () => {
     expect(await detectError(manifest({ port: 0, healthcheckPath: 'x' }))).toBe(
-      'coderunner.json: start must be a non-empty string; port must be between 1 and 65535; healthcheckPath must start with "/"',
+      'coderunner.json: port must be between 1 and 65535; healthcheckPath must start with "/"; start must be a non-empty string (the command that runs the app), or give "static" (the folder of a static site)',
     );
   });
 
@@ -282,5 +282,201 @@ describe('detectRuntime: unknown layouts and requested runtimes', () => {
       'package.json': { scripts: { start: 'y' } },
     });
     expect((await detectRuntime(withManifest, 'nodejs')).start).toBe('npm start');
+  });
+});
+
+/** The starters as their generators made them (apps/server/test/fixtures/starters). */
+const STARTERS = path.resolve(__dirname, '../../../apps/server/test/fixtures/starters');
+
+describe('detectRuntime: frameworks, as their own docs deploy them', () => {
+  it.each([
+    [
+      'vite-react',
+      { runtime: 'static', framework: 'React (Vite)', static: ['dist'], build: 'npm run build' },
+    ],
+    [
+      'vue-app',
+      {
+        runtime: 'static',
+        framework: 'Vue (Vite)',
+        static: ['dist'],
+        node: { range: '^22.18.0 || >=24.12.0', source: 'engines.node in package.json' },
+      },
+    ],
+    ['sveltekit-node', { runtime: 'nodejs', framework: 'SvelteKit (adapter-node)', start: 'node build' }],
+    [
+      'next-app',
+      { runtime: 'nodejs', framework: 'Next.js', start: 'node_modules/.bin/next start -p "$PORT"' },
+    ],
+    [
+      'nest-app',
+      { runtime: 'nodejs', framework: 'NestJS', start: 'npm run start:prod', build: 'npm run build' },
+    ],
+  ])('the %s starter', async (name, expected) => {
+    const plan = await detectRuntime(path.join(STARTERS, name));
+    expect(plan).toMatchObject({ install: 'npm ci --no-audit --no-fund', ...expected });
+    if (plan.static) expect(plan.start).toBeUndefined();
+  });
+
+  const pkg = (fields: object, files: Record<string, string | object> = {}) =>
+    project({ 'package.json': fields, ...files });
+
+  it('Next.js: a custom start server is kept; output export is static out/; standalone runs its server.js', async () => {
+    expect(
+      (await detectRuntime(pkg({ dependencies: { next: '16' }, scripts: { start: 'node server.js' } })))
+        .start,
+    ).toBe('npm start');
+    expect(
+      await detectRuntime(
+        pkg(
+          { dependencies: { next: '16' }, scripts: { build: 'next build', dev: 'next dev' } },
+          {
+            'next.config.mjs': "export default { output: 'export' };",
+          },
+        ),
+      ),
+    ).toMatchObject({ runtime: 'static', static: ['out'], framework: 'Next.js (static export)' });
+    const standalone = await detectRuntime(
+      pkg(
+        { dependencies: { next: '16' }, scripts: { build: 'next build', start: 'next start' } },
+        {
+          'next.config.ts': 'const c = { output: "standalone" }; export default c;',
+        },
+      ),
+    );
+    expect(standalone.start).toBe('node .next/standalone/server.js');
+    expect(standalone.build).toMatch(/^npm run build && .*cp -r \.next\/static \.next\/standalone\/\.next\//);
+  });
+
+  it('a start script that runs a dev server is replaced by the production start', async () => {
+    expect(
+      (await detectRuntime(pkg({ dependencies: { next: '16' }, scripts: { start: 'next dev' } }))).start,
+    ).toBe('node_modules/.bin/next start -p "$PORT"');
+    expect(
+      (
+        await detectRuntime(
+          pkg({
+            dependencies: { '@nestjs/core': '11' },
+            scripts: { start: 'nest start', build: 'nest build' },
+          }),
+        )
+      ).start,
+    ).toBe('node dist/main');
+    expect(
+      (
+        await detectRuntime(
+          pkg({ devDependencies: { vite: '8' }, scripts: { start: 'vite', build: 'vite build' } }),
+        )
+      ).static,
+    ).toEqual(['dist']);
+    expect(
+      (
+        await detectRuntime(
+          pkg({ dependencies: { nuxt: '4' }, scripts: { build: 'nuxt build', start: 'nuxt dev' } }),
+        )
+      ).start,
+    ).toBe('node .output/server/index.mjs');
+    expect(
+      await detectRuntime(pkg({ dependencies: { nuxt: '4' }, scripts: { build: 'nuxt generate' } })),
+    ).toMatchObject({ runtime: 'static', static: ['.output/public', 'dist'] });
+    expect(
+      await detectRuntime(
+        pkg({ dependencies: { astro: '5' }, scripts: { build: 'astro build', start: 'astro dev' } }),
+      ),
+    ).toMatchObject({
+      runtime: 'static',
+      static: ['dist'],
+    });
+    expect(
+      (
+        await detectRuntime(
+          pkg({ dependencies: { astro: '5', '@astrojs/node': '9' }, scripts: { build: 'astro build' } }),
+        )
+      ).start,
+    ).toBe('node ./dist/server/entry.mjs');
+  });
+
+  it('refuses a dev server it cannot replace, naming the change to make', async () => {
+    expect(
+      await detectError(pkg({ dependencies: { '@nestjs/core': '11' }, scripts: { start: 'nest start' } })),
+    ).toBe(
+      'package.json: "start" runs `nest start`, the NestJS dev CLI; add "start:prod": "node dist/main" (after "build": "nest build")',
+    );
+    expect(
+      await detectError(pkg({ dependencies: { react: '19' }, scripts: { start: 'react-scripts start' } })),
+    ).toContain(
+      '"start" runs `react-scripts start`, a development server: make "start" the production server',
+    );
+  });
+
+  it('SvelteKit: adapter-static is a static build/; adapter-auto is refused with the change to make', async () => {
+    const kit = (adapter: string) =>
+      pkg(
+        {
+          devDependencies: { '@sveltejs/kit': '2', [`@sveltejs/adapter-${adapter}`]: '1' },
+          scripts: { build: 'vite build', dev: 'vite dev' },
+        },
+        {
+          'svelte.config.js': `import adapter from '@sveltejs/adapter-${adapter}';\nexport default { kit: { adapter: adapter() } };`,
+        },
+      );
+    expect(await detectRuntime(kit('static'))).toMatchObject({ runtime: 'static', static: ['build'] });
+    expect(await detectError(kit('auto'))).toBe(
+      "SvelteKit with adapter-auto cannot be deployed here: run `npm install -D @sveltejs/adapter-node` and import adapter from '@sveltejs/adapter-node' instead of '@sveltejs/adapter-auto' in its config file (or @sveltejs/adapter-static for a site without a server)",
+    );
+  });
+
+  it('Express, Fastify and Koa keep their start script, named in the plan', async () => {
+    for (const [dep, name] of [
+      ['express', 'Express'],
+      ['fastify', 'Fastify'],
+      ['koa', 'Koa'],
+    ] as const) {
+      expect(
+        await detectRuntime(pkg({ dependencies: { [dep]: '1' }, scripts: { start: 'node ./bin/www' } })),
+      ).toMatchObject({
+        runtime: 'nodejs',
+        framework: name,
+        start: 'npm start',
+      });
+    }
+  });
+
+  it('coderunner.json overrides the framework: "static" serves a folder, "start" runs a command', async () => {
+    const files = { 'package.json': { dependencies: { next: '16' }, scripts: { start: 'next start' } } };
+    expect(
+      await detectRuntime(project({ ...files, 'coderunner.json': { build: 'make', static: 'public/' } })),
+    ).toMatchObject({
+      runtime: 'static',
+      static: ['public'],
+      build: 'make',
+    });
+    expect((await detectRuntime(project({ ...files, 'coderunner.json': { start: './serve' } }))).start).toBe(
+      './serve',
+    );
+    expect(await detectError(manifest({ static: '../etc' }))).toContain(
+      'static must be a folder inside the project',
+    );
+    expect(await detectError(manifest({ static: 'dist', start: 'x' }))).toContain('not both');
+  });
+
+  it('the Node version asked for: .node-version, else .nvmrc (nvm forms), else engines.node', async () => {
+    const node = async (files: Record<string, string | object>) =>
+      (
+        await detectRuntime(
+          project({ 'package.json': { engines: { node: '>=20' } }, 'index.js': '', ...files }),
+        )
+      ).node;
+    expect(await node({})).toEqual({ range: '>=20', source: 'engines.node in package.json' });
+    expect(await node({ '.nvmrc': 'v22.18.0\n' })).toEqual({ range: '22.18.0', source: '.nvmrc' });
+    expect(await node({ '.nvmrc': 'lts/*' })).toEqual({ range: 'lts', source: '.nvmrc' });
+    expect(await node({ '.nvmrc': 'lts/jod' })).toEqual({ range: '22.x', source: '.nvmrc' });
+    expect(await node({ '.nvmrc': '20', '.node-version': '24.1' })).toEqual({
+      range: '24.1',
+      source: '.node-version',
+    });
+    expect(
+      await detectError(project({ 'package.json': {}, 'index.js': '', '.nvmrc': 'lts/nope' })),
+    ).toContain('.nvmrc: unknown LTS name "lts/nope"');
   });
 });

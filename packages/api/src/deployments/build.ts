@@ -10,6 +10,8 @@ import {
   CommandTimeoutError,
   detectRuntime,
   extractTarGz,
+  type NodeChoice,
+  NodeVersionError,
   type Sandbox,
 } from '@coderunner/sandbox';
 import * as deployments from '../tables/deployments';
@@ -30,6 +32,7 @@ import type { Releases } from './releases';
 import { DEFAULT_RESTARTS, restartPolicyOf } from './restart-policy';
 import type { DeploymentRow } from './row';
 import { readFilesForUpload } from './source-store';
+import { staticTarget } from './static-sites';
 import type { AppSupervisor } from './supervision';
 
 /**
@@ -74,9 +77,12 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     scratch = fs.mkdtempSync(path.join(opts.workDir, `${id}-`));
     const plan = await unpack(opts, id, scratch);
     const snapshot = environmentSnapshot(opts, id);
-    systemLog(opts, id, `runtime ${plan.runtime}: provisioning a sandbox`);
+    const node = await chooseNode(opts, id, plan, signal);
+    const framework = plan.framework ? ` (${plan.framework})` : '';
+    systemLog(opts, id, `runtime ${plan.runtime}${framework}: provisioning a sandbox`);
     sandbox = await opts.provider.create({
       metadata: { deploymentId: id, projectId: row.projectId, role: 'app' },
+      ...(node?.dir ? { node: node.dir } : {}),
     });
     // A cloud sandbox must outlive an install and build longer than its timeout: kept alive meanwhile.
     releaseBuild = ctx.apps.keeper.hold(sandbox, id, 'build');
@@ -86,9 +92,9 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     checkpoint();
     // The manifest's, then the deployment's variables (project + overrides), then the platform's.
     const appEnv = { ...plan.env, ...snapshot, ...dbEnv };
-    const port = await opts.appPort(plan);
+    const port = plan.static ? 0 : await opts.appPort(plan);
     // What the app will need (the local provider: its network) comes up while the build goes on.
-    sandbox.prepareApp?.({ port, envs: appEnv }).catch(() => {});
+    if (!plan.static) sandbox.prepareApp?.({ port, envs: appEnv }).catch(() => {});
 
     if (!(await transition(opts.sequelize, id, ['PROVISIONING'], 'BUILDING'))) throw new LostRace();
     systemLog(opts, id, 'uploading the source to the sandbox');
@@ -128,9 +134,15 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     });
 
     checkpoint();
-    systemLog(opts, id, `starting: ${plan.start} (PORT=${port})`);
+    if (plan.static) {
+      await serveStatic(ctx, row, sandbox, plan.static, started);
+      return;
+    }
+    const start = plan.start;
+    if (!start) throw new DeploymentFailure('nothing to start');
+    systemLog(opts, id, `starting: ${start} (PORT=${port})`);
     const app = await ctx.apps.start(id, sandbox, {
-      command: plan.start,
+      command: start,
       port,
       envs: appEnv,
       healthcheckPath: plan.healthcheckPath,
@@ -176,6 +188,81 @@ export async function buildDeployment(ctx: BuildContext, row: DeploymentRow): Pr
     releaseBuild();
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * A static site: its files copied out of the sandbox into the data folder, the sandbox freed, and
+ * the deployment RUNNING with no app process (the proxy serves the files).
+ */
+async function serveStatic(
+  ctx: BuildContext,
+  row: DeploymentRow,
+  sandbox: Sandbox,
+  candidates: string[],
+  started: number,
+): Promise<void> {
+  const { opts } = ctx;
+  const { id } = row;
+  const sites = opts.staticSites;
+  if (!sites || !sandbox.copyOut)
+    throw new DeploymentFailure(
+      'this is a static site (no server to start), and this server cannot serve static sites with its sandbox provider; add a "start" script that serves the files',
+    );
+  const has = async (relative: string) =>
+    (await sandbox.run(`test -e '${relative.replaceAll("'", "'\\''")}'`, { timeoutMs: 30_000 })).exitCode ===
+    0;
+  const published = await sites.publish(id, sandbox, candidates, has).catch((err: Error) => {
+    throw new DeploymentFailure(`cannot copy the static site out of the sandbox: ${err.message}`);
+  });
+  if (!published)
+    throw new DeploymentFailure(
+      `nothing to start: package.json has no "start" script, and the build left no ${candidates.map((d) => `${d}/`).join(', ')} folder of static files; add a "start" script, or give the folder of the built site in coderunner.json ("static": "<folder>")`,
+    );
+  const skipped = published.skipped.length
+    ? `; left out ${published.skipped.length} links or special files (${published.skipped.slice(0, 3).join(', ')})`
+    : '';
+  systemLog(
+    opts,
+    id,
+    `static site: ${published.files} files (${sizeText(published.bytes)}) from ${published.from}/, served by CodeRunner with no app process${skipped}`,
+  );
+  // The files are out: nothing of the sandbox is needed any more.
+  await sandbox.kill().catch(() => {});
+  const publicUrl = opts.publicUrlFor(id, sandbox, 0);
+  ctx.apps.register(id, staticTarget(published.dir), '');
+  if (!(await transition(opts.sequelize, id, ['BUILDING'], 'RUNNING', { publicUrl, appSandboxId: null })))
+    throw new LostRace();
+  systemEvent(
+    opts,
+    id,
+    { type: 'running', url: publicUrl },
+    `running at ${publicUrl} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+  );
+  await ctx.releases
+    .retireReplaced(row.projectId)
+    .catch((err) => opts.logger.warn({ err, deploymentId: id }, 'cannot retire replaced deployments'));
+}
+
+function sizeText(bytes: number): string {
+  return bytes < 1024 * 1024 ? `${Math.ceil(bytes / 1024)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** The Node.js for a Node project (or any that asks for one); the log names it. */
+async function chooseNode(
+  opts: EngineOptions,
+  id: string,
+  plan: BuildPlan,
+  signal: AbortSignal,
+): Promise<NodeChoice | null> {
+  const wanted = plan.node !== undefined || plan.runtime === 'nodejs' || plan.runtime === 'static';
+  if (!opts.nodeVersions || !wanted) return null;
+  const choice = await opts.nodeVersions.choose(plan.node, signal).catch((err: Error) => {
+    if (signal.aborted) throw new LostRace();
+    if (err instanceof NodeVersionError) throw new DeploymentFailure(err.message);
+    throw new DeploymentFailure(`cannot get the Node.js version to use: ${err.message}`);
+  });
+  systemLog(opts, id, choice.line);
+  return choice;
 }
 
 /** The stored source, unpacked into `scratch`, and how to run it. */

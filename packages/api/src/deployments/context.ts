@@ -1,10 +1,11 @@
 import type { DeploymentStatus, Sequelize } from '@coderunner/db';
-import type { BuildPlan, Sandbox, SandboxProvider } from '@coderunner/sandbox';
+import type { BuildPlan, NodeVersions, Sandbox, SandboxProvider } from '@coderunner/sandbox';
 import { transition } from './lifecycle';
 import type { LogEvent } from './log-events';
 import type { LogStore } from './log-store';
 import type { RestartDefaults } from './restart-policy';
 import type { SourceStore } from './source-store';
+import type { StaticSites } from './static-sites';
 
 export interface EngineLogger {
   debug(obj: object, msg?: string): void;
@@ -69,6 +70,10 @@ export interface EngineOptions {
   sources: SourceStore;
   /** Scratch space for unpacking sources. */
   workDir: string;
+  /** Where static sites' files are kept and served from; unset: static sites are refused. */
+  staticSites?: StaticSites;
+  /** The Node.js versions apps ask for (fetched and cached); unset: the host's Node for every app. */
+  nodeVersions?: NodeVersions;
   /** The public URL recorded for a RUNNING deployment. */
   publicUrlFor(id: string, sandbox: Sandbox, port: number): string;
   /** A project's stable URL, from its slug (see ../project-url.ts). */

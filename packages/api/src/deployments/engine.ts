@@ -169,6 +169,7 @@ export class DeploymentEngine {
     }
     await this.releaseDatabase(row.id);
     this.opts.sources.remove(row.id);
+    this.opts.staticSites?.remove(row.id);
     if (moved) await this.opts.logs.remove(row.id);
   }
 

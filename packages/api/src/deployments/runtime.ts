@@ -24,6 +24,7 @@ import {
   isProjectDatabaseSandboxId,
   LOCAL_DATABASE_SANDBOX_PREFIX,
   localDatabaseOptionsFromEnv,
+  NodeVersions,
   PROJECT_DATABASE_SANDBOX_PREFIX,
   type ResourceLimits,
   resetAgentSphereDatabase,
@@ -42,6 +43,7 @@ import { parseStatusNotification, STATUS_CHANNEL } from './lifecycle';
 import { LogStore } from './log-store';
 import { DeploymentService, type DeploymentServiceDeps } from './service';
 import { SourceStore } from './source-store';
+import { StaticSites } from './static-sites';
 import { DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB } from './upload';
 import { UsageSampler } from './usage';
 
@@ -78,6 +80,11 @@ export interface RuntimeConfig {
   tenantCpus?: number;
   /** Backups of a project's own database kept per project, by the owner's plan (default free 3, personal 7, team 30). */
   backupsKept?: Record<'free' | 'personal' | 'team', number>;
+  /**
+   * The Node.js apps run on: `registry` (default) fetches what they ask for, else the newest LTS,
+   * into `cacheDir` (default `<dataDir>/node`); `host` gives every app the host's Node.
+   */
+  nodeVersions?: { mode?: 'registry' | 'host'; cacheDir?: string | undefined; registry?: string };
   /** Engine settings; defaults as in the README's configuration table. */
   engine?: Partial<
     Pick<
@@ -415,6 +422,12 @@ export function createDeploymentRuntime(opts: {
     logs,
     sources,
     workDir,
+    staticSites: new StaticSites(path.join(dataDir, 'static')),
+    nodeVersions: new NodeVersions({
+      mode: config.nodeVersions?.mode,
+      cacheDir: config.nodeVersions?.cacheDir ?? path.join(dataDir, 'node'),
+      registry: config.nodeVersions?.registry,
+    }),
     publicUrlFor: sandboxes.publicUrlFor,
     // Project URLs are served by this server's proxy on every provider.
     projectUrlFor: (slug) => {

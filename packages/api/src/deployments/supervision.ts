@@ -47,6 +47,8 @@ interface Restarting {
   exited?: (exit: AppExit) => void;
 }
 
+import { staticTarget } from './static-sites';
+
 export class AppSupervisor {
   /** Apps we started or follow: deployment id → internal URL (the local proxy's routing table). */
   private readonly apps = new Map<string, { internalUrl: string; sandboxId: string }>();
@@ -223,6 +225,14 @@ export class AppSupervisor {
     const known = this.apps.get(id);
     if (known) return known.internalUrl;
     const row = await deployments.runningApp(this.opts.sequelize, id);
+    if (row?.runtime_type === 'static') {
+      // A static site: its files, served by the proxy (no sandbox behind it).
+      const dir = this.opts.staticSites?.existing(id);
+      if (!dir) return null;
+      const target = staticTarget(dir);
+      this.apps.set(id, { internalUrl: target, sandboxId: '' });
+      return target;
+    }
     if (!row?.app_sandbox_id) return null;
     try {
       const sandbox = await this.opts.provider.connect(row.app_sandbox_id);
@@ -432,6 +442,8 @@ export class AppSupervisor {
     try {
       await extractTarGz(await opts.sources.read(id), scratch);
       const plan = await detectRuntime(scratch, opts.sources.readOptions(id).runtime);
+      if (!plan.start) return undefined; // a static site: no app to restart
+      const start = plan.start;
       const row = await deployments.findWithCurrent(opts.sequelize, id);
       const dbEnv =
         row?.dbConnectionInfo && opts.database
@@ -439,7 +451,7 @@ export class AppSupervisor {
           : {};
       const launch = {
         sandbox: adopted.sandbox,
-        command: plan.start,
+        command: start,
         port: adopted.port,
         envs: { ...plan.env, ...opts.sources.readEnv(id), ...dbEnv },
         healthcheckPath: plan.healthcheckPath,

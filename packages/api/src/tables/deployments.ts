@@ -363,9 +363,9 @@ export async function runningApp(
   sequelize: Sequelize,
   id: string,
   transaction?: Transaction,
-): Promise<{ app_sandbox_id: string | null } | undefined> {
-  const [row] = await sequelize.query<{ app_sandbox_id: string | null }>(
-    `SELECT app_sandbox_id FROM deployments WHERE id = :id AND status = 'RUNNING'`,
+): Promise<{ app_sandbox_id: string | null; runtime_type: string | null } | undefined> {
+  const [row] = await sequelize.query<{ app_sandbox_id: string | null; runtime_type: string | null }>(
+    `SELECT app_sandbox_id, runtime_type FROM deployments WHERE id = :id AND status = 'RUNNING'`,
     { type: QueryTypes.SELECT, replacements: { id }, transaction },
   );
   return row;

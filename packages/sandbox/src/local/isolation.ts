@@ -41,6 +41,8 @@ export interface IsolationStatus {
 /** Inside the sandbox: where its app folder and HOME are mounted. */
 export const INSIDE_APP = '/sandbox/app';
 export const INSIDE_HOME = '/sandbox/home';
+/** Inside the sandbox: the Node.js chosen for it (read-only), when it is not the host's. */
+export const NODE_INSIDE = '/sandbox/node';
 
 function which(name: string): string | null {
   for (const dir of SANDBOX_PATH.split(':')) {

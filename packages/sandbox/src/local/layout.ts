@@ -86,6 +86,8 @@ const recordSchema = z.object({
   envs: z.record(z.string(), z.string()),
   app: appSchema.nullable(),
   isolation: isolationSchema.optional(),
+  /** A Node.js folder of this machine put first on PATH (see CreateSandboxOptions.node). */
+  node: z.string().optional(),
 });
 
 export type SandboxRecord = z.infer<typeof recordSchema>;

@@ -138,6 +138,7 @@ class LocalSandboxProvider implements LocalProvider {
       metadata: { ...opts.metadata },
       envs: { ...opts.envs },
       app: null,
+      ...(opts.node ? { node: opts.node } : {}),
     };
     // Built under a temporary name, then renamed: list() and connect() never see half a sandbox.
     const building = creatingPath(this.rootDir, id);
@@ -205,6 +206,7 @@ class LocalSandboxProvider implements LocalProvider {
         outbound: null,
         inbound: null,
       },
+      ...(opts.node ? { node: opts.node } : {}),
     };
     try {
       await iso.uids.addPath(uid, paths.root);

@@ -26,7 +26,8 @@ import {
 } from '../types';
 import { LocalBuildCache } from './build-cache';
 import { type ResourceLimits, SandboxCgroup } from './cgroups';
-import { markerEntries, type ProcessKind, sandboxEnvironment } from './environment';
+import { type CopyOutLimits, type CopyOutResult, copyTreeOut } from './copy-out';
+import { markerEntries, type ProcessKind, SANDBOX_PATH, sandboxEnvironment } from './environment';
 import {
   bwrapArgs,
   ENV_FD,
@@ -35,6 +36,7 @@ import {
   INSIDE_HOME,
   type IsolationTools,
   isolatedCommand,
+  NODE_INSIDE,
 } from './isolation';
 import {
   type AppRecord,
@@ -161,6 +163,8 @@ export class LocalSandbox implements Sandbox {
   readonly id: string;
   readonly metadata: SandboxMetadata;
   private readonly envs: Record<string, string>;
+  /** A Node.js folder of this machine, first on PATH (isolated: mounted at NODE_INSIDE). */
+  private readonly node: string | undefined;
   private readonly state: LiveState;
   /** Set for an isolated sandbox. */
   private readonly iso:
@@ -183,6 +187,7 @@ export class LocalSandbox implements Sandbox {
     this.id = record.id;
     this.metadata = record.metadata as SandboxMetadata;
     this.envs = record.envs;
+    this.node = record.node;
     let state = live.get(paths.root);
     if (!state) {
       state = {
@@ -772,6 +777,14 @@ export class LocalSandbox implements Sandbox {
     // Local sandboxes do not expire.
   }
 
+  /** Only once nothing of the sandbox runs (after the build; see copy-out.ts). */
+  async copyOut(dir: string, dest: string, limits: CopyOutLimits): Promise<CopyOutResult> {
+    this.assertExists();
+    if (this.state.app && !this.state.app.exited)
+      throw new SandboxError(`sandbox ${this.id} runs an app: its files may change while they are copied`);
+    return copyTreeOut(resolveInside(this.paths.app, dir, 'folder'), dest, limits);
+  }
+
   async kill(): Promise<void> {
     const state = this.state;
     state.killed = true;
@@ -1095,14 +1108,19 @@ export class LocalSandbox implements Sandbox {
   }): { child: ChildProcess; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
     const runAs = this.config.runAs;
     const iso = this.iso;
+    const nodeBin = this.node ? path.join(iso ? NODE_INSIDE : this.node, 'bin') : undefined;
     const env = sandboxEnvironment({
       sandboxId: this.id,
       kind: opts.kind,
       home: iso ? INSIDE_HOME : this.paths.home,
       user: iso ? 'app' : runAs?.name,
-      layers: [this.envs, opts.envs],
+      layers: [nodeBin ? nodeEnvironment(nodeBin) : undefined, this.envs, opts.envs],
       forced: opts.forced,
     });
+    const readOnly = [
+      ...(opts.readOnly ?? []),
+      ...(iso && this.node ? [[this.node, NODE_INSIDE] as [string, string]] : []),
+    ];
     let file = opts.file;
     let args = opts.args;
     let spawnEnv = env;
@@ -1138,7 +1156,7 @@ export class LocalSandbox implements Sandbox {
           passwd: this.paths.passwd,
           group: this.paths.group,
           tmpBytes: iso.limits.tmpMb * 1024 * 1024,
-          readOnly: opts.readOnly,
+          readOnly,
         }),
         iso.record.uid,
         inside,
@@ -1216,6 +1234,21 @@ class OutputTail {
 }
 
 /** Absolute path of `relative` inside `base`; refuses paths that would leave it. */
+/** The system's CA bundle (mounted read-only in every sandbox). */
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * A Node.js of the registry's (not the system's) first on PATH. Such a build trusts only the CAs
+ * compiled into it, where Debian's node trusts the system's: without the system bundle, npm fails
+ * behind a TLS-inspecting proxy (SELF_SIGNED_CERT_IN_CHAIN) where the host's Node succeeds.
+ */
+function nodeEnvironment(nodeBin: string): Record<string, string> {
+  return {
+    PATH: `${nodeBin}:${SANDBOX_PATH}`,
+    ...(fs.existsSync(SYSTEM_CA_BUNDLE) ? { NODE_EXTRA_CA_CERTS: SYSTEM_CA_BUNDLE } : {}),
+  };
+}
+
 function resolveInside(base: string, relative: string, what: string, allowBase = false): string {
   const resolved = path.resolve(base, relative);
   if ((resolved === base && allowBase) || resolved.startsWith(`${base}${path.sep}`)) return resolved;
