@@ -1,6 +1,6 @@
 /**
  * real-apps: create → RUNNING of the Express starter (`npx express-generator --view=pug`, generated
- * once into bench/fixtures/express-starter, no node_modules) on the free plan: its first deploy
+ * once into apps/server/test/fixtures/starters/express-app, no node_modules; the starter the frameworks' tests deploy) on the free plan: its first deploy
  * (nothing cached: `npm ci` from the registry), redeploys with the same lockfile (node_modules from
  * the project's build cache, no install), and deploys whose lockfile differs by its root name only
  * (node_modules not reused: `npm ci` with npm's cache warm), which says what skipping the install buys
@@ -16,7 +16,8 @@ import { BENCH_DIR, freshDatabase, newAuthSecret, startCodeRunner, tempDir } fro
 import { median, ratio, seconds } from '../lib/stats';
 import { killSandboxProcesses } from './deploy';
 
-const FIXTURE = path.join(BENCH_DIR, 'fixtures', 'express-starter');
+// The same starter the frameworks' tests deploy (one copy in the repository).
+const FIXTURE = path.join(BENCH_DIR, '..', 'apps', 'server', 'test', 'fixtures', 'starters', 'express-app');
 const REPEATS = 2;
 const DEPLOY_TIMEOUT_MS = 300_000;
 
@@ -137,7 +138,7 @@ export async function realApps({ scope, log }: BenchContext): Promise<BenchOutpu
     `real-apps: Express starter (free plan) first deploy ${seconds(first.ms)}, redeploy ${seconds(median(again))} ` +
     `(node_modules reused), npm ci with a warm cache ${seconds(median(warm))}; redeploy / first — ratio ${r}`;
   const details = [
-    `The Express starter (\`npx express-generator@4.16.1 --view=pug\`, bench/fixtures/express-starter, with its package-lock.json, no node_modules) deployed by a free-plan user on the local provider (isolation ${isolation}); create → RUNNING as \`deployments.watch\` reports it.`,
+    `The Express starter (\`npx express-generator@4.16.1 --view=pug\`, apps/server/test/fixtures/starters/express-app, with its package-lock.json, no node_modules) deployed by a free-plan user on the local provider (isolation ${isolation}); create → RUNNING as \`deployments.watch\` reports it.`,
     '',
     '| deploy | create → RUNNING |',
     '| --- | --- |',
