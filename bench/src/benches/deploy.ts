@@ -3,6 +3,7 @@
  * deploys (median, and how the time splits between the control plane and the sandbox, from the
  * deployment's log timestamps), then 20 created at once (wall time until all are RUNNING).
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CodeRunnerClient } from '@coderunner/api/client';
@@ -179,22 +180,35 @@ function sandboxOverhead(sandboxesDir: string): SandboxOverhead | null {
 export function killSandboxProcesses(sandboxIds: Set<string>): number {
   let killed = 0;
   if (!sandboxIds.size) return 0;
+  // A sandbox's network helper (pasta) runs with a fixed environment: it is known by its namespace.
+  const namespaces = [...sandboxIds].map((id) => `/run/netns/cr-${id.replace(/^local-/, '')}`);
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     let environ: string;
+    let cmdline: string;
     try {
       environ = fs.readFileSync(`/proc/${entry}/environ`, 'utf8');
+      cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
     } catch {
       continue;
     }
     const m = /(?:^|\0)CODERUNNER_SANDBOX_ID=([^\0]+)/.exec(environ);
-    if (m && sandboxIds.has(m[1]!)) {
+    const ours = (m && sandboxIds.has(m[1]!)) || namespaces.some((ns) => cmdline.split('\0').includes(ns));
+    if (ours) {
       try {
         process.kill(Number(entry), 'SIGKILL');
         killed++;
       } catch {
         // gone meanwhile
       }
+    }
+  }
+  for (const ns of namespaces) {
+    if (!fs.existsSync(ns)) continue;
+    try {
+      execFileSync('ip', ['netns', 'delete', path.basename(ns)], { stdio: 'ignore' });
+    } catch {
+      // not ours to delete (not root), or gone meanwhile
     }
   }
   return killed;
