@@ -64,7 +64,12 @@ describe.skipIf(!isolated)('build memory apart from the run limits', () => {
   it('an install taking 400 MB succeeds on the free plan; the app is still held to 256 MB', async () => {
     const { client, projectId } = await userOn('free', 'free-builder@example.com');
     const dir = appFolder({
-      'coderunner.json': JSON.stringify({ install: allocate(400), start: 'node server.js' }),
+      // restart: never — the first out-of-memory kill is final (else the app is restarted).
+      'coderunner.json': JSON.stringify({
+        install: allocate(400),
+        start: 'node server.js',
+        restart: 'never',
+      }),
       'server.js': `const http = require('http'); const hoard = [];
 http.createServer((q, r) => {
   if (q.url === '/hog') { r.end('eating'); setInterval(() => hoard.push(Buffer.alloc(32 << 20, 1)), 10); return; }

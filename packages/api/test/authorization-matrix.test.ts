@@ -41,6 +41,10 @@ const MATRIX: Record<string, (b: Caller, a: Fixture) => Promise<unknown>> = {
   'projects.update': (b, a) => b.projects.update({ id: a.projectId, name: 'stolen', description: 'pwned' }),
   'projects.delete': (b, a) => b.projects.delete({ id: a.projectId }),
   'projects.resetDatabase': (b, a) => b.projects.resetDatabase({ id: a.projectId }),
+  'projects.databaseBackups': (b, a) => b.projects.databaseBackups({ id: a.projectId }),
+  'projects.backupDatabase': (b, a) => b.projects.backupDatabase({ id: a.projectId }),
+  'projects.restoreDatabase': (b, a) =>
+    b.projects.restoreDatabase({ id: a.projectId, backupId: '20990101T000000Z-manual' }),
   'deployments.create': async (b, a) => b.deployments.create(await tinyUpload(a.projectId)),
   'deployments.get': (b, a) => b.deployments.get({ id: a.deploymentId }),
   'deployments.stop': (b, a) => b.deployments.stop({ id: a.deploymentId }),

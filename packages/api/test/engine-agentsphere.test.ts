@@ -81,9 +81,10 @@ afterAll(async () => {
 const HELLO =
   "require('http').createServer((q, s) => s.end('hello from the cloud')).listen(process.env.PORT, '127.0.0.1', () => console.log('up'));";
 
-async function queue(server = HELLO): Promise<string> {
+async function queue(server = HELLO, manifest?: Record<string, unknown>): Promise<string> {
   const app = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-cloud-app-'));
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ scripts: { start: 'node server.js' } }));
+  if (manifest) fs.writeFileSync(path.join(app, 'coderunner.json'), JSON.stringify(manifest));
   fs.writeFileSync(path.join(app, 'server.js'), server);
   const d = await Deployment.create({ projectId });
   sources.save(d.id, (await packFolder(app)).archive, {});
@@ -184,6 +185,8 @@ describe('the engine on AgentSphere (fake)', () => {
 
     const failing = await queue(
       "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT, '127.0.0.1', () => { console.log('up'); setTimeout(() => process.exit(4), 2000); });",
+      // Its first exit is final (no restart): the exit itself is what this checks.
+      { start: 'node server.js', restart: 'never' },
     );
     const f = await settle(failing);
     expect(f.status).toBe('RUNNING');

@@ -22,7 +22,8 @@ describe('projects', () => {
       createdAt: expect.any(Date),
       updatedAt: expect.any(Date),
     });
-    expect(await as.projects.get({ id: created.id })).toEqual(created);
+    // get adds the project's database (none yet).
+    expect(await as.projects.get({ id: created.id })).toEqual({ ...created, database: null });
     expect((await as.projects.list()).items.map((p) => p.id)).toEqual([created.id]);
 
     await new Promise((r) => setTimeout(r, 5));

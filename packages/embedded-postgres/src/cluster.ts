@@ -306,7 +306,9 @@ class Cluster implements EmbeddedPostgres {
 
   isRunning(): boolean {
     const { child, pid } = this.current;
-    if (child) return child.exitCode === null && child.signalCode === null;
+    // A child that has exited but that Node has not reaped yet (its 'exit' not emitted) is a zombie,
+    // which processAlive counts as gone: stop() resolves at that moment.
+    if (child) return child.exitCode === null && child.signalCode === null && processAlive(pid);
     return processAlive(pid);
   }
 
