@@ -132,11 +132,24 @@ export class NodeVersions {
 
   private async fetchList(signal?: AbortSignal): Promise<VersionList> {
     const url = `${this.registry}${nodePackageName()}`;
-    const res = await fetch(url, {
-      // The abbreviated document: versions and their dist, not every release's readme.
-      headers: { accept: 'application/vnd.npm.install-v1+json' },
-      signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(30_000)]) : AbortSignal.timeout(30_000),
-    });
+    // A dropped connection (undici's "fetch failed") or a 5xx is tried again twice: one blip must
+    // not send a build to the host's Node.
+    let res: Response | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        res = await fetch(url, {
+          // The abbreviated document: versions and their dist, not every release's readme.
+          headers: { accept: 'application/vnd.npm.install-v1+json' },
+          signal: signal
+            ? AbortSignal.any([signal, AbortSignal.timeout(30_000)])
+            : AbortSignal.timeout(30_000),
+        });
+        if (res.status < 500 || attempt >= 3) break;
+      } catch (err) {
+        if (signal?.aborted || attempt >= 3) throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
     if (!res.ok) throw new Error(`${url} answered ${res.status}`);
     const doc = (await res.json()) as {
       versions?: Record<string, { dist?: { tarball?: string; integrity?: string } }>;
@@ -155,10 +168,23 @@ export class NodeVersions {
     if (fs.existsSync(path.join(dir, 'bin', 'node'))) return Promise.resolve(dir);
     let pending = this.fetching.get(version);
     if (!pending) {
-      pending = this.download(version, list, signal).finally(() => this.fetching.delete(version));
+      pending = this.downloadWithRetries(version, list, signal).finally(() => this.fetching.delete(version));
       this.fetching.set(version, pending);
     }
     return pending;
+  }
+
+  /** A dropped download is tried again twice; a tarball that does not match its integrity is not. */
+  private async downloadWithRetries(version: string, list: VersionList, signal?: AbortSignal) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.download(version, list, signal);
+      } catch (err) {
+        const final = /integrity|holds no|lists no/.test((err as Error).message);
+        if (final || signal?.aborted || attempt >= 3) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
   }
 
   private async download(version: string, list: VersionList, signal?: AbortSignal): Promise<string> {
