@@ -303,6 +303,9 @@ describe.skipIf(!tools)("a project's own PostgreSQL", () => {
     ).toBe(true);
     // New sessions are read-only; a session may turn that off to make room (drop, truncate).
     await expect(query(url, 'INSERT INTO big VALUES (1)')).rejects.toThrow(/read-only transaction/);
+    // Only a state reported after the drop counts: while the inserts ran, the size may have crossed
+    // the cap both ways (a checkpoint frees WAL), leaving an earlier 'writable' in the list.
+    const before = states.length;
     const room = new pg.Client({ connectionString: url });
     room.on('error', () => {});
     await room.connect();
@@ -310,7 +313,7 @@ describe.skipIf(!tools)("a project's own PostgreSQL", () => {
     await room.query('DROP TABLE big');
     await room.end();
     const since = Date.now();
-    while (!states.some((s) => s.sandboxId === c.sandboxId && s.state === 'writable')) {
+    while (!states.slice(before).some((s) => s.sandboxId === c.sandboxId && s.state === 'writable')) {
       if (Date.now() - since > 60_000) throw new Error('the database did not accept writes again');
       await new Promise((r) => setTimeout(r, 200));
     }
