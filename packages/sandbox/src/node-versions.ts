@@ -72,7 +72,10 @@ export class NodeVersions {
       // Offline: a cached version that fits, else the host's.
       const cached = this.cachedVersions();
       const fit = pick(cached, request);
-      const why = `the npm registry cannot be reached: ${(err as Error).message}`;
+      // undici says only "fetch failed": the cause (ECONNRESET, ENOTFOUND, a certificate) is what helps.
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const detail = cause ? ` (${cause.code ?? cause.message ?? 'unknown cause'})` : '';
+      const why = `the npm registry cannot be reached: ${(err as Error).message}${detail}`;
       if (fit)
         return {
           version: fit,
