@@ -35,7 +35,9 @@ const sandboxIds = new Set<string>();
 
 function sandboxFolders(): string[] {
   try {
-    return fs.readdirSync(path.join(dataDir, 'sandboxes'));
+    // The projects' build cache lives beside the sandboxes and outlives their deployments by design
+    // (kept for the next build, dropped with the project): it is no sandbox.
+    return fs.readdirSync(path.join(dataDir, 'sandboxes')).filter((name) => name !== '.build-cache');
   } catch {
     return [];
   }
