@@ -48,7 +48,7 @@ import {
   SandboxCgroup,
   tenantCpuBudget,
 } from '../local/cgroups';
-import { dropPrivileges, type IsolationTools, systemArgs } from '../local/isolation';
+import { dropPrivileges, type IsolationTools, SETPRIV_CAPS, systemArgs } from '../local/isolation';
 import { SECCOMP_FD } from '../local/seccomp';
 import { DEFAULT_UID_CLAIMS_DIR, DEFAULT_UID_RANGE, UidAllocator, type UidRange } from '../local/uids';
 import { type DatabaseConnectionInfo, SandboxError } from '../types';
@@ -476,14 +476,7 @@ export function createProjectClusters(options: ProjectClustersOptions): ProjectC
         '--hostname',
         'database',
         '--new-session',
-        '--cap-drop',
-        'ALL',
-        '--cap-add',
-        'CAP_SETUID',
-        '--cap-add',
-        'CAP_SETGID',
-        '--cap-add',
-        'CAP_SETPCAP',
+        ...SETPRIV_CAPS,
         ...systemArgs(),
         '--perms',
         '0755',

@@ -211,6 +211,21 @@ export function systemArgs(): string[] {
   return args;
 }
 
+/**
+ * bubblewrap's capabilities for a sandboxed process: root inside keeps only what setpriv needs to
+ * switch to the sandbox's uid (which drops these too).
+ */
+export const SETPRIV_CAPS = [
+  '--cap-drop',
+  'ALL',
+  '--cap-add',
+  'CAP_SETUID',
+  '--cap-add',
+  'CAP_SETGID',
+  '--cap-add',
+  'CAP_SETPCAP',
+];
+
 /** bubblewrap's arguments (everything before the command). */
 export function bwrapArgs(o: BwrapOptions): string[] {
   const args = [
@@ -221,15 +236,7 @@ export function bwrapArgs(o: BwrapOptions): string[] {
     '--hostname',
     'sandbox',
     '--new-session',
-    // Root inside keeps only what setpriv needs to switch to the sandbox's uid (which drops these too).
-    '--cap-drop',
-    'ALL',
-    '--cap-add',
-    'CAP_SETUID',
-    '--cap-add',
-    'CAP_SETGID',
-    '--cap-add',
-    'CAP_SETPCAP',
+    ...SETPRIV_CAPS,
     ...systemArgs(),
   ];
   // bwrap creates missing parents with the server's umask: make the ones the sandbox must read 0755.
